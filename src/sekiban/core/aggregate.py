@@ -1,0 +1,57 @@
+"""Aggregates: the state a projector folds out of one stream of events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.sortable_id import SortableUniqueId
+
+if TYPE_CHECKING:
+    from sekiban.core.events import Event, EventPayload
+
+
+class AggregatePayload(BaseModel):
+    """Base of every aggregate state. Immutable: projectors return new payloads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EmptyAggregatePayload(AggregatePayload):
+    """The state of an aggregate that has no events yet."""
+
+
+T = TypeVar("T", bound=AggregatePayload, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(Generic[T]):
+    """An aggregate at one version, with the projector that built it."""
+
+    payload: T
+    partition_keys: PartitionKeys
+    version: int
+    last_sortable_unique_id: SortableUniqueId | None
+    projector_name: str
+    projector_version: str
+
+    @property
+    def is_empty(self) -> bool:
+        """True while the aggregate has no events."""
+        return self.version == 0
+
+    def apply(
+        self, event: Event[EventPayload], payload: AggregatePayload
+    ) -> Aggregate[AggregatePayload]:
+        """The aggregate after `event`, whose projection produced `payload`."""
+        return Aggregate(
+            payload,
+            self.partition_keys,
+            event.version,
+            event.sortable_unique_id,
+            self.projector_name,
+            self.projector_version,
+        )

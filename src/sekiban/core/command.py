@@ -1,0 +1,128 @@
+"""Commands: validated requests that decide which events happen to one aggregate."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.errors import AggregateStateError, SekibanError
+from sekiban.core.events import Event, EventMetadata, EventPayload
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.projector import AggregateProjector
+from sekiban.core.sortable_id import SortableUniqueId
+
+T = TypeVar("T", bound=AggregatePayload, covariant=True)
+
+HandlerResult = EventPayload | Iterable[EventPayload] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext(Generic[T]):
+    """What a command handler may look at: the aggregate as it stands."""
+
+    aggregate: Aggregate[T]
+
+    @property
+    def payload(self) -> T:
+        return self.aggregate.payload
+
+    @property
+    def partition_keys(self) -> PartitionKeys:
+        return self.aggregate.partition_keys
+
+    @property
+    def version(self) -> int:
+        return self.aggregate.version
+
+
+class Command(BaseModel):
+    """Base of every command: its fields are validated when it is built.
+
+    Subclasses set `projector` (the aggregate the command targets), optionally
+    `required_payload` (the states it may be applied to), and implement
+    `partition_keys` and `handle`. `handle` returns zero or more event payloads and
+    may be `async`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    projector: ClassVar[type[AggregateProjector]]
+    required_payload: ClassVar[tuple[type[AggregatePayload], ...]] = ()
+
+    @abstractmethod
+    def partition_keys(self) -> PartitionKeys:
+        """The aggregate this command is for."""
+
+    @abstractmethod
+    def handle(
+        self, context: CommandContext[AggregatePayload]
+    ) -> HandlerResult | Awaitable[HandlerResult]:
+        """Decide the events; raise to reject the command."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResponse:
+    """The outcome of a command: its aggregate, the events appended, the new version."""
+
+    partition_keys: PartitionKeys
+    events: tuple[Event[EventPayload], ...]
+    version: int
+
+
+class InvalidHandlerResultError(SekibanError, TypeError):
+    """A command handler returned something other than event payloads."""
+
+
+async def decide(
+    command: Command,
+    aggregate: Aggregate[AggregatePayload],
+    metadata: EventMetadata,
+    clock: Callable[[], datetime],
+) -> list[Event[EventPayload]]:
+    """Run the handler and wrap its payloads in envelopes at the next versions.
+
+    Raises `AggregateStateError` when the aggregate is not in a required state. Pure:
+    reads nothing and writes nothing.
+    """
+    required = type(command).required_payload
+    if required and not isinstance(aggregate.payload, required):
+        raise AggregateStateError(type(command).__name__, required, type(aggregate.payload))
+    result = command.handle(CommandContext(aggregate))
+    if inspect.isawaitable(result):
+        result = await result
+    payloads = _as_payloads(type(command).__name__, result)
+    now = clock()
+    return [
+        Event(
+            id=uuid.uuid4(),
+            sortable_unique_id=SortableUniqueId.generate(),
+            version=aggregate.version + offset,
+            partition_keys=aggregate.partition_keys,
+            payload=payload,
+            timestamp=now,
+            metadata=metadata,
+        )
+        for offset, payload in enumerate(payloads, start=1)
+    ]
+
+
+def _as_payloads(command_type: str, result: object) -> list[EventPayload]:
+    if result is None:
+        return []
+    if isinstance(result, EventPayload):
+        return [result]
+    if isinstance(result, Iterable) and not isinstance(result, (str, bytes, BaseModel)):
+        payloads = list(result)
+        if all(isinstance(p, EventPayload) for p in payloads):
+            return payloads
+    raise InvalidHandlerResultError(
+        f"{command_type}.handle must return event payloads, got {result!r}"
+    )

@@ -1,0 +1,99 @@
+"""The framework's errors. Every one derives from `SekibanError` and says what to do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sekiban.core.partition_keys import PartitionKeys
+
+
+class SekibanError(Exception):
+    """Base of every error the framework raises."""
+
+
+class InvalidPartitionKeysError(SekibanError, ValueError):
+    """Partition keys that do not follow the naming rules or cannot be parsed."""
+
+
+class InvalidSortableUniqueIdError(SekibanError, ValueError):
+    """A string that is not a sortable unique id."""
+
+
+class DuplicateTypeError(SekibanError):
+    """Two domain types were registered under one name."""
+
+    def __init__(self, kind: str, name: str, existing: type, new: type) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(
+            f"{kind} name {name!r} is already registered for {existing.__qualname__}; "
+            f"cannot also register {new.__qualname__}. Give one of them another name."
+        )
+
+
+class UnknownTypeError(SekibanError):
+    """A type name (read from storage or input) that is not in the domain registry."""
+
+    def __init__(self, kind: str, name: str, registry: str = "DomainTypes") -> None:
+        self.kind, self.name = kind, name
+        super().__init__(
+            f"unknown {kind} type {name!r}: it is not registered in {registry}. "
+            f"Register it with DomainTypes.register(...)."
+        )
+
+
+class SerializationError(SekibanError):
+    """Stored or received data that cannot be decoded into a registered type."""
+
+
+class CommandValidationError(SekibanError, ValueError):
+    """A command whose fields are invalid. Nothing was read or written."""
+
+    def __init__(self, command_type: str, errors: list[dict[str, Any]]) -> None:
+        self.command_type, self.errors = command_type, errors
+        fields = ", ".join(".".join(str(p) for p in e.get("loc", ())) or "?" for e in errors)
+        super().__init__(f"invalid command {command_type}: {fields}: {errors}")
+
+
+class AggregateStateError(SekibanError):
+    """A command was sent to an aggregate whose payload is not the state it requires."""
+
+    def __init__(self, command_type: str, required: tuple[type, ...], actual: type) -> None:
+        self.command_type, self.required, self.actual = command_type, required, actual
+        names = " or ".join(t.__name__ for t in required)
+        super().__init__(
+            f"command {command_type} requires the aggregate to be {names}, "
+            f"but it is {actual.__name__}; nothing was appended"
+        )
+
+
+class ConcurrencyError(SekibanError):
+    """Someone else appended to the stream first. Reload the aggregate and retry."""
+
+    def __init__(self, partition_keys: PartitionKeys, expected: int, actual: int | None) -> None:
+        self.partition_keys, self.expected_version, self.actual_version = (
+            partition_keys,
+            expected,
+            actual,
+        )
+        actual_text = "unknown" if actual is None else str(actual)
+        super().__init__(
+            f"stream {partition_keys} was expected at version {expected} but is at "
+            f"{actual_text}; reload and retry"
+        )
+
+
+class EventStreamCorruptError(SekibanError):
+    """Stored events whose versions are not contiguous or cannot be decoded."""
+
+
+class PayloadTooLargeError(SekibanError, ValueError):
+    """An event payload larger than the configured limit. Nothing was appended."""
+
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        self.event_type, self.size, self.limit = event_type, size, limit
+        super().__init__(f"event {event_type} payload is {size} bytes; the limit is {limit}")
+
+
+class ConfigurationError(SekibanError, ValueError):
+    """Invalid framework configuration."""

@@ -1,0 +1,126 @@
+"""JSON serialization of events, commands and payloads through the domain registry."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sekiban.core.aggregate import AggregatePayload
+from sekiban.core.command import Command
+from sekiban.core.domain_types import DomainTypes
+from sekiban.core.errors import CommandValidationError, SerializationError
+from sekiban.core.events import Event, EventMetadata, EventPayload
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.sortable_id import SortableUniqueId
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stores keep it: the payload is JSON text, its type a registered name.
+
+    `position` is the store's global order, set by the store when it reads.
+    """
+
+    id: str
+    sortable_unique_id: str
+    version: int
+    partition_keys: PartitionKeys
+    event_type: str
+    payload: str
+    timestamp: datetime
+    causation_id: str = ""
+    correlation_id: str = ""
+    executed_user: str = ""
+    position: int | None = None
+
+
+class Serializer:
+    """Turns domain objects into JSON and back, resolving names only via `DomainTypes`."""
+
+    def __init__(self, domain: DomainTypes) -> None:
+        self.domain = domain
+
+    def to_stored(self, event: Event[EventPayload]) -> StoredEvent:
+        metadata = event.metadata
+        return StoredEvent(
+            id=str(event.id),
+            sortable_unique_id=event.sortable_unique_id,
+            version=event.version,
+            partition_keys=event.partition_keys,
+            event_type=self.domain.event_name(type(event.payload)),
+            payload=event.payload.model_dump_json(),
+            timestamp=event.timestamp,
+            causation_id=metadata.causation_id,
+            correlation_id=metadata.correlation_id,
+            executed_user=metadata.executed_user,
+        )
+
+    def to_event(self, stored: StoredEvent) -> Event[EventPayload]:
+        """Decode a stored event; raises `UnknownTypeError` or `SerializationError`."""
+        payload_type = self.domain.event_type(stored.event_type)
+        try:
+            payload = payload_type.model_validate_json(stored.payload)
+            return Event(
+                id=uuid.UUID(stored.id),
+                sortable_unique_id=SortableUniqueId(stored.sortable_unique_id),
+                version=stored.version,
+                partition_keys=stored.partition_keys,
+                payload=payload,
+                timestamp=stored.timestamp,
+                metadata=EventMetadata(
+                    stored.causation_id, stored.correlation_id, stored.executed_user
+                ),
+            )
+        except (ValidationError, ValueError) as error:
+            raise SerializationError(
+                f"stored event {stored.id} ({stored.event_type}, version {stored.version} of "
+                f"{stored.partition_keys}) cannot be decoded: {error}"
+            ) from error
+
+    def dump_command(self, command: Command) -> str:
+        """`{"type": name, "payload": {...}}` for sending a command across a process."""
+        name = self.domain.command_name(type(command))
+        return f'{{"type":{json.dumps(name)},"payload":{command.model_dump_json()}}}'
+
+    def load_command(self, text: str | bytes) -> Command:
+        """Decode `dump_command` output; bad fields raise `CommandValidationError`."""
+        envelope = _load_envelope(text, "command")
+        command_type = self.domain.command_type(envelope["type"])
+        try:
+            return command_type.model_validate(envelope["payload"])
+        except ValidationError as error:
+            raise CommandValidationError(
+                envelope["type"], [dict(e) for e in error.errors(include_url=False)]
+            ) from None
+
+    def dump_payload(self, payload: AggregatePayload) -> tuple[str, bytes]:
+        """The registered type name of an aggregate payload and its JSON bytes."""
+        return self.domain.payload_name(type(payload)), payload.model_dump_json().encode()
+
+    def load_payload(self, type_name: str, data: bytes) -> AggregatePayload:
+        payload_type = self.domain.payload_type(type_name)
+        try:
+            return payload_type.model_validate_json(data)
+        except ValidationError as error:
+            raise SerializationError(
+                f"aggregate payload {type_name} cannot be decoded: {error}"
+            ) from error
+
+
+def _load_envelope(text: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        envelope = json.loads(text)
+    except (ValueError, TypeError) as error:
+        raise SerializationError(f"{what} is not valid JSON: {error}") from None
+    if not (
+        isinstance(envelope, dict)
+        and isinstance(envelope.get("type"), str)
+        and isinstance(envelope.get("payload"), dict)
+    ):
+        raise SerializationError(f'{what} must be {{"type": str, "payload": object}}')
+    return envelope

@@ -1,0 +1,74 @@
+"""Sortable unique ids: strings that sort in the order they were created."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from sekiban.core.errors import InvalidSortableUniqueIdError
+
+# The same shape as Sekiban's C# ids: 19 digits of .NET ticks (100 ns since 0001-01-01)
+# then 11 random digits, so ids from either implementation sort together.
+_TICK_DIGITS = 19
+_RANDOM_DIGITS = 11
+_PATTERN = re.compile(rf"\d{{{_TICK_DIGITS + _RANDOM_DIGITS}}}")
+_EPOCH_TICKS = 621_355_968_000_000_000  # ticks at 1970-01-01
+_DOTNET_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+_lock = threading.Lock()
+_last_ticks = 0
+
+
+def _next_ticks(now_ns: int) -> int:
+    """Ticks for `now_ns`, bumped past the last one issued so ids strictly increase."""
+    global _last_ticks
+    ticks = _EPOCH_TICKS + now_ns // 100
+    with _lock:
+        if ticks <= _last_ticks:
+            ticks = _last_ticks + 1
+        _last_ticks = ticks
+    return ticks
+
+
+class SortableUniqueId(str):
+    """A 30-digit id whose string order is creation order.
+
+    Ids made in one process strictly increase even when many share a clock tick; ids
+    from different processes are ordered by time, then by their random suffix.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> SortableUniqueId:
+        if not isinstance(value, str) or not _PATTERN.fullmatch(value):
+            raise InvalidSortableUniqueIdError(
+                f"a sortable unique id is {_TICK_DIGITS + _RANDOM_DIGITS} digits, got {value!r}"
+            )
+        return super().__new__(cls, value)
+
+    @classmethod
+    def generate(cls, now_ns: int | None = None) -> SortableUniqueId:
+        """A new id for the current time (or `now_ns`, nanoseconds since the Unix epoch)."""
+        ticks = _next_ticks(time.time_ns() if now_ns is None else now_ns)
+        suffix = secrets.randbelow(10**_RANDOM_DIGITS)
+        return str.__new__(cls, f"{ticks:0{_TICK_DIGITS}d}{suffix:0{_RANDOM_DIGITS}d}")
+
+    @classmethod
+    def parse(cls, value: str) -> SortableUniqueId:
+        """Validate `value` and return it as an id."""
+        return cls(value)
+
+    @classmethod
+    def min_for(cls, moment: datetime) -> SortableUniqueId:
+        """The smallest id that any event created at `moment` or later can have."""
+        ticks = (moment - _DOTNET_EPOCH) // timedelta(microseconds=1) * 10
+        return str.__new__(cls, f"{ticks:0{_TICK_DIGITS}d}{0:0{_RANDOM_DIGITS}d}")
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the id was made (UTC, microsecond precision)."""
+        ticks = int(self[:_TICK_DIGITS])
+        return _DOTNET_EPOCH + timedelta(microseconds=ticks // 10)

@@ -1,0 +1,169 @@
+"""The one mechanism every host shares: load, decide, append, maybe snapshot.
+
+`SekibanExecutor` runs it per command; the Dapr actor keeps the `AggregateState`
+warm between commands. Neither repeats any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.command import Command, CommandResponse, decide
+from sekiban.core.domain_types import DomainTypes
+from sekiban.core.errors import PayloadTooLargeError
+from sekiban.core.events import EventMetadata
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.projector import AggregateProjector
+from sekiban.core.serialization import Serializer
+from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
+from sekiban.snapshot.replay import EventReplayOptimizer, LoadStatistics
+from sekiban.snapshot.strategies import SnapshotContext, SnapshotStrategy
+from sekiban.snapshot.types import take_snapshot
+from sekiban.stores.protocols import EventStore, SnapshotStore
+
+log = logging.getLogger("sekiban")
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateState:
+    """An aggregate as a host holds it, with what snapshot decisions need.
+
+    `load` is the load that built it; it counts toward the load-cost trigger only
+    until the next command, so a warm aggregate is not snapshotted over and over.
+    """
+
+    aggregate: Aggregate[AggregatePayload]
+    snapshot_version: int = 0
+    snapshot_taken_at: datetime | None = None
+    load: LoadStatistics | None = None
+
+
+@dataclass(slots=True)
+class SnapshotCounters:
+    taken: int = 0
+    failed: int = 0
+
+
+class AggregateRepository:
+    """Loads aggregates through the replay optimizer and commits commands' events."""
+
+    def __init__(
+        self,
+        domain: DomainTypes,
+        event_store: EventStore,
+        snapshot_store: SnapshotStore | None = None,
+        snapshot_config: SnapshotConfiguration | None = None,
+        *,
+        clock: Callable[[], datetime],
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.domain = domain
+        self.serializer = Serializer(domain)
+        self.event_store = event_store
+        self.snapshot_store = snapshot_store
+        self.snapshot_config = snapshot_config or SnapshotConfiguration()
+        self.clock = clock
+        self.max_payload_bytes = max_payload_bytes
+        self.optimizer = EventReplayOptimizer(event_store, self.serializer, snapshot_store)
+        self.snapshots = SnapshotCounters()
+        self._strategies: dict[str, SnapshotStrategy] = {}
+
+    async def load(
+        self, projector: AggregateProjector, partition_keys: PartitionKeys
+    ) -> AggregateState:
+        result = await self.optimizer.load(projector, partition_keys)
+        stats = result.statistics
+        return AggregateState(
+            result.aggregate, stats.snapshot_version, stats.snapshot_taken_at, stats
+        )
+
+    async def catch_up(
+        self, projector: AggregateProjector, state: AggregateState
+    ) -> AggregateState:
+        """`state` advanced by events others appended since it was loaded."""
+        aggregate, _ = await self.optimizer.catch_up(projector, state.aggregate)
+        return replace(state, aggregate=aggregate)
+
+    async def execute(
+        self,
+        projector: AggregateProjector,
+        command: Command,
+        state: AggregateState,
+        metadata: EventMetadata,
+    ) -> tuple[CommandResponse, AggregateState]:
+        """Decide and append the command's events at `state`'s version.
+
+        Raises `ConcurrencyError` when the stream moved on (nothing appended), the
+        handler's own errors, or `AggregateStateError`. The snapshot, if due, is
+        saved only after the events are committed, and its failure never fails the command.
+        """
+        aggregate = state.aggregate
+        events = await decide(command, aggregate, metadata, self.clock)
+        if not events:
+            return CommandResponse(aggregate.partition_keys, (), aggregate.version), state
+        stored = [self.serializer.to_stored(e) for e in events]
+        for record in stored:
+            if len(record.payload) > self.max_payload_bytes:
+                raise PayloadTooLargeError(
+                    record.event_type, len(record.payload), self.max_payload_bytes
+                )
+        await self.event_store.append(stored, aggregate.version)
+        aggregate = projector.fold(aggregate, events)
+        state = replace(state, aggregate=aggregate)
+        state = await self.snapshot_if_due(state)
+        return CommandResponse(aggregate.partition_keys, tuple(events), aggregate.version), replace(
+            state, load=None
+        )
+
+    async def snapshot_if_due(
+        self, state: AggregateState, *, force: bool = False
+    ) -> AggregateState:
+        """Save a snapshot if the strategy (or `force`) says so; returns the new state."""
+        aggregate = state.aggregate
+        since = aggregate.version - state.snapshot_version
+        if self.snapshot_store is None or since <= 0:
+            return state
+        now = self.clock()
+        load = state.load
+        context = SnapshotContext(
+            aggregate_version=aggregate.version,
+            events_since_snapshot=since,
+            last_snapshot_at=state.snapshot_taken_at,
+            now=now,
+            replayed_events=load.events_replayed if load else 0,
+            load_duration_ms=load.duration_ms if load else 0.0,
+        )
+        if not (force or self.strategy_for(aggregate.projector_name).should_snapshot(context)):
+            return state
+        config = self.snapshot_config.for_projector(aggregate.projector_name)
+        try:
+            snapshot = take_snapshot(
+                aggregate,
+                self.serializer,
+                taken_at=now,
+                events_since_previous=since,
+                compress_above=config.compress_above_bytes,
+                compression_level=config.compression_level,
+            )
+            await self.snapshot_store.save(snapshot)
+        except Exception:
+            self.snapshots.failed += 1
+            log.exception(
+                "snapshot of %s at version %d failed", aggregate.partition_keys, aggregate.version
+            )
+            return state
+        self.snapshots.taken += 1
+        return replace(state, snapshot_version=aggregate.version, snapshot_taken_at=now)
+
+    def strategy_for(self, projector_name: str) -> SnapshotStrategy:
+        strategy = self._strategies.get(projector_name)
+        if strategy is None:
+            config = self.snapshot_config.for_projector(projector_name)
+            strategy = self._strategies[projector_name] = SnapshotStrategyFactory.create(config)
+        return strategy

@@ -1,0 +1,262 @@
+"""Snapshots: a cached aggregate at one version, and when such a cache may be used."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NoReturn
+
+from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.errors import SekibanError, SerializationError, UnknownTypeError
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.projector import AggregateProjector
+from sekiban.core.serialization import Serializer
+from sekiban.core.sortable_id import SortableUniqueId
+
+FORMAT_VERSION = 1
+"""The snapshot layout this code writes; snapshots with a higher one are not read."""
+
+
+class SnapshotEncoding(StrEnum):
+    JSON = "json"
+    ZLIB = "zlib+json"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SnapshotVersion:
+    """What a snapshot captured and which code wrote it.
+
+    Ordered by aggregate version first, so `max()` picks the newest snapshot.
+    """
+
+    aggregate_version: int
+    projector_version: str
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMetadata:
+    """How to read a snapshot back and where it came from."""
+
+    projector_name: str
+    projector_version: str
+    payload_type: str
+    format_version: int
+    encoding: SnapshotEncoding
+    checksum: int
+    taken_at: datetime
+    events_since_previous: int
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateSnapshot:
+    """An aggregate's payload at `version`, serialized (and maybe compressed) as bytes."""
+
+    partition_keys: PartitionKeys
+    version: int
+    last_sortable_unique_id: str | None
+    payload: bytes
+    metadata: SnapshotMetadata
+
+    @property
+    def snapshot_version(self) -> SnapshotVersion:
+        m = self.metadata
+        return SnapshotVersion(self.version, m.projector_version, m.format_version)
+
+    @property
+    def size(self) -> int:
+        """Bytes of payload as stored."""
+        return len(self.payload)
+
+    def to_json(self) -> bytes:
+        """One self-describing JSON document, for stores that keep documents."""
+        m = self.metadata
+        return json.dumps(
+            {
+                "partition_keys": str(self.partition_keys),
+                "version": self.version,
+                "last_sortable_unique_id": self.last_sortable_unique_id,
+                "payload": base64.b64encode(self.payload).decode(),
+                "projector_name": m.projector_name,
+                "projector_version": m.projector_version,
+                "payload_type": m.payload_type,
+                "format_version": m.format_version,
+                "encoding": m.encoding.value,
+                "checksum": m.checksum,
+                "taken_at": m.taken_at.isoformat(),
+                "events_since_previous": m.events_since_previous,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> AggregateSnapshot:
+        """Parse `to_json` output; anything malformed raises `SnapshotRejectedError`."""
+        try:
+            d: dict[str, Any] = json.loads(data)
+            return cls(
+                partition_keys=PartitionKeys.parse(d["partition_keys"]),
+                version=_int(d["version"]),
+                last_sortable_unique_id=d["last_sortable_unique_id"],
+                payload=base64.b64decode(d["payload"], validate=True),
+                metadata=SnapshotMetadata(
+                    projector_name=str(d["projector_name"]),
+                    projector_version=str(d["projector_version"]),
+                    payload_type=str(d["payload_type"]),
+                    format_version=_int(d["format_version"]),
+                    encoding=SnapshotEncoding(d["encoding"]),
+                    checksum=_int(d["checksum"]),
+                    taken_at=datetime.fromisoformat(d["taken_at"]),
+                    events_since_previous=_int(d["events_since_previous"]),
+                ),
+            )
+        except (ValueError, TypeError, KeyError, SekibanError) as error:
+            raise SnapshotRejectedError(
+                SnapshotRejection(RejectionReason.CORRUPT, f"unreadable snapshot document: {error}")
+            ) from None
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+class RejectionReason(StrEnum):
+    """Why a snapshot was not used."""
+
+    CORRUPT = "corrupt"
+    OTHER_PROJECTOR = "other-projector"
+    PROJECTOR_VERSION = "projector-version"
+    UNKNOWN_PAYLOAD_TYPE = "unknown-payload-type"
+    NEWER_FORMAT = "newer-format"
+    AHEAD_OF_STREAM = "ahead-of-stream"
+    STREAM_MISMATCH = "stream-mismatch"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRejection:
+    reason: RejectionReason
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}"
+
+
+class SnapshotRejectedError(SekibanError):
+    """A snapshot that cannot be used; the aggregate must be replayed from its events."""
+
+    def __init__(self, rejection: SnapshotRejection) -> None:
+        self.rejection = rejection
+        super().__init__(f"snapshot rejected ({rejection}); replay the events instead")
+
+
+def take_snapshot(
+    aggregate: Aggregate[AggregatePayload],
+    serializer: Serializer,
+    *,
+    taken_at: datetime,
+    events_since_previous: int,
+    compress_above: int | None = None,
+    compression_level: int = 6,
+) -> AggregateSnapshot:
+    """Serialize `aggregate`; payloads over `compress_above` bytes are zlib-compressed."""
+    payload_type, data = serializer.dump_payload(aggregate.payload)
+    encoding = SnapshotEncoding.JSON
+    if compress_above is not None and len(data) > compress_above:
+        data, encoding = zlib.compress(data, compression_level), SnapshotEncoding.ZLIB
+    return AggregateSnapshot(
+        partition_keys=aggregate.partition_keys,
+        version=aggregate.version,
+        last_sortable_unique_id=aggregate.last_sortable_unique_id,
+        payload=data,
+        metadata=SnapshotMetadata(
+            projector_name=aggregate.projector_name,
+            projector_version=aggregate.projector_version,
+            payload_type=payload_type,
+            format_version=FORMAT_VERSION,
+            encoding=encoding,
+            checksum=zlib.crc32(data),
+            taken_at=taken_at,
+            events_since_previous=events_since_previous,
+        ),
+    )
+
+
+def restore_snapshot(
+    snapshot: AggregateSnapshot, projector: AggregateProjector, serializer: Serializer
+) -> Aggregate[AggregatePayload]:
+    """The aggregate a snapshot holds, if `projector` may use it.
+
+    Raises `SnapshotRejectedError` saying why not: another projector or projector
+    version, a newer format, an unknown payload type, or corrupt bytes.
+    """
+    m = snapshot.metadata
+    if m.projector_name != projector.name:
+        _reject(RejectionReason.OTHER_PROJECTOR, f"taken by {m.projector_name!r}")
+    if m.projector_version != projector.version:
+        _reject(
+            RejectionReason.PROJECTOR_VERSION,
+            f"taken by version {m.projector_version!r}, projector is {projector.version!r}",
+        )
+    if m.format_version > FORMAT_VERSION:
+        _reject(
+            RejectionReason.NEWER_FORMAT,
+            f"format {m.format_version}, this code reads up to {FORMAT_VERSION}",
+        )
+    if snapshot.version < 1 or (
+        snapshot.last_sortable_unique_id is not None
+        and not _is_sortable_id(snapshot.last_sortable_unique_id)
+    ):
+        _reject(RejectionReason.CORRUPT, f"invalid version {snapshot.version} or last id")
+    if zlib.crc32(snapshot.payload) != m.checksum:
+        _reject(RejectionReason.CORRUPT, "payload checksum mismatch")
+    try:
+        data = (
+            zlib.decompress(snapshot.payload)
+            if m.encoding is SnapshotEncoding.ZLIB
+            else snapshot.payload
+        )
+        payload = serializer.load_payload(m.payload_type, data)
+    except UnknownTypeError as error:
+        _reject(RejectionReason.UNKNOWN_PAYLOAD_TYPE, str(error))
+    except (zlib.error, SerializationError) as error:
+        _reject(RejectionReason.CORRUPT, str(error))
+    return Aggregate(
+        payload,
+        snapshot.partition_keys,
+        snapshot.version,
+        SortableUniqueId(snapshot.last_sortable_unique_id)
+        if snapshot.last_sortable_unique_id
+        else None,
+        projector.name,
+        projector.version,
+    )
+
+
+def check_snapshot(
+    snapshot: AggregateSnapshot, projector: AggregateProjector, serializer: Serializer
+) -> SnapshotRejection | None:
+    """Why `snapshot` cannot be used by `projector`, or None when it can."""
+    try:
+        restore_snapshot(snapshot, projector, serializer)
+    except SnapshotRejectedError as error:
+        return error.rejection
+    return None
+
+
+def _reject(reason: RejectionReason, detail: str) -> NoReturn:
+    raise SnapshotRejectedError(SnapshotRejection(reason, detail))
+
+
+def _is_sortable_id(value: str) -> bool:
+    try:
+        SortableUniqueId(value)
+    except SekibanError:
+        return False
+    return True

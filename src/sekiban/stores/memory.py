@@ -1,0 +1,80 @@
+"""In-memory event and snapshot stores: for tests, demos and single-process use."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+from sekiban.core.errors import ConcurrencyError
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import StoredEvent
+from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
+
+
+class InMemoryEventStore:
+    """Events in process memory. Appends are atomic and checked under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[PartitionKeys, list[StoredEvent]] = {}
+        self._all: list[StoredEvent] = []
+
+    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        keys = check_append(events, expected_version)
+        with self._lock:
+            stream = self._streams.setdefault(keys, [])
+            if len(stream) != expected_version:
+                raise ConcurrencyError(keys, expected_version, len(stream))
+            start = len(self._all)
+            stored = [dataclasses.replace(e, position=start + i) for i, e in enumerate(events, 1)]
+            stream.extend(stored)
+            self._all.extend(stored)
+
+    async def read_stream(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        stream = self._streams.get(partition_keys, [])
+        # Versions are 1..n, so version v sits at index v - 1.
+        for start in range(max(after_version, 0), len(stream), batch_size):
+            yield stream[start : start + batch_size]
+
+    async def read_all(
+        self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> AsyncIterator[list[StoredEvent]]:
+        # Positions are 1..n, so position p sits at index p - 1.
+        for start in range(max(after_position, 0), len(self._all), batch_size):
+            yield self._all[start : start + batch_size]
+
+    async def close(self) -> None:
+        return None
+
+
+class InMemorySnapshotStore:
+    """The latest snapshot per (aggregate, projector), in process memory."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[tuple[PartitionKeys, str], AggregateSnapshot] = {}
+
+    async def get(
+        self, partition_keys: PartitionKeys, projector_name: str
+    ) -> AggregateSnapshot | None:
+        return self._snapshots.get((partition_keys, projector_name))
+
+    async def save(self, snapshot: AggregateSnapshot) -> bool:
+        key = (snapshot.partition_keys, snapshot.metadata.projector_name)
+        current = self._snapshots.get(key)
+        if current is not None and current.version > snapshot.version:
+            return False
+        self._snapshots[key] = snapshot
+        return True
+
+    async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
+        self._snapshots.pop((partition_keys, projector_name), None)
+
+    async def close(self) -> None:
+        return None

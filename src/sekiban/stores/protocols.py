@@ -1,0 +1,93 @@
+"""The protocols every event store and snapshot store implements.
+
+What each guarantees is proven once, for every store, by `tests/conformance/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from sekiban.core.errors import SekibanError
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import StoredEvent
+from sekiban.snapshot.types import AggregateSnapshot
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+class EventStore(Protocol):
+    """Append-only storage of event streams, one per partition keys."""
+
+    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        """Append one command's events to one stream, all or none.
+
+        The events must be versions `expected_version + 1 ...` of a single stream.
+        Raises `ConcurrencyError` when the stream is not at `expected_version`.
+        """
+        ...
+
+    def read_stream(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """The stream's events with version > `after_version`, ascending, in batches."""
+        ...
+
+    def read_all(
+        self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Every stream's events with position > `after_position` in global order.
+
+        A reader that resumes from the last position it saw never misses an event,
+        even one whose transaction committed after a later-numbered one.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SnapshotStore(Protocol):
+    """The latest snapshot of each (aggregate, projector)."""
+
+    async def get(
+        self, partition_keys: PartitionKeys, projector_name: str
+    ) -> AggregateSnapshot | None:
+        """The stored snapshot, or None. A stored document that cannot be parsed
+        raises `SnapshotRejectedError`."""
+        ...
+
+    async def save(self, snapshot: AggregateSnapshot) -> bool:
+        """Store `snapshot` unless one at a higher version is already stored.
+
+        Returns True when `snapshot` is now the stored one.
+        """
+        ...
+
+    async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InvalidAppendError(SekibanError, ValueError):
+    """Events handed to `append` that are not one stream's next versions."""
+
+
+def check_append(events: Sequence[StoredEvent], expected_version: int) -> PartitionKeys:
+    """The stream the events belong to; raises `InvalidAppendError` if they do not
+    continue it at consecutive versions from `expected_version + 1`."""
+    if not events:
+        raise InvalidAppendError("append needs at least one event")
+    if expected_version < 0:
+        raise InvalidAppendError(f"expected_version must be >= 0, got {expected_version}")
+    keys = events[0].partition_keys
+    for offset, event in enumerate(events, start=1):
+        if event.partition_keys != keys:
+            raise InvalidAppendError("one append may only touch one stream")
+        if event.version != expected_version + offset:
+            raise InvalidAppendError(
+                f"event {offset} has version {event.version}, expected {expected_version + offset}"
+            )
+    return keys
