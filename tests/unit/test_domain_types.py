@@ -1,0 +1,131 @@
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from examples.bank import (
+    AccountOpened,
+    AccountProjector,
+    ActiveAccount,
+    DepositMoney,
+    MoneyDeposited,
+    bank_domain,
+)
+
+from sekiban import (
+    CommandValidationError,
+    DomainTypes,
+    DuplicateTypeError,
+    Event,
+    EventMetadata,
+    EventPayload,
+    PartitionKeys,
+    SerializationError,
+    Serializer,
+    SortableUniqueId,
+    StoredEvent,
+    UnknownTypeError,
+)
+
+
+def test_registering_two_types_under_one_name_is_rejected() -> None:
+    class Other(EventPayload):
+        pass
+
+    domain = DomainTypes(AccountOpened)
+    with pytest.raises(DuplicateTypeError, match="AccountOpened"):
+        domain.register_as(Other, "AccountOpened")
+
+
+def test_registering_the_same_type_twice_is_harmless() -> None:
+    domain = DomainTypes(AccountOpened, AccountOpened)
+    assert domain.event_type("AccountOpened") is AccountOpened
+
+
+def test_unknown_name_error_names_the_type_and_registry() -> None:
+    with pytest.raises(UnknownTypeError, match="'os.system'.*DomainTypes"):
+        bank_domain().event_type("os.system")
+
+
+def test_projectors_resolve_by_name_and_class_to_one_instance() -> None:
+    domain = bank_domain()
+    assert domain.projector("account") is domain.projector(AccountProjector)
+
+
+def test_unregistered_projector_is_rejected() -> None:
+    with pytest.raises(UnknownTypeError):
+        DomainTypes().projector(AccountProjector)
+
+
+def test_non_domain_types_cannot_be_registered() -> None:
+    with pytest.raises(TypeError):
+        DomainTypes(dict)
+
+
+def _event(payload: EventPayload) -> Event[EventPayload]:
+    return Event(
+        id=uuid.uuid4(),
+        sortable_unique_id=SortableUniqueId.generate(),
+        version=3,
+        partition_keys=PartitionKeys.generate("account"),
+        payload=payload,
+        timestamp=datetime.now(UTC),
+        metadata=EventMetadata("cause", "corr", "user"),
+    )
+
+
+def test_every_registered_event_round_trips() -> None:
+    serializer = Serializer(bank_domain())
+    for payload in [AccountOpened(owner="Zoë 🚀"), MoneyDeposited(amount=5)]:
+        event = _event(payload)
+        stored = serializer.to_stored(event)
+        assert stored.event_type == type(payload).__name__
+        assert serializer.to_event(stored) == event
+
+
+def test_stored_event_with_unknown_type_is_rejected_by_name() -> None:
+    stored = Serializer(bank_domain()).to_stored(_event(MoneyDeposited(amount=5)))
+    stored = StoredEvent(**{**_fields(stored), "event_type": "subprocess.Popen"})
+    with pytest.raises(UnknownTypeError, match="subprocess.Popen"):
+        Serializer(bank_domain()).to_event(stored)
+
+
+def test_malformed_stored_payload_names_the_event() -> None:
+    stored = Serializer(bank_domain()).to_stored(_event(MoneyDeposited(amount=5)))
+    for bad in ['{"amount": -1}', "{not json", '{"amount": 1, "extra": 2}']:
+        broken = StoredEvent(**{**_fields(stored), "payload": bad})
+        with pytest.raises(SerializationError, match=stored.id):
+            Serializer(bank_domain()).to_event(broken)
+
+
+def test_commands_round_trip_as_registry_json() -> None:
+    serializer = Serializer(bank_domain())
+    command = DepositMoney(account_id=uuid.uuid4(), amount=7)
+    text = serializer.dump_command(command)
+    assert json.loads(text)["type"] == "DepositMoney"
+    assert serializer.load_command(text) == command
+
+
+def test_received_command_with_invalid_field_names_the_field() -> None:
+    serializer = Serializer(bank_domain())
+    text = json.dumps(
+        {"type": "DepositMoney", "payload": {"account_id": str(uuid.uuid4()), "amount": -3}}
+    )
+    with pytest.raises(CommandValidationError, match="amount"):
+        serializer.load_command(text)
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"type": 1}', '{"type": "DepositMoney"}', "nan"])
+def test_malformed_command_envelope_is_rejected(text: str) -> None:
+    with pytest.raises(SerializationError):
+        Serializer(bank_domain()).load_command(text)
+
+
+def test_aggregate_payload_round_trips() -> None:
+    serializer = Serializer(bank_domain())
+    name, data = serializer.dump_payload(ActiveAccount(owner="a", balance=3))
+    assert serializer.load_payload(name, data) == ActiveAccount(owner="a", balance=3)
+
+
+def _fields(stored: StoredEvent) -> dict[str, object]:
+    return {f: getattr(stored, f) for f in stored.__dataclass_fields__}
