@@ -87,11 +87,13 @@ class _Database:
         self._path = path
         self.connection: sqlite3.Connection | None = None
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the connection's thread."""
+
         def call() -> T:
             if self.connection is None:
                 raise RuntimeError("the SQLite store is closed")
-            return fn(self.connection)
+            return fn(self.connection, *args)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -193,14 +195,13 @@ class SqliteEventStore:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {_STREAM} AND version > ? "
             "ORDER BY version LIMIT ?"
         )
+
+        def fetch(connection: sqlite3.Connection, after: int) -> list[StoredEvent]:
+            rows = connection.execute(query, (*stream, after, batch_size)).fetchall()
+            return [_event(row, partition_keys) for row in rows]
+
         while True:
-            after = after_version
-
-            def fetch(connection: sqlite3.Connection) -> list[StoredEvent]:
-                rows = connection.execute(query, (*stream, after, batch_size)).fetchall()
-                return [_event(row, partition_keys) for row in rows]
-
-            batch = await self._db.run(fetch)
+            batch = await self._db.run(fetch, after_version)
             if batch:
                 yield batch
             if len(batch) < batch_size:
@@ -215,22 +216,21 @@ class SqliteEventStore:
             "FROM events WHERE position > ? ORDER BY position LIMIT ?"
         )
         keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
+
+        def fetch(connection: sqlite3.Connection, after: int) -> list[StoredEvent]:
+            batch = []
+            for row in connection.execute(query, (after, batch_size)):
+                stream = row[10:13]
+                keys = keys_cache.get(stream)
+                if keys is None:
+                    keys = keys_cache[stream] = PartitionKeys.existing(
+                        stream[2], stream[1], stream[0]
+                    )
+                batch.append(_event(row, keys))
+            return batch
+
         while True:
-            after = after_position
-
-            def fetch(connection: sqlite3.Connection) -> list[StoredEvent]:
-                batch = []
-                for row in connection.execute(query, (after, batch_size)):
-                    stream = row[10:13]
-                    keys = keys_cache.get(stream)
-                    if keys is None:
-                        keys = keys_cache[stream] = PartitionKeys.existing(
-                            stream[2], stream[1], stream[0]
-                        )
-                    batch.append(_event(row, keys))
-                return batch
-
-            batch = await self._db.run(fetch)
+            batch = await self._db.run(fetch, after_position)
             if batch:
                 yield batch
             if len(batch) < batch_size:
