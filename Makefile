@@ -1,0 +1,46 @@
+# sekiban: `make demo` and `make test` work on a fresh machine; everything they need is
+# installed by the targets below (venv, Python packages, Debian services, npm server).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test lint unit conformance integration services services-stop bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,postgres,bench]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m examples.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
+
+services:
+	scripts/services.sh start postgres
+
+services-stop:
+	scripts/services.sh stop
+
+# Every test, with the real services: a missing service fails the run, never skips it.
+test: $(STAMP) lint services
+	eval "$$(scripts/services.sh env)" && SEKIBAN_REQUIRE_SERVICES=1 $(PY) -m pytest -q
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+bench: $(STAMP) services
+	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks.stores
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
