@@ -57,8 +57,10 @@ async def postgres(tmp_path: Path) -> AsyncIterator[Stores]:
     try:
         yield store, store.snapshot_store()
     finally:
-        await store.drop_schema()
-        await store.close()
+        try:
+            await store.drop_schema()
+        finally:
+            await store.close()
 
 
 BACKENDS: dict[str, Backend] = {"memory": memory, "sqlite": sqlite, "postgres": postgres}

@@ -174,3 +174,13 @@ async def test_unicode_and_large_payloads_round_trip(stores: Stores) -> None:
     [back] = await read_stream(store, keys)
     assert __import__("json").loads(back.payload) == {"note": text}
     assert back.correlation_id == "corr" and back.executed_user == "tester"
+
+
+async def test_naive_timestamps_are_rejected(stores: Stores) -> None:
+    store, _ = stores
+    keys = PartitionKeys.generate()
+    [event] = stored_events(keys, 1, 1)
+    naive = dataclasses.replace(event, timestamp=event.timestamp.replace(tzinfo=None))
+    with pytest.raises(InvalidAppendError, match="naive"):
+        await store.append([naive], 0)
+    assert await read_stream(store, keys) == []

@@ -1,7 +1,21 @@
-"""Event stores and snapshot stores."""
+"""Event stores and snapshot stores.
+
+The SQL and Cosmos stores load on first use, so their drivers (optional extras) are
+needed only by the programs that use them.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
 from sekiban.stores.protocols import EventStore, InvalidAppendError, SnapshotStore
+
+_LAZY = {
+    "SqliteEventStore": "sekiban.stores.sqlite",
+    "SqliteSnapshotStore": "sekiban.stores.sqlite",
+    "PostgresEventStore": "sekiban.stores.postgres",
+    "PostgresSnapshotStore": "sekiban.stores.postgres",
+}
 
 __all__ = [
     "EventStore",
@@ -9,4 +23,11 @@ __all__ = [
     "InMemorySnapshotStore",
     "InvalidAppendError",
     "SnapshotStore",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sekiban.stores' has no attribute {name!r}")

@@ -77,7 +77,8 @@ class InvalidAppendError(SekibanError, ValueError):
 
 def check_append(events: Sequence[StoredEvent], expected_version: int) -> PartitionKeys:
     """The stream the events belong to; raises `InvalidAppendError` if they do not
-    continue it at consecutive versions from `expected_version + 1`."""
+    continue it at consecutive versions from `expected_version + 1`, or carry a
+    timestamp without a timezone (SQL stores would return it changed)."""
     if not events:
         raise InvalidAppendError("append needs at least one event")
     if expected_version < 0:
@@ -86,6 +87,8 @@ def check_append(events: Sequence[StoredEvent], expected_version: int) -> Partit
     for offset, event in enumerate(events, start=1):
         if event.partition_keys != keys:
             raise InvalidAppendError("one append may only touch one stream")
+        if event.timestamp.utcoffset() is None:
+            raise InvalidAppendError(f"event {event.id} has a naive timestamp; use UTC")
         if event.version != expected_version + offset:
             raise InvalidAppendError(
                 f"event {offset} has version {event.version}, expected {expected_version + offset}"
