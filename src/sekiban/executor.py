@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse
@@ -16,7 +14,8 @@ from sekiban.core.errors import ConcurrencyError, InvalidPartitionKeysError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.core.query import MultiProjector, Query
+from sekiban.core.query import Query
+from sekiban.projections import Projections
 from sekiban.repository import DEFAULT_MAX_PAYLOAD_BYTES, AggregateRepository, SnapshotCounters
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.replay import LoadResult
@@ -28,13 +27,6 @@ R = TypeVar("R")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class _Projection:
-    state: Any
-    position: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class SekibanExecutor:
@@ -67,7 +59,7 @@ class SekibanExecutor:
             max_payload_bytes=max_payload_bytes,
         )
         self.conflict_retries = conflict_retries
-        self._projections: dict[type[MultiProjector[Any]], _Projection] = {}
+        self.projections = Projections(domain, self.event_store)
 
     @property
     def snapshots(self) -> SnapshotCounters:
@@ -120,18 +112,4 @@ class SekibanExecutor:
 
     async def query(self, query: Query[R]) -> R:
         """Answer `query` from its multi-projection, caught up to the latest event."""
-        projector = self.domain.multi_projector(type(query).multi_projector)
-        projection = self._projections.get(type(projector))
-        if projection is None:
-            projection = self._projections.setdefault(
-                type(projector), _Projection(projector.initial_state())
-            )
-        async with projection.lock:
-            to_event = self.repository.serializer.to_event
-            async for batch in self.event_store.read_all(projection.position):
-                state = projection.state
-                for stored in batch:
-                    state = projector.project(state, to_event(stored))
-                projection.state = state
-                projection.position = batch[-1].position or projection.position
-            return query.handle(projection.state)
+        return await self.projections.query(query)

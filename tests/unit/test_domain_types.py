@@ -129,3 +129,11 @@ def test_aggregate_payload_round_trips() -> None:
 
 def _fields(stored: StoredEvent) -> dict[str, object]:
     return {f: getattr(stored, f) for f in stored.__dataclass_fields__}
+
+
+def test_stored_event_dict_form_round_trips_and_rejects_garbage() -> None:
+    stored = Serializer(bank_domain()).to_stored(_event(MoneyDeposited(amount=5)))
+    assert StoredEvent.from_dict(json.loads(json.dumps(stored.to_dict()))) == stored
+    for bad in [{}, {**stored.to_dict(), "version": "x"}, {**stored.to_dict(), "partition_keys": "a"}]:
+        with pytest.raises(SerializationError):
+            StoredEvent.from_dict(bad)

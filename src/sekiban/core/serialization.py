@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sekiban.core.aggregate import AggregatePayload
 from sekiban.core.command import Command
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import CommandValidationError, SerializationError
+from sekiban.core.errors import CommandValidationError, SekibanError, SerializationError
 from sekiban.core.events import Event, EventMetadata, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.sortable_id import SortableUniqueId
@@ -37,6 +37,42 @@ class StoredEvent:
     correlation_id: str = ""
     executed_user: str = ""
     position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the payload stays JSON text), for documents and the wire."""
+        return {
+            "id": self.id,
+            "sortable_unique_id": self.sortable_unique_id,
+            "version": self.version,
+            "partition_keys": str(self.partition_keys),
+            "event_type": self.event_type,
+            "payload": self.payload,
+            "timestamp": self.timestamp.isoformat(),
+            "causation_id": self.causation_id,
+            "correlation_id": self.correlation_id,
+            "executed_user": self.executed_user,
+            "position": self.position,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoredEvent:
+        """Parse `to_dict` output; malformed input raises `SerializationError`."""
+        try:
+            return cls(
+                id=str(data["id"]),
+                sortable_unique_id=str(data["sortable_unique_id"]),
+                version=int(data["version"]),
+                partition_keys=PartitionKeys.parse(data["partition_keys"]),
+                event_type=str(data["event_type"]),
+                payload=str(data["payload"]),
+                timestamp=datetime.fromisoformat(data["timestamp"]),
+                causation_id=str(data.get("causation_id", "")),
+                correlation_id=str(data.get("correlation_id", "")),
+                executed_user=str(data.get("executed_user", "")),
+                position=data.get("position"),
+            )
+        except (KeyError, TypeError, ValueError, SekibanError) as error:
+            raise SerializationError(f"malformed stored event: {error!r}") from None
 
 
 class Serializer:
@@ -89,7 +125,11 @@ class Serializer:
 
     def load_command(self, text: str | bytes) -> Command:
         """Decode `dump_command` output; bad fields raise `CommandValidationError`."""
-        envelope = _load_envelope(text, "command")
+        return self.command_from_envelope(_load_envelope(text, "command"))
+
+    def command_from_envelope(self, envelope: Any) -> Command:
+        """Decode a parsed `{"type": name, "payload": {...}}` command envelope."""
+        _check_envelope(envelope, "command")
         command_type = self.domain.command_type(envelope["type"])
         try:
             return command_type.model_validate(envelope["payload"])
@@ -112,15 +152,19 @@ class Serializer:
             ) from error
 
 
-def _load_envelope(text: str | bytes, what: str) -> dict[str, Any]:
+def _load_envelope(text: str | bytes, what: str) -> Any:
     try:
         envelope = json.loads(text)
     except (ValueError, TypeError) as error:
         raise SerializationError(f"{what} is not valid JSON: {error}") from None
+    _check_envelope(envelope, what)
+    return envelope
+
+
+def _check_envelope(envelope: Any, what: str) -> None:
     if not (
         isinstance(envelope, dict)
         and isinstance(envelope.get("type"), str)
         and isinstance(envelope.get("payload"), dict)
     ):
         raise SerializationError(f'{what} must be {{"type": str, "payload": object}}')
-    return envelope

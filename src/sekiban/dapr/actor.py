@@ -1,0 +1,177 @@
+"""DaprAggregateActor: one virtual actor per aggregate, its snapshot in actor state."""
+
+# No `from __future__ import annotations`: the SDK reads the method annotations at
+# runtime to pick how to decode arguments, and a string "str" is not `str`.
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from dapr.actor import Actor, ActorInterface, actormethod
+from dapr.actor.id import ActorId
+from dapr.actor.runtime.context import ActorRuntimeContext
+
+from sekiban.core.domain_types import DomainTypes
+from sekiban.core.errors import InvalidPartitionKeysError, SekibanError
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.projector import AggregateProjector
+from sekiban.dapr import messages
+from sekiban.executor import utc_now
+from sekiban.repository import AggregateRepository, AggregateState
+from sekiban.snapshot.config import SnapshotConfiguration
+from sekiban.snapshot.replay import LoadResult, LoadStatistics
+from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.protocols import EventStore
+
+log = logging.getLogger("sekiban.dapr")
+
+SNAPSHOT_STATE_KEY = "snapshot"
+_ID_SEPARATOR = ":"
+
+
+def actor_id_for(projector_name: str, partition_keys: PartitionKeys) -> str:
+    """The actor id of one aggregate: `projector:root@group@uuid`.
+
+    It avoids every character Dapr rejects or routes badly (`/ \\ # ? .`).
+    """
+    return f"{projector_name}{_ID_SEPARATOR}{partition_keys}"
+
+
+def parse_actor_id(actor_id: str) -> tuple[str, PartitionKeys]:
+    projector_name, separator, keys = actor_id.partition(_ID_SEPARATOR)
+    if not separator or not projector_name:
+        raise InvalidPartitionKeysError(f"not an aggregate actor id: {actor_id!r}")
+    return projector_name, PartitionKeys.parse(keys)
+
+
+class AggregateActorInterface(ActorInterface):
+    """The methods an aggregate actor exposes; bodies are JSON (see `messages`)."""
+
+    @actormethod(name="ExecuteCommand")  # type: ignore[untyped-decorator]
+    async def execute_command(self, request: str) -> str:
+        raise NotImplementedError
+
+    @actormethod(name="LoadAggregate")  # type: ignore[untyped-decorator]
+    async def load_aggregate(self) -> str:
+        raise NotImplementedError
+
+
+class ActorStateSnapshotStore:
+    """The snapshot store of one actor: its Dapr actor state, saved immediately."""
+
+    def __init__(self, actor: Actor) -> None:
+        self._actor = actor
+
+    async def get(
+        self, partition_keys: PartitionKeys, projector_name: str
+    ) -> AggregateSnapshot | None:
+        found, data = await self._actor._state_manager.try_get_state(SNAPSHOT_STATE_KEY)
+        return AggregateSnapshot.from_json(data) if found and data else None
+
+    async def save(self, snapshot: AggregateSnapshot) -> bool:
+        # One actor owns its state and runs one call at a time, so there is no older
+        # writer to guard against; the version check in the optimizer covers the rest.
+        await self._actor._state_manager.set_state(SNAPSHOT_STATE_KEY, snapshot.to_json())
+        await self._actor._state_manager.save_state()
+        return True
+
+    async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
+        await self._actor._state_manager.try_remove_state(SNAPSHOT_STATE_KEY)
+        await self._actor._state_manager.save_state()
+
+    async def close(self) -> None:
+        return None
+
+
+class DaprAggregateActor(Actor, AggregateActorInterface):
+    """Hosts one aggregate: loads it once, keeps it warm, runs its commands in turn.
+
+    Activation loads the snapshot from actor state and the delta from the event store
+    through the same `EventReplayOptimizer` as the single-process executor. A command
+    appends with the warm version as expected version; on `ConcurrencyError` (another
+    writer got there first) the actor catches up on the delta and decides again, up to
+    `conflict_retries` times. Errors come back as an error reply, never half-saved state.
+    """
+
+    def __init__(
+        self,
+        ctx: ActorRuntimeContext,
+        actor_id: ActorId,
+        *,
+        domain: DomainTypes,
+        event_store: EventStore,
+        snapshot_config: SnapshotConfiguration | None = None,
+        conflict_retries: int = 10,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(ctx, actor_id)
+        projector_name, self.partition_keys = parse_actor_id(actor_id.id)
+        self.projector: AggregateProjector = domain.projector(projector_name)
+        self.repository = AggregateRepository(
+            domain, event_store, ActorStateSnapshotStore(self), snapshot_config, clock=clock
+        )
+        self.conflict_retries = conflict_retries
+        self.state: AggregateState | None = None
+        self.activation: LoadStatistics | None = None
+
+    async def _on_activate(self) -> None:
+        self.state = await self.repository.load(self.projector, self.partition_keys)
+        self.activation = self.state.load
+        log.debug("activated %s: %s", self.id, self.activation)
+
+    async def _on_deactivate(self) -> None:
+        if self.state is not None and self.state.aggregate.version > self.state.snapshot_version:
+            await self.repository.snapshot_if_due(self.state, force=True)
+
+    async def execute_command(self, request: str) -> str:
+        serializer = self.repository.serializer
+        try:
+            command, metadata = messages.parse_command_request(serializer, request)
+            self._check_target(command.partition_keys(), type(command).projector)
+            state = await self._warm_state()
+            for attempt in range(self.conflict_retries + 1):
+                try:
+                    response, self.state = await self.repository.execute(
+                        self.projector, command, state, metadata
+                    )
+                    return messages.command_reply(serializer, response)
+                except Exception:
+                    # Another writer may have moved the stream: a conflict, or a refusal
+                    # decided on a stale warm state. Catch up; if nothing changed, the
+                    # error stands.
+                    caught_up = await self.repository.catch_up(self.projector, state)
+                    moved = caught_up.aggregate.version != state.aggregate.version
+                    state = self.state = caught_up
+                    if not moved or attempt == self.conflict_retries:
+                        raise
+            raise AssertionError("unreachable")
+        except Exception as error:  # every failure becomes an error reply
+            # The SDK drops pending state changes only on Dapr errors; drop ours so a
+            # later call cannot save something this failed call half-made.
+            await self._state_manager.clear_cache()
+            if not isinstance(error, SekibanError):
+                log.info("command on %s rejected: %r", self.id, error)
+            return messages.error_reply(error)
+
+    async def load_aggregate(self) -> str:
+        """The aggregate, caught up with events other writers appended, and the
+        statistics of the load that activated this actor."""
+        state = self.state = await self.repository.catch_up(
+            self.projector, await self._warm_state()
+        )
+        assert self.activation is not None
+        return messages.aggregate_reply(
+            self.repository.serializer, LoadResult(state.aggregate, self.activation)
+        )
+
+    async def _warm_state(self) -> AggregateState:
+        if self.state is None:
+            await self._on_activate()
+        assert self.state is not None
+        return self.state
+
+    def _check_target(self, keys: PartitionKeys, projector: type[AggregateProjector]) -> None:
+        if keys != self.partition_keys or projector.name != self.projector.name:
+            raise InvalidPartitionKeysError(
+                f"command for {projector.name} {keys} sent to actor {self.id}"
+            )

@@ -1,0 +1,99 @@
+"""The actor host: a FastAPI app that serves `DaprAggregateActor` for one domain."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from dapr.actor import Actor, ActorRuntime
+from dapr.actor.id import ActorId
+from dapr.actor.runtime.config import ActorRuntimeConfig
+from dapr.actor.runtime.context import ActorRuntimeContext
+from dapr.ext.fastapi import DaprActor
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
+
+from sekiban.core.domain_types import DomainTypes
+from sekiban.dapr.actor import DaprAggregateActor
+from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.snapshot.config import SnapshotConfiguration
+from sekiban.stores.protocols import EventStore
+
+ActorFactory = Callable[[ActorRuntimeContext, ActorId], Actor]
+
+
+def aggregate_actor_factory(
+    domain: DomainTypes,
+    event_store: EventStore,
+    snapshot_config: SnapshotConfiguration | None = None,
+    conflict_retries: int = 10,
+) -> ActorFactory:
+    """What `register_actor(actor_factory=...)` calls to build each actor instance."""
+
+    def create(ctx: ActorRuntimeContext, actor_id: ActorId) -> Actor:
+        return DaprAggregateActor(
+            ctx,
+            actor_id,
+            domain=domain,
+            event_store=event_store,
+            snapshot_config=snapshot_config,
+            conflict_retries=conflict_retries,
+        )
+
+    return create
+
+
+async def register_aggregate_actor(factory: ActorFactory) -> None:
+    """Register the aggregate actor with the SDK runtime, with raw JSON serializers."""
+    await ActorRuntime.register_actor(
+        DaprAggregateActor,
+        message_serializer=RawJsonSerializer(),
+        state_serializer=RawStateSerializer(),
+        actor_factory=factory,
+    )
+
+
+def create_actor_app(
+    domain: DomainTypes,
+    open_event_store: Callable[[], Awaitable[EventStore]],
+    *,
+    snapshot_config: SnapshotConfiguration | None = None,
+    conflict_retries: int = 10,
+    actor_idle_timeout: timedelta = timedelta(minutes=15),
+    app_api_token: str | None = None,
+) -> FastAPI:
+    """A FastAPI app hosting `DaprAggregateActor` for `domain`; serve it with uvicorn.
+
+    The event store is opened at startup (so a pool is created inside the server's
+    event loop) and closed at shutdown. With `app_api_token` (default: the
+    `APP_API_TOKEN` variable daprd also reads), requests without the matching
+    `dapr-api-token` header are refused.
+    """
+    token = app_api_token if app_api_token is not None else os.environ.get("APP_API_TOKEN")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        event_store = await open_event_store()
+        ActorRuntime.set_actor_config(ActorRuntimeConfig(actor_idle_timeout=actor_idle_timeout))
+        factory = aggregate_actor_factory(domain, event_store, snapshot_config, conflict_retries)
+        await register_aggregate_actor(factory)
+        try:
+            yield
+        finally:
+            await event_store.close()
+
+    app = FastAPI(title="sekiban actor host", lifespan=lifespan)
+    if token:
+
+        @app.middleware("http")
+        async def require_token(request: Request, call_next: RequestResponseEndpoint) -> Response:
+            sent = request.headers.get("dapr-api-token", "")
+            if request.url.path != "/healthz" and not hmac.compare_digest(sent, token):
+                return Response(status_code=401, content=b"missing or wrong dapr-api-token")
+            return await call_next(request)
+
+    DaprActor(app)
+    return app

@@ -1,0 +1,161 @@
+"""DaprSekibanExecutor: the executor interface, with aggregates in Dapr actors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TypeVar
+
+import aiohttp
+import httpx
+from dapr.actor import ActorProxy, ActorProxyFactory
+from dapr.actor.id import ActorId
+from dapr.clients.exceptions import DaprInternalError
+from dapr.conf import settings
+
+from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.command import Command, CommandResponse
+from sekiban.core.domain_types import DomainTypes
+from sekiban.core.errors import InvalidPartitionKeysError, SekibanError
+from sekiban.core.events import EventMetadata
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.projector import AggregateProjector
+from sekiban.core.query import Query
+from sekiban.core.serialization import Serializer
+from sekiban.dapr import messages
+from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
+from sekiban.dapr.serializer import RawJsonSerializer
+from sekiban.projections import Projections
+from sekiban.snapshot.replay import LoadResult
+from sekiban.stores.protocols import EventStore
+
+R = TypeVar("R")
+log = logging.getLogger("sekiban.dapr")
+
+
+class DaprUnavailableError(SekibanError):
+    """The Dapr sidecar cannot be reached, or kept failing after retries."""
+
+
+class DaprSekibanExecutor:
+    """Sends commands and loads to aggregate actors; answers queries locally.
+
+    `command` and `load_aggregate` go through the SDK's `ActorProxy` to the
+    `DaprAggregateActor` of the aggregate (one per partition keys and projector).
+    `query` catches multi-projections up from `event_store` in this process: the events
+    are the truth, and a local catch-up needs no extra actor round trip. Sidecar
+    failures (connection refused, timeouts, 5xx before the actor ran) are retried
+    `transient_retries` times; an unreachable sidecar raises `DaprUnavailableError`.
+
+    `dapr_http_endpoint` (e.g. "http://127.0.0.1:3500") sets the SDK's process-wide
+    endpoint; by default the SDK reads `DAPR_HTTP_PORT` like every Dapr app.
+    """
+
+    def __init__(
+        self,
+        domain: DomainTypes,
+        event_store: EventStore,
+        *,
+        dapr_http_endpoint: str | None = None,
+        timeout_seconds: int = 60,
+        transient_retries: int = 5,
+        retry_delay_seconds: float = 0.2,
+    ) -> None:
+        self.domain = domain
+        self.event_store = event_store
+        self.serializer = Serializer(domain)
+        self.projections = Projections(domain, event_store)
+        if dapr_http_endpoint is not None:
+            setattr(settings, "DAPR_HTTP_ENDPOINT", dapr_http_endpoint.rstrip("/"))  # noqa: B010
+        self.timeout_seconds = timeout_seconds
+        self.transient_retries = transient_retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self._factory: ActorProxyFactory | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return str(
+            getattr(settings, "DAPR_HTTP_ENDPOINT", None)
+            or f"http://{settings.DAPR_RUNTIME_HOST}:{settings.DAPR_HTTP_PORT}"
+        )
+
+    async def command(
+        self, command: Command, metadata: EventMetadata | None = None
+    ) -> CommandResponse:
+        """Run `command` in its aggregate's actor. A refusal raises `RemoteCommandError`
+        naming the actor-side error (e.g. "AggregateStateError")."""
+        keys = command.partition_keys()
+        if not isinstance(keys, PartitionKeys):
+            raise InvalidPartitionKeysError(
+                f"{type(command).__name__}.partition_keys() returned {keys!r}"
+            )
+        projector = self.domain.projector(type(command).projector)
+        metadata = metadata or EventMetadata(correlation_id=str(uuid.uuid4()))
+        body = messages.command_request(self.serializer, command, metadata)
+        reply = await self._invoke(actor_id_for(projector.name, keys), "ExecuteCommand", body)
+        return messages.parse_command_reply(self.serializer, reply)
+
+    async def load(
+        self, projector: type[AggregateProjector], partition_keys: PartitionKeys
+    ) -> LoadResult:
+        """The aggregate from its actor, with the statistics of the actor's activation."""
+        name = self.domain.projector(projector).name
+        reply = await self._invoke(actor_id_for(name, partition_keys), "LoadAggregate", None)
+        return messages.parse_aggregate_reply(self.serializer, reply)
+
+    async def load_aggregate(
+        self, projector: type[AggregateProjector], partition_keys: PartitionKeys
+    ) -> Aggregate[AggregatePayload]:
+        return (await self.load(projector, partition_keys)).aggregate
+
+    async def query(self, query: Query[R]) -> R:
+        return await self.projections.query(query)
+
+    async def _invoke(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+        last_error: BaseException | None = None
+        for attempt in range(self.transient_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.retry_delay_seconds * 2 ** (attempt - 1))
+            try:
+                factory = await self._proxy_factory()
+                proxy = ActorProxy.create(
+                    DaprAggregateActor.__name__, ActorId(actor_id), actor_proxy_factory=factory
+                )
+                result: bytes = await proxy.invoke_method(method, body)
+                return result
+            except (TimeoutError, aiohttp.ClientError, DaprUnavailableError) as error:
+                last_error = error
+            except DaprInternalError as error:
+                # Our actor answers every command with a reply; a Dapr error means the
+                # call did not complete (placement moving, app restarting): retry.
+                last_error = error
+            log.warning("actor call %s.%s failed (%r), retrying", actor_id, method, last_error)
+        raise DaprUnavailableError(
+            f"calling {method} on actor {actor_id} through {self.endpoint} failed "
+            f"{self.transient_retries + 1} times: {last_error!r}"
+        ) from last_error
+
+    async def _proxy_factory(self) -> ActorProxyFactory:
+        if self._factory is None:
+            # The SDK's client waits for the sidecar synchronously when it is built;
+            # ask first, without blocking the event loop, and fail clearly.
+            url = f"{self.endpoint}/v1.0/healthz/outbound"
+            try:
+                async with httpx.AsyncClient(timeout=2.0) as client:
+                    response = await client.get(url, headers=_token_headers())
+                response.raise_for_status()
+            except httpx.HTTPError as error:
+                raise DaprUnavailableError(
+                    f"no Dapr sidecar answers at {self.endpoint} ({error!r}); start daprd "
+                    "or set DAPR_HTTP_PORT / dapr_http_endpoint"
+                ) from error
+            self._factory = ActorProxyFactory(
+                message_serializer=RawJsonSerializer(), http_timeout_seconds=self.timeout_seconds
+            )
+        return self._factory
+
+
+def _token_headers() -> dict[str, str]:
+    token = settings.DAPR_API_TOKEN
+    return {"dapr-api-token": token} if token else {}

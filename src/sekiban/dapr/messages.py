@@ -1,0 +1,155 @@
+"""The JSON the executor and the aggregate actor exchange: requests, replies, errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.command import Command, CommandResponse
+from sekiban.core.errors import SekibanError, SerializationError
+from sekiban.core.events import EventMetadata
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import Serializer, StoredEvent
+from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.snapshot.replay import LoadResult, LoadStatistics
+from sekiban.snapshot.types import RejectionReason, SnapshotRejection
+
+
+class RemoteCommandError(SekibanError):
+    """The aggregate actor refused a command; `error_type` names the error it raised
+    (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        self.error_type, self.message = error_type, message
+        super().__init__(f"{error_type}: {message}")
+
+
+def command_request(serializer: Serializer, command: Command, metadata: EventMetadata) -> bytes:
+    return (
+        f'{{"command":{serializer.dump_command(command)},'
+        f'"metadata":{json.dumps(_metadata_dict(metadata))}}}'
+    ).encode()
+
+
+def parse_command_request(serializer: Serializer, body: str) -> tuple[Command, EventMetadata]:
+    data = _loads(body)
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SerializationError("command metadata must be an object")
+    return serializer.command_from_envelope(data.get("command")), EventMetadata(
+        str(metadata.get("causation_id", "")),
+        str(metadata.get("correlation_id", "")),
+        str(metadata.get("executed_user", "")),
+    )
+
+
+def command_reply(serializer: Serializer, response: CommandResponse) -> str:
+    return json.dumps(
+        {
+            "ok": {
+                "partition_keys": str(response.partition_keys),
+                "version": response.version,
+                "events": [serializer.to_stored(e).to_dict() for e in response.events],
+            }
+        }
+    )
+
+
+def error_reply(error: BaseException) -> str:
+    return json.dumps({"error": {"type": type(error).__name__, "message": str(error)}})
+
+
+def parse_command_reply(serializer: Serializer, body: bytes) -> CommandResponse:
+    ok = _ok(body)
+    return CommandResponse(
+        PartitionKeys.parse(ok["partition_keys"]),
+        tuple(serializer.to_event(StoredEvent.from_dict(e)) for e in ok["events"]),
+        int(ok["version"]),
+    )
+
+
+def aggregate_reply(serializer: Serializer, result: LoadResult) -> str:
+    aggregate, stats = result.aggregate, result.statistics
+    payload_type, payload = serializer.dump_payload(aggregate.payload)
+    return json.dumps(
+        {
+            "ok": {
+                "payload_type": payload_type,
+                "payload": payload.decode(),
+                "partition_keys": str(aggregate.partition_keys),
+                "version": aggregate.version,
+                "last_sortable_unique_id": aggregate.last_sortable_unique_id,
+                "projector_name": aggregate.projector_name,
+                "projector_version": aggregate.projector_version,
+                "statistics": {
+                    "from_snapshot": stats.from_snapshot,
+                    "events_replayed": stats.events_replayed,
+                    "duration_ms": stats.duration_ms,
+                    "snapshot_version": stats.snapshot_version,
+                    "snapshot_taken_at": stats.snapshot_taken_at.isoformat()
+                    if stats.snapshot_taken_at
+                    else None,
+                    "rejection": [stats.rejection.reason.value, stats.rejection.detail]
+                    if stats.rejection
+                    else None,
+                },
+            }
+        }
+    )
+
+
+def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
+    ok = _ok(body)
+    stats = ok["statistics"]
+    last = ok["last_sortable_unique_id"]
+    aggregate: Aggregate[AggregatePayload] = Aggregate(
+        serializer.load_payload(ok["payload_type"], ok["payload"].encode()),
+        PartitionKeys.parse(ok["partition_keys"]),
+        int(ok["version"]),
+        SortableUniqueId(last) if last else None,
+        ok["projector_name"],
+        ok["projector_version"],
+    )
+    taken_at, rejection = stats["snapshot_taken_at"], stats.get("rejection")
+    return LoadResult(
+        aggregate,
+        LoadStatistics(
+            bool(stats["from_snapshot"]),
+            int(stats["events_replayed"]),
+            float(stats["duration_ms"]),
+            int(stats["snapshot_version"]),
+            datetime.fromisoformat(taken_at) if taken_at else None,
+            SnapshotRejection(RejectionReason(rejection[0]), rejection[1]) if rejection else None,
+        ),
+    )
+
+
+def _ok(body: bytes) -> dict[str, Any]:
+    data = _loads(body)
+    if "error" in data:
+        error = data["error"] if isinstance(data["error"], dict) else {}
+        raise RemoteCommandError(str(error.get("type")), str(error.get("message", "")))
+    ok = data.get("ok")
+    if not isinstance(ok, dict):
+        raise SerializationError("actor reply has neither 'ok' nor 'error'")
+    return ok
+
+
+def _loads(body: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as error:
+        raise SerializationError(f"malformed actor message: {error}") from None
+    if not isinstance(data, dict):
+        raise SerializationError("actor message must be a JSON object")
+    return data
+
+
+def _metadata_dict(metadata: EventMetadata) -> dict[str, str]:
+    return {
+        "causation_id": metadata.causation_id,
+        "correlation_id": metadata.correlation_id,
+        "executed_user": metadata.executed_user,
+    }
