@@ -1,0 +1,302 @@
+"""Start placement, daprd and an actor host on this machine, for tests and development.
+
+The binaries come from `scripts/build-dapr.sh` (cached under
+`~/.cache/sekiban/dapr/<version>/`), or from the directory in `SEKIBAN_DAPR_BIN_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sekiban.core.errors import SekibanError
+
+CACHE = Path(os.environ.get("SEKIBAN_CACHE", Path.home() / ".cache" / "sekiban"))
+
+
+class SidecarError(SekibanError):
+    """A Dapr process could not be found, started, or did not become ready."""
+
+
+def find_binaries() -> Path:
+    """The directory holding `daprd` and `placement`."""
+    configured = os.environ.get("SEKIBAN_DAPR_BIN_DIR")
+    candidates = [Path(configured)] if configured else sorted((CACHE / "dapr").glob("v*"))
+    for directory in reversed(candidates):
+        if (directory / "daprd").is_file() and (directory / "placement").is_file():
+            return directory
+    raise SidecarError(
+        "daprd and placement were not found; build them with scripts/build-dapr.sh "
+        "or set SEKIBAN_DAPR_BIN_DIR"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Poll `url` until it answers 2xx; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SidecarError(f"{process.args!r} exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if 200 <= response.status < 300:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SidecarError(f"{url} did not become ready within {timeout}s; see {log}")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own session, with its output in a log file."""
+
+    name: str
+    args: Sequence[str]
+    log: Path
+    env: Mapping[str, str] | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> ManagedProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                list(self.args),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(self.env or {})},
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any chance to clean up."""
+        if self.running:
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait()
+
+
+def postgres_actor_state_component(name: str, connection_string: str, table: str) -> str:
+    """A `state.postgresql` (v1) component usable as the actor state store."""
+    return f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+spec:
+  type: state.postgresql
+  version: v1
+  metadata:
+  - name: connectionString
+    value: "{connection_string}"
+  - name: tableName
+    value: "{table}"
+  - name: metadataTableName
+    value: "{table}_metadata"
+  - name: actorStateStore
+    value: "true"
+"""
+
+
+def in_memory_actor_state_component(name: str) -> str:
+    """A `state.in-memory` component: actor state lives and dies with daprd."""
+    return f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+spec:
+  type: state.in-memory
+  version: v1
+  metadata:
+  - name: actorStateStore
+    value: "true"
+"""
+
+
+@dataclass
+class Node:
+    """One app instance: the actor host process and its daprd."""
+
+    app_id: str
+    app_port: int
+    http_port: int
+    grpc_port: int
+    app: ManagedProcess
+    daprd: ManagedProcess
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def kill(self) -> None:
+        self.app.kill()
+        self.daprd.kill()
+
+    def stop(self) -> None:
+        self.daprd.stop()
+        self.app.stop()
+
+
+class DaprCluster:
+    """placement plus any number of (actor host, daprd) nodes on loopback.
+
+    `app_target` is the ASGI app for uvicorn, e.g. "examples.dapr_host:app";
+    `component` is the actor state store YAML every daprd loads.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        app_target: str,
+        component: str,
+        *,
+        app_env: Mapping[str, str] | None = None,
+        binaries: Path | None = None,
+        ready_timeout: float = 60,
+    ) -> None:
+        self.work_dir = work_dir
+        self.app_target = app_target
+        self.app_env = dict(app_env or {})
+        self.binaries = binaries or find_binaries()
+        self.ready_timeout = ready_timeout
+        self.components = work_dir / "components"
+        self.components.mkdir(parents=True, exist_ok=True)
+        (self.components / "actorstate.yaml").write_text(component)
+        self.placement_port = free_port()
+        self.placement: ManagedProcess | None = None
+        self.nodes: list[Node] = []
+
+    def start_placement(self) -> None:
+        health = free_port()
+        self.placement = ManagedProcess(
+            "placement",
+            [
+                str(self.binaries / "placement"),
+                "--port",
+                str(self.placement_port),
+                "--healthz-port",
+                str(health),
+                "--enable-metrics=false",
+                "--log-level",
+                "warn",
+            ],
+            self.work_dir / "placement.log",
+        ).start()
+        assert self.placement.process is not None
+        wait_until_ready(
+            f"http://127.0.0.1:{health}/healthz",
+            self.placement.process,
+            self.placement.log,
+            self.ready_timeout,
+        )
+
+    def start_node(self, app_id: str) -> Node:
+        """Start an actor host and its sidecar; returns when both are ready."""
+        app_port, http_port, grpc_port, internal_port = (free_port() for _ in range(4))
+        logs = self.work_dir / app_id
+        app = ManagedProcess(
+            f"{app_id}-app",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                self.app_target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(app_port),
+                "--log-level",
+                "warning",
+            ],
+            logs / "app.log",
+            env={
+                **self.app_env,
+                "DAPR_HTTP_PORT": str(http_port),
+                "DAPR_GRPC_PORT": str(grpc_port),
+            },
+        ).start()
+        daprd = ManagedProcess(
+            f"{app_id}-daprd",
+            [
+                str(self.binaries / "daprd"),
+                "--app-id",
+                app_id,
+                "--app-port",
+                str(app_port),
+                "--app-protocol",
+                "http",
+                "--dapr-http-port",
+                str(http_port),
+                "--dapr-grpc-port",
+                str(grpc_port),
+                "--dapr-internal-grpc-port",
+                str(internal_port),
+                "--placement-host-address",
+                f"127.0.0.1:{self.placement_port}",
+                "--resources-path",
+                str(self.components),
+                "--enable-metrics=false",
+                "--log-level",
+                "warn",
+            ],
+            logs / "daprd.log",
+            env={k: v for k, v in self.app_env.items() if k in ("DAPR_API_TOKEN", "APP_API_TOKEN")},
+        ).start()
+        node = Node(app_id, app_port, http_port, grpc_port, app, daprd)
+        try:
+            assert app.process is not None and daprd.process is not None
+            wait_until_ready(
+                f"http://127.0.0.1:{app_port}/healthz", app.process, app.log, self.ready_timeout
+            )
+            wait_until_ready(
+                f"{node.http_endpoint}/v1.0/healthz", daprd.process, daprd.log, self.ready_timeout
+            )
+        except SidecarError:
+            node.kill()
+            raise
+        self.nodes.append(node)
+        return node
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self.placement is not None:
+            self.placement.stop()
+
+    def __enter__(self) -> DaprCluster:
+        self.start_placement()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,106 @@
+"""The aggregate actor on the real Dapr runtime: daprd + placement + PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from examples.bank import AccountProjector, ActiveAccount, DepositMoney, OpenAccount, bank_domain
+from sekiban import PartitionKeys
+from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
+from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
+from sekiban.dapr.messages import RemoteCommandError
+from sekiban.stores.postgres import PostgresEventStore
+from tests.conformance.backends import require_env
+from tests.integration.dapr_support import bank_cluster
+
+pytestmark = pytest.mark.dapr
+
+
+async def actor_state_snapshot(
+    dsn: str, table: str, app_id: str, keys: PartitionKeys
+) -> dict | None:
+    key = f"{app_id}||{DaprAggregateActor.__name__}||{actor_id_for('account', keys)}||snapshot"
+    connection = await asyncpg.connect(dsn)
+    try:
+        value = await connection.fetchval(f'SELECT value FROM "{table}" WHERE key = $1', key)
+    finally:
+        await connection.close()
+    return json.loads(value) if value else None
+
+
+async def test_commands_snapshots_and_reactivation_on_real_daprd(tmp_path: Path) -> None:
+    dsn = require_env("SEKIBAN_POSTGRES_DSN")
+    with bank_cluster(tmp_path, snapshot_count=10) as (cluster, schema):
+        node = cluster.start_node("bank")
+        store = await PostgresEventStore.connect(dsn, schema=schema)
+        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        try:
+            opened = await executor.command(OpenAccount(owner="2024-01-01"))
+            keys = opened.partition_keys
+            for _ in range(24):
+                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=2))
+            aggregate = await executor.load_aggregate(AccountProjector, keys)
+            assert aggregate.version == 25
+            assert aggregate.payload == ActiveAccount(
+                owner="2024-01-01", balance=48, transactions=24
+            )
+
+            snapshot = await actor_state_snapshot(dsn, f"{schema}_actor_state", "bank", keys)
+            assert snapshot is not None and snapshot["version"] == 20
+
+            with pytest.raises(RemoteCommandError, match="AggregateStateError"):
+                await executor.command(OpenAccount(owner="again", account_id=keys.aggregate_id))
+
+            # Kill the host (no deactivation, so actor state keeps the snapshot at 20)
+            # and start it again: activation reads that snapshot plus the 5-event delta.
+            node.app.kill()
+            node.daprd.kill()
+            node = cluster.start_node("bank")
+            executor = DaprSekibanExecutor(
+                bank_domain(), store, dapr_http_endpoint=node.http_endpoint
+            )
+            loaded = await executor.load(AccountProjector, keys)
+            stats = loaded.statistics
+            assert stats.from_snapshot and stats.snapshot_version == 20
+            assert stats.events_replayed == 5
+            assert loaded.aggregate.version == 25
+        finally:
+            await store.drop_schema()
+            await store.close()
+
+
+async def test_concurrent_clients_on_one_aggregate_lose_no_event(tmp_path: Path) -> None:
+    dsn = require_env("SEKIBAN_POSTGRES_DSN")
+    with bank_cluster(tmp_path) as (cluster, schema):
+        node = cluster.start_node("bank")
+        store = await PostgresEventStore.connect(dsn, schema=schema)
+        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        try:
+            keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+
+            async def client() -> None:
+                for _ in range(10):
+                    await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+
+            await asyncio.gather(*(client() for _ in range(8)))
+            versions = [e.version async for b in store.read_stream(keys) for e in b]
+            assert versions == list(range(1, 82))
+            aggregate = await executor.load_aggregate(AccountProjector, keys)
+            assert aggregate.payload == ActiveAccount(owner="ann", balance=80, transactions=80)
+        finally:
+            await store.drop_schema()
+            await store.close()
+
+
+async def test_missing_sidecar_is_a_clear_error() -> None:
+    store = PostgresEventStore.__new__(PostgresEventStore)
+    executor = DaprSekibanExecutor(
+        bank_domain(), store, dapr_http_endpoint="http://127.0.0.1:9", transient_retries=0
+    )
+    with pytest.raises(DaprUnavailableError, match="no Dapr sidecar"):
+        await executor.command(OpenAccount(owner="x"))
