@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from examples.bank import AccountProjector, ActiveAccount
-
 from sekiban import Aggregate, AggregatePayload, PartitionKeys, SortableUniqueId
 
 

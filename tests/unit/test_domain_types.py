@@ -3,6 +3,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from examples.bank import (
     AccountOpened,
     AccountProjector,
@@ -11,7 +12,6 @@ from examples.bank import (
     MoneyDeposited,
     bank_domain,
 )
-
 from sekiban import (
     CommandValidationError,
     DomainTypes,
@@ -134,6 +134,10 @@ def _fields(stored: StoredEvent) -> dict[str, object]:
 def test_stored_event_dict_form_round_trips_and_rejects_garbage() -> None:
     stored = Serializer(bank_domain()).to_stored(_event(MoneyDeposited(amount=5)))
     assert StoredEvent.from_dict(json.loads(json.dumps(stored.to_dict()))) == stored
-    for bad in [{}, {**stored.to_dict(), "version": "x"}, {**stored.to_dict(), "partition_keys": "a"}]:
+    for bad in [
+        {},
+        {**stored.to_dict(), "version": "x"},
+        {**stored.to_dict(), "partition_keys": "a"},
+    ]:
         with pytest.raises(SerializationError):
             StoredEvent.from_dict(bad)

@@ -3,6 +3,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from examples.bank import (
     AccountClosed,
     AccountOpened,
@@ -18,8 +20,6 @@ from examples.bank import (
     WithdrawMoney,
     bank_domain,
 )
-from pydantic import ValidationError
-
 from sekiban import (
     AggregatePayload,
     AggregateStateError,

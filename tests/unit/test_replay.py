@@ -3,6 +3,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+
 from examples.bank import (
     AccountProjector,
     ActiveAccount,
@@ -10,7 +11,6 @@ from examples.bank import (
     OpenAccount,
     bank_domain,
 )
-
 from sekiban import (
     EventStreamCorruptError,
     PartitionKeys,

@@ -6,10 +6,10 @@ import dataclasses
 import zlib
 from datetime import UTC, datetime
 
-from examples.bank import AccountProjector, DepositMoney, OpenAccount, WithdrawMoney, bank_domain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from examples.bank import AccountProjector, DepositMoney, OpenAccount, WithdrawMoney, bank_domain
 from sekiban import SekibanExecutor, Serializer
 from sekiban.snapshot import AggregateSnapshot, EventReplayOptimizer, take_snapshot
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore

@@ -3,8 +3,8 @@ import zlib
 from datetime import UTC, datetime
 
 import pytest
-from examples.bank import AccountProjector, ActiveAccount, bank_domain
 
+from examples.bank import AccountProjector, ActiveAccount, bank_domain
 from sekiban import PartitionKeys, Serializer
 from sekiban.snapshot import (
     AggregateSnapshot,

@@ -4,6 +4,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from examples.bank import (
     AccountOpened,
     AccountProjector,
@@ -17,7 +18,6 @@ from examples.bank import (
     WithdrawMoney,
     bank_domain,
 )
-
 from sekiban import AggregateStateError, PartitionKeys
 from sekiban.snapshot import RejectionReason, SnapshotConfiguration
 from sekiban.stores.sqlite import SqliteEventStore
