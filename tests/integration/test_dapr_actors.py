@@ -104,3 +104,47 @@ async def test_missing_sidecar_is_a_clear_error() -> None:
     )
     with pytest.raises(DaprUnavailableError, match="no Dapr sidecar"):
         await executor.command(OpenAccount(owner="x"))
+
+
+async def active_actor_count(endpoint: str) -> int:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        metadata = (await client.get(f"{endpoint}/v1.0/metadata")).json()
+    actors = metadata.get("actorRuntime", {}).get("activeActors") or metadata.get("actors") or []
+    return sum(a.get("count", 0) for a in actors if a.get("type") == DaprAggregateActor.__name__)
+
+
+async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: Path) -> None:
+    dsn = require_env("SEKIBAN_POSTGRES_DSN")
+    with bank_cluster(tmp_path) as (cluster, schema):
+        first = cluster.start_node("bank")
+        second = cluster.start_node("bank")
+        store = await PostgresEventStore.connect(dsn, schema=schema)
+        executor = DaprSekibanExecutor(
+            bank_domain(), store, dapr_http_endpoint=first.http_endpoint, transient_retries=10
+        )
+        try:
+            accounts = [
+                (await executor.command(OpenAccount(owner=f"owner-{i}"))).partition_keys
+                for i in range(24)
+            ]
+            for keys in accounts:
+                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=5))
+            on_first = await active_actor_count(first.http_endpoint)
+            on_second = await active_actor_count(second.http_endpoint)
+            assert on_first > 0 and on_second > 0 and on_first + on_second == 24
+
+            second.kill()
+            for keys in accounts:
+                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=7))
+            for keys in accounts:
+                aggregate = await executor.load_aggregate(AccountProjector, keys)
+                assert aggregate.version == 3
+                assert aggregate.payload.balance == 12  # type: ignore[attr-defined]
+                versions = [e.version async for b in store.read_stream(keys) for e in b]
+                assert versions == [1, 2, 3]
+            assert await active_actor_count(first.http_endpoint) == 24
+        finally:
+            await store.drop_schema()
+            await store.close()
