@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint unit conformance integration services services-stop bench clean
+.PHONY: demo test lint unit services services-stop dapr bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,15 @@ services:
 services-stop:
 	scripts/services.sh stop
 
+# daprd and placement, built from tools/dapr once and cached under ~/.cache/sekiban.
+dapr:
+	scripts/build-dapr.sh >/dev/null
+
 # Every test, with the real services: a missing service fails the run, never skips it.
-test: $(STAMP) lint services
-	eval "$$(scripts/services.sh env)" && SEKIBAN_REQUIRE_SERVICES=1 $(PY) -m pytest -q
+test: $(STAMP) lint services dapr
+	eval "$$(scripts/services.sh env)" && \
+	SEKIBAN_DAPR_BIN_DIR="$$(scripts/build-dapr.sh | tail -n1)" \
+	SEKIBAN_REQUIRE_SERVICES=1 $(PY) -m pytest -q
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

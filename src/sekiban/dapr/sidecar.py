@@ -108,6 +108,20 @@ class ManagedProcess:
             self.process.wait()
 
 
+# Keeps daprd on loopback: the default mDNS resolver multicasts on the LAN. This one
+# does no network I/O; actors do not need service invocation between app ids.
+LOOPBACK_CONFIGURATION = """apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: loopback
+spec:
+  nameResolution:
+    component: kubernetes
+    configuration:
+      template: "127.0.0.1:{{.Port}}"
+"""
+
+
 def postgres_actor_state_component(name: str, connection_string: str, table: str) -> str:
     """A `state.postgresql` (v1) component usable as the actor state store."""
     return f"""apiVersion: dapr.io/v1alpha1
@@ -193,6 +207,8 @@ class DaprCluster:
         self.components = work_dir / "components"
         self.components.mkdir(parents=True, exist_ok=True)
         (self.components / "actorstate.yaml").write_text(component)
+        self.config = work_dir / "config.yaml"
+        self.config.write_text(LOOPBACK_CONFIGURATION)
         self.placement_port = free_port()
         self.placement: ManagedProcess | None = None
         self.nodes: list[Node] = []
@@ -203,6 +219,8 @@ class DaprCluster:
             "placement",
             [
                 str(self.binaries / "placement"),
+                "--listen-address",
+                "127.0.0.1",
                 "--port",
                 str(self.placement_port),
                 "--healthz-port",
@@ -271,7 +289,14 @@ class DaprCluster:
                 "warn",
             ],
             logs / "daprd.log",
-            env={k: v for k, v in self.app_env.items() if k in ("DAPR_API_TOKEN", "APP_API_TOKEN")},
+            env={
+                "DAPR_HOST_IP": "127.0.0.1",
+                **{
+                    k: v
+                    for k, v in self.app_env.items()
+                    if k in ("DAPR_API_TOKEN", "APP_API_TOKEN")
+                },
+            },
         ).start()
         node = Node(app_id, app_port, http_port, grpc_port, app, daprd)
         try:
