@@ -4,7 +4,8 @@
 
 Events go to PostgreSQL when SEKIBAN_POSTGRES_DSN is set (schema
 SEKIBAN_POSTGRES_SCHEMA, default "public"), else to the SQLite file SEKIBAN_SQLITE_PATH.
-SEKIBAN_SNAPSHOT_COUNT sets the count threshold of the snapshot strategy.
+SEKIBAN_SNAPSHOT_STRATEGY, SEKIBAN_SNAPSHOT_COUNT and SEKIBAN_SNAPSHOT_INTERVAL_MS set
+the snapshot configuration.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ app = create_actor_app(
     bank_domain(),
     open_event_store,
     snapshot_config=SnapshotConfiguration(
-        count_threshold=int(os.environ.get("SEKIBAN_SNAPSHOT_COUNT", "50"))
+        strategy=os.environ.get("SEKIBAN_SNAPSHOT_STRATEGY", "count"),
+        count_threshold=int(os.environ.get("SEKIBAN_SNAPSHOT_COUNT", "50")),
+        time_interval_ms=int(os.environ.get("SEKIBAN_SNAPSHOT_INTERVAL_MS", "60000")),
     ),
     actor_idle_timeout=timedelta(seconds=int(os.environ.get("SEKIBAN_ACTOR_IDLE_SECONDS", "900"))),
 )

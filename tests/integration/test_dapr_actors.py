@@ -148,3 +148,28 @@ async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: P
         finally:
             await store.drop_schema()
             await store.close()
+
+
+async def test_timer_flushes_the_snapshot_of_a_quiet_actor(tmp_path: Path) -> None:
+    dsn = require_env("SEKIBAN_POSTGRES_DSN")
+    env = {"SEKIBAN_SNAPSHOT_STRATEGY": "time", "SEKIBAN_SNAPSHOT_INTERVAL_MS": "1000"}
+    with bank_cluster(tmp_path, extra_env=env) as (cluster, schema):
+        node = cluster.start_node("bank")
+        store = await PostgresEventStore.connect(dsn, schema=schema)
+        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        try:
+            keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+            for _ in range(5):
+                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+            table = f"{schema}_actor_state"
+            deadline = asyncio.get_running_loop().time() + 10
+            snapshot = await actor_state_snapshot(dsn, table, "bank", keys)
+            while (snapshot is None or snapshot["version"] < 6) and (
+                asyncio.get_running_loop().time() < deadline
+            ):
+                await asyncio.sleep(0.2)
+                snapshot = await actor_state_snapshot(dsn, table, "bank", keys)
+            assert snapshot is not None and snapshot["version"] == 6
+        finally:
+            await store.drop_schema()
+            await store.close()

@@ -142,3 +142,21 @@ async def test_date_and_duration_like_strings_survive_the_actor_hop() -> None:
         keys = (await h.command(OpenAccount(owner=owner))).partition_keys
         aggregate = await h.load_aggregate(AccountProjector, keys)
         assert aggregate.payload == ActiveAccount(owner=owner)
+
+
+async def test_timer_snapshots_a_quiet_aggregate_once_the_interval_passed() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    h = ActorHarness(
+        bank_domain(),
+        snapshot_config=SnapshotConfiguration(strategy="time", time_interval_ms=60_000),
+        clock=lambda: now[0],
+    )
+    keys = await open_with_deposits(h, 5)  # never snapshotted: overdue at version 1
+    assert h.stored_snapshot(AccountProjector, keys).version == 1  # type: ignore[union-attr]
+    assert await h.fire_timers() == 1
+    assert h.stored_snapshot(AccountProjector, keys).version == 1  # type: ignore[union-attr]
+    now[0] += timedelta(seconds=61)
+    await h.fire_timers()
+    assert h.stored_snapshot(AccountProjector, keys).version == 6  # type: ignore[union-attr]

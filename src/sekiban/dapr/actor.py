@@ -5,7 +5,7 @@
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dapr.actor import Actor, ActorInterface, actormethod
 from dapr.actor.id import ActorId
@@ -26,6 +26,7 @@ from sekiban.stores.protocols import EventStore
 log = logging.getLogger("sekiban.dapr")
 
 SNAPSHOT_STATE_KEY = "snapshot"
+SNAPSHOT_FLUSH_TIMER = "snapshot-flush"
 _ID_SEPARATOR = ":"
 
 
@@ -118,6 +119,23 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         self.state = await self.repository.load(self.projector, self.partition_keys)
         self.activation = self.state.load
         log.debug("activated %s: %s", self.id, self.activation)
+        interval = self._flush_interval()
+        if interval is not None:
+            # A timer, not a reminder: timers live in daprd and need no scheduler.
+            await self.register_timer(
+                SNAPSHOT_FLUSH_TIMER, self.flush_snapshot, None, interval, interval
+            )
+
+    async def flush_snapshot(self, _: object = None) -> None:
+        """Timer callback: snapshot a quiet aggregate once the strategy's time has come."""
+        if self.state is not None:
+            self.state = await self.repository.snapshot_if_due(self.state)
+
+    def _flush_interval(self) -> timedelta | None:
+        config = self.repository.snapshot_config.for_projector(self.projector.name)
+        if config.strategy not in ("time", "hybrid"):
+            return None
+        return timedelta(milliseconds=config.time_interval_ms)
 
     async def _on_deactivate(self) -> None:
         if self.state is not None and self.state.aggregate.version > self.state.snapshot_version:

@@ -6,7 +6,7 @@ import hmac
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from dapr.actor import Actor, ActorRuntime
 from dapr.actor.id import ActorId
@@ -19,6 +19,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.executor import utc_now
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
 
@@ -30,6 +31,7 @@ def aggregate_actor_factory(
     event_store: EventStore,
     snapshot_config: SnapshotConfiguration | None = None,
     conflict_retries: int = 10,
+    clock: Callable[[], datetime] = utc_now,
 ) -> ActorFactory:
     """What `register_actor(actor_factory=...)` calls to build each actor instance."""
 
@@ -41,6 +43,7 @@ def aggregate_actor_factory(
             event_store=event_store,
             snapshot_config=snapshot_config,
             conflict_retries=conflict_retries,
+            clock=clock,
         )
 
     return create

@@ -8,6 +8,8 @@ with an in-memory actor client standing in for daprd's state API.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from dapr.actor.id import ActorId
@@ -23,6 +25,7 @@ from sekiban.dapr.actor import SNAPSHOT_STATE_KEY, DaprAggregateActor, actor_id_
 from sekiban.dapr.app import aggregate_actor_factory
 from sekiban.dapr.executor import DaprSekibanExecutor
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.executor import utc_now
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.memory import InMemoryEventStore
@@ -84,6 +87,7 @@ class ActorHarness(DaprSekibanExecutor):
         *,
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retries: int = 10,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         super().__init__(domain, event_store or InMemoryEventStore(), transient_retries=0)
         self.actor_client = InMemoryActorClient()
@@ -92,12 +96,21 @@ class ActorHarness(DaprSekibanExecutor):
             RawJsonSerializer(),
             RawStateSerializer(),
             self.actor_client,
-            aggregate_actor_factory(domain, self.event_store, snapshot_config, conflict_retries),
+            aggregate_actor_factory(
+                domain, self.event_store, snapshot_config, conflict_retries, clock
+            ),
         )
         self.manager = ActorManager(context)
 
     async def _invoke(self, actor_id: str, method: str, body: bytes | None) -> bytes:
         return await self.manager.dispatch(ActorId(actor_id), method, body or b"")
+
+    async def fire_timers(self) -> int:
+        """Fire every registered actor timer once, as daprd would; returns how many."""
+        timers = list(self.actor_client.timers.items())
+        for (_, actor_id, name), data in timers:
+            await self.manager.fire_timer(ActorId(actor_id), name, data)
+        return len(timers)
 
     async def deactivate(
         self, projector: type[AggregateProjector], partition_keys: PartitionKeys
