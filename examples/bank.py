@@ -67,18 +67,12 @@ class AccountProjector(AggregateProjector):
             case EmptyAggregatePayload(), AccountOpened(owner=owner):
                 return ActiveAccount(owner=owner)
             case ActiveAccount(), MoneyDeposited(amount=amount):
-                return payload.model_copy(
-                    update={
-                        "balance": payload.balance + amount,
-                        "transactions": payload.transactions + 1,
-                    }
+                return payload.evolve(
+                    balance=payload.balance + amount, transactions=payload.transactions + 1
                 )
             case ActiveAccount(), MoneyWithdrawn(amount=amount):
-                return payload.model_copy(
-                    update={
-                        "balance": payload.balance - amount,
-                        "transactions": payload.transactions + 1,
-                    }
+                return payload.evolve(
+                    balance=payload.balance - amount, transactions=payload.transactions + 1
                 )
             case ActiveAccount(owner=owner), AccountClosed(reason=reason):
                 return ClosedAccount(owner=owner, reason=reason)

@@ -77,6 +77,11 @@ class DomainTypes:
         self._names[self._kind_of(cls)].add(name, cls)
         return self
 
+    @property
+    def event_types_by_name(self) -> dict[str, type[EventPayload]]:
+        """The live name-to-event-type map (read-only by convention), for hot paths."""
+        return self._names["event"].by_name
+
     def event_type(self, name: str) -> type[EventPayload]:
         return self._names["event"].type_of(name)
 

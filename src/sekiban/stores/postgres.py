@@ -60,7 +60,7 @@ import asyncpg
 
 from sekiban.core.errors import ConcurrencyError, ConfigurationError
 from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent
+from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
     RejectionReason,
@@ -411,18 +411,18 @@ async def _keep_session(connection: Any) -> None:
 
 def _stored_event(row: Any, partition_keys: PartitionKeys) -> StoredEvent:
     """A row in the column order of `event_columns`."""
-    return StoredEvent(
-        id=row[1],
-        sortable_unique_id=row[2],
-        version=row[0],
-        partition_keys=partition_keys,
-        event_type=row[3],
-        payload=row[4],
-        timestamp=row[5],
-        causation_id=row[6],
-        correlation_id=row[7],
-        executed_user=row[8],
-        position=row[9],
+    return rebuild_stored_event(
+        row[1],
+        row[2],
+        row[0],
+        partition_keys,
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sekiban.core.errors import ConcurrencyError
 from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent
+from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
     RejectionReason,
@@ -239,7 +239,7 @@ class SqliteEventStore:
 
 
 def _event(row: Any, keys: PartitionKeys) -> StoredEvent:
-    return StoredEvent(
+    return rebuild_stored_event(
         row[0],
         row[1],
         row[2],
