@@ -16,9 +16,9 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
 from sekiban.projections import Projections
-from sekiban.repository import DEFAULT_MAX_PAYLOAD_BYTES, AggregateRepository, SnapshotCounters
+from sekiban.repository import DEFAULT_MAX_PAYLOAD_BYTES, AggregateRepository
 from sekiban.snapshot.config import SnapshotConfiguration
-from sekiban.snapshot.replay import LoadResult
+from sekiban.snapshot.replay import LoadResult, SnapshotCounters
 from sekiban.stores.memory import InMemoryEventStore
 from sekiban.stores.protocols import EventStore, SnapshotStore
 
@@ -63,7 +63,7 @@ class SekibanExecutor:
 
     @property
     def snapshots(self) -> SnapshotCounters:
-        """How many snapshots were taken and how many saves failed."""
+        """How many snapshots were taken, failed to save, or were discarded on load."""
         return self.repository.snapshots
 
     async def command(

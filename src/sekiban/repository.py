@@ -20,9 +20,9 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
-from sekiban.snapshot.replay import EventReplayOptimizer, LoadStatistics
+from sekiban.snapshot.replay import EventReplayOptimizer, LoadStatistics, SnapshotCounters
 from sekiban.snapshot.strategies import SnapshotContext, SnapshotStrategy
-from sekiban.snapshot.types import take_snapshot
+from sekiban.snapshot.types import RejectionReason, take_snapshot
 from sekiban.stores.protocols import EventStore, SnapshotStore
 
 log = logging.getLogger("sekiban")
@@ -42,12 +42,6 @@ class AggregateState:
     snapshot_version: int = 0
     snapshot_taken_at: datetime | None = None
     load: LoadStatistics | None = None
-
-
-@dataclass(slots=True)
-class SnapshotCounters:
-    taken: int = 0
-    failed: int = 0
 
 
 class AggregateRepository:
@@ -70,8 +64,10 @@ class AggregateRepository:
         self.snapshot_config = snapshot_config or SnapshotConfiguration()
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
-        self.optimizer = EventReplayOptimizer(event_store, self.serializer, snapshot_store)
         self.snapshots = SnapshotCounters()
+        self.optimizer = EventReplayOptimizer(
+            event_store, self.serializer, snapshot_store, counters=self.snapshots
+        )
         self._strategies: dict[str, SnapshotStrategy] = {}
 
     async def load(
@@ -124,13 +120,22 @@ class AggregateRepository:
     async def snapshot_if_due(
         self, state: AggregateState, *, force: bool = False
     ) -> AggregateState:
-        """Save a snapshot if the strategy (or `force`) says so; returns the new state."""
+        """Save a snapshot if the strategy (or `force`) says so; returns the new state.
+
+        A load that discarded a stored snapshot also forces one, so a corrupt or
+        incompatible snapshot is replaced rather than replayed around every time.
+        """
         aggregate = state.aggregate
         since = aggregate.version - state.snapshot_version
         if self.snapshot_store is None or since <= 0:
             return state
         now = self.clock()
         load = state.load
+        replace_bad = (
+            load is not None
+            and load.rejection is not None
+            and load.rejection.reason is not RejectionReason.UNREADABLE
+        )
         context = SnapshotContext(
             aggregate_version=aggregate.version,
             events_since_snapshot=since,
@@ -139,7 +144,8 @@ class AggregateRepository:
             replayed_events=load.events_replayed if load else 0,
             load_duration_ms=load.duration_ms if load else 0.0,
         )
-        if not (force or self.strategy_for(aggregate.projector_name).should_snapshot(context)):
+        strategy = self.strategy_for(aggregate.projector_name)
+        if not (force or replace_bad or strategy.should_snapshot(context)):
             return state
         config = self.snapshot_config.for_projector(aggregate.projector_name)
         try:
@@ -151,6 +157,10 @@ class AggregateRepository:
                 compress_above=config.compress_above_bytes,
                 compression_level=config.compression_level,
             )
+            if replace_bad:
+                # The stored one may be ahead of the stream, and a save never replaces
+                # a higher version: remove it first.
+                await self.snapshot_store.delete(aggregate.partition_keys, aggregate.projector_name)
             await self.snapshot_store.save(snapshot)
         except Exception:
             self.snapshots.failed += 1

@@ -1,7 +1,12 @@
 """Snapshot management: types, strategies, the replay optimizer and configuration."""
 
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
-from sekiban.snapshot.replay import EventReplayOptimizer, LoadResult, LoadStatistics
+from sekiban.snapshot.replay import (
+    EventReplayOptimizer,
+    LoadResult,
+    LoadStatistics,
+    SnapshotCounters,
+)
 from sekiban.snapshot.strategies import (
     AnyOfSnapshotStrategy,
     CountBasedSnapshotStrategy,
@@ -38,6 +43,7 @@ __all__ = [
     "RejectionReason",
     "SnapshotConfiguration",
     "SnapshotContext",
+    "SnapshotCounters",
     "SnapshotEncoding",
     "SnapshotMetadata",
     "SnapshotRejectedError",

@@ -43,6 +43,15 @@ class LoadStatistics:
     rejection: SnapshotRejection | None = None
 
 
+@dataclass(slots=True)
+class SnapshotCounters:
+    """What happened to snapshots in this process: taken, failed to save, discarded."""
+
+    taken: int = 0
+    failed: int = 0
+    rejected: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     aggregate: Aggregate[AggregatePayload]
@@ -66,13 +75,14 @@ class EventReplayOptimizer:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         timer: Callable[[], float] = time.perf_counter,
+        counters: SnapshotCounters | None = None,
     ) -> None:
         self.event_store = event_store
         self.serializer = serializer
         self.snapshot_store = snapshot_store
         self.batch_size = batch_size
         self.timer = timer
-        self.rejections = 0
+        self.counters = counters or SnapshotCounters()
 
     async def load(
         self, projector: AggregateProjector, partition_keys: PartitionKeys
@@ -97,7 +107,7 @@ class EventReplayOptimizer:
                     ),
                 )
         if rejection is not None:
-            self.rejections += 1
+            self.counters.rejected += 1
             log.warning("snapshot of %s discarded: %s", partition_keys, rejection)
         aggregate, replayed = await self.catch_up(
             projector, projector.empty_aggregate(partition_keys)

@@ -94,3 +94,12 @@ def check_append(events: Sequence[StoredEvent], expected_version: int) -> Partit
                 f"event {offset} has version {event.version}, expected {expected_version + offset}"
             )
     return keys
+
+
+class StoreConnectionError(SekibanError):
+    """A store's server could not be reached or answered unusably. Nothing was written
+    unless the message says otherwise; check the address and that the server runs."""
+
+
+class StoreAuthenticationError(StoreConnectionError):
+    """A store's server refused the credentials. Check the configured key or password."""
