@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,4 +64,31 @@ async def postgres(tmp_path: Path) -> AsyncIterator[Stores]:
             await store.close()
 
 
-BACKENDS: dict[str, Backend] = {"memory": memory, "sqlite": sqlite, "postgres": postgres}
+@asynccontextmanager
+async def cosmos(tmp_path: Path) -> AsyncIterator[Stores]:
+    from sekiban.stores.cosmos import CosmosEventStore
+
+    # No safe window: the suite appends and then reads at once, one writer at a time,
+    # so nothing can be in flight. The window itself is tested in
+    # tests/integration/test_cosmos_global_order.py.
+    store = await CosmosEventStore.connect(
+        endpoint=require_env("SEKIBAN_COSMOS_ENDPOINT"),
+        key=require_env("SEKIBAN_COSMOS_KEY"),
+        container_prefix=f"t-{uuid.uuid4().hex[:12]}",
+        safe_window=timedelta(0),
+    )
+    try:
+        yield store, store.snapshot_store()
+    finally:
+        try:
+            await store.drop()
+        finally:
+            await store.close()
+
+
+BACKENDS: dict[str, Backend] = {
+    "memory": memory,
+    "sqlite": sqlite,
+    "postgres": postgres,
+    "cosmos": cosmos,
+}

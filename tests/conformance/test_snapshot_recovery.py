@@ -67,4 +67,3 @@ async def test_bad_snapshot_is_reported_replayed_and_replaced(
     assert fresh is not None and fresh.version == 12
     again = await executor.load(AccountProjector, keys)
     assert again.statistics.from_snapshot and again.statistics.events_replayed == 0
-

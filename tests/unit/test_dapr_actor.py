@@ -160,3 +160,22 @@ async def test_timer_snapshots_a_quiet_aggregate_once_the_interval_passed() -> N
     now[0] += timedelta(seconds=61)
     await h.fire_timers()
     assert h.stored_snapshot(AccountProjector, keys).version == 6  # type: ignore[union-attr]
+
+
+async def test_a_retried_command_is_applied_once_even_after_a_restart() -> None:
+    from sekiban import EventMetadata
+
+    h = harness()
+    keys = await open_with_deposits(h, 1)
+    once = EventMetadata(causation_id="cmd-42", correlation_id="c")
+    first = await h.command(DepositMoney(account_id=keys.aggregate_id, amount=10), once)
+    again = await h.command(DepositMoney(account_id=keys.aggregate_id, amount=10), once)
+    assert again == first and first.version == 3
+    await h.deactivate(AccountProjector, keys)  # the host restarts: memory is gone
+    after_restart = await h.command(DepositMoney(account_id=keys.aggregate_id, amount=10), once)
+    assert after_restart == first
+    aggregate = await h.load_aggregate(AccountProjector, keys)
+    assert aggregate.version == 3
+    assert aggregate.payload == ActiveAccount(owner="ann", balance=11, transactions=2)
+    fresh = await h.command(DepositMoney(account_id=keys.aggregate_id, amount=10))
+    assert fresh.version == 4

@@ -4,6 +4,7 @@
 # runtime to pick how to decode arguments, and a string "str" is not `str`.
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -11,8 +12,10 @@ from dapr.actor import Actor, ActorInterface, actormethod
 from dapr.actor.id import ActorId
 from dapr.actor.runtime.context import ActorRuntimeContext
 
+from sekiban.core.command import CommandResponse
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.errors import InvalidPartitionKeysError, SekibanError
+from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.dapr import messages
@@ -92,6 +95,11 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
     appends with the warm version as expected version; on `ConcurrencyError` (another
     writer got there first) the actor catches up on the delta and decides again, up to
     `conflict_retries` times. Errors come back as an error reply, never half-saved state.
+
+    Commands are applied at most once per causation id: the executor gives every call
+    one and reuses it when it retries a call whose reply was lost, and the actor answers
+    such a retry with the original reply (remembered for the last
+    `remembered_commands` commands, rebuilt from their events after a restart).
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retries: int = 10,
         clock: Callable[[], datetime] = utc_now,
+        remembered_commands: int = 200,
     ) -> None:
         super().__init__(ctx, actor_id)
         projector_name, self.partition_keys = parse_actor_id(actor_id.id)
@@ -114,11 +123,16 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         self.conflict_retries = conflict_retries
         self.state: AggregateState | None = None
         self.activation: LoadStatistics | None = None
+        # Replies of recent commands by causation id: the executor retries a call whose
+        # reply was lost, and a command must not be applied twice.
+        self.applied: OrderedDict[str, str] = OrderedDict()
+        self.remembered_commands = remembered_commands
 
     async def _on_activate(self) -> None:
         self.state = await self.repository.load(self.projector, self.partition_keys)
         self.activation = self.state.load
         log.debug("activated %s: %s", self.id, self.activation)
+        await self._remember_recent_commands(self.state.aggregate.version)
         interval = self._flush_interval()
         if interval is not None:
             # A timer, not a reminder: timers live in daprd and need no scheduler.
@@ -147,12 +161,17 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
             command, metadata = messages.parse_command_request(serializer, request)
             self._check_target(command.partition_keys(), type(command).projector)
             state = await self._warm_state()
+            done = self.applied.get(metadata.causation_id)
+            if done is not None:
+                return done  # a retry of a command already applied: answer, do not redo
             for attempt in range(self.conflict_retries + 1):
                 try:
                     response, self.state = await self.repository.execute(
                         self.projector, command, state, metadata
                     )
-                    return messages.command_reply(serializer, response)
+                    reply = messages.command_reply(serializer, response)
+                    self._remember(metadata.causation_id, reply)
+                    return reply
                 except Exception:
                     # Another writer may have moved the stream: a conflict, or a refusal
                     # decided on a stale warm state. Catch up; if nothing changed, the
@@ -181,6 +200,30 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         return messages.aggregate_reply(
             self.repository.serializer, LoadResult(state.aggregate, self.activation)
         )
+
+    def _remember(self, causation_id: str, reply: str) -> None:
+        if not causation_id:
+            return
+        self.applied[causation_id] = reply
+        self.applied.move_to_end(causation_id)
+        while len(self.applied) > self.remembered_commands:
+            self.applied.popitem(last=False)
+
+    async def _remember_recent_commands(self, version: int) -> None:
+        """Rebuild the replies of the last commands from their events, so that a retry
+        arriving after a restart (the reply was lost with the old host) is not redone."""
+        serializer = self.repository.serializer
+        start = max(0, version - self.remembered_commands)
+        by_command: dict[str, list[Event[EventPayload]]] = {}
+        async for batch in self.repository.event_store.read_stream(self.partition_keys, start):
+            for stored in batch:
+                if stored.causation_id:
+                    by_command.setdefault(stored.causation_id, []).append(
+                        serializer.to_event(stored)
+                    )
+        for causation_id, events in by_command.items():
+            response = CommandResponse(self.partition_keys, tuple(events), events[-1].version)
+            self._remember(causation_id, messages.command_reply(serializer, response))
 
     async def _warm_state(self) -> AggregateState:
         if self.state is None:

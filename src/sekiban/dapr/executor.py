@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import replace
 from typing import TypeVar
 
 import aiohttp
@@ -84,7 +85,12 @@ class DaprSekibanExecutor:
         self, command: Command, metadata: EventMetadata | None = None
     ) -> CommandResponse:
         """Run `command` in its aggregate's actor. A refusal raises `RemoteCommandError`
-        naming the actor-side error (e.g. "AggregateStateError")."""
+        naming the actor-side error (e.g. "AggregateStateError").
+
+        `metadata.causation_id` identifies the command (a fresh one by default): calls
+        retried after a lost reply, or repeated by the caller with the same causation
+        id, are applied once and answered with the original reply.
+        """
         keys = command.partition_keys()
         if not isinstance(keys, PartitionKeys):
             raise InvalidPartitionKeysError(
@@ -92,6 +98,10 @@ class DaprSekibanExecutor:
             )
         projector = self.domain.projector(type(command).projector)
         metadata = metadata or EventMetadata(correlation_id=str(uuid.uuid4()))
+        if not metadata.causation_id:
+            # The command's identity: a retried call carries the same one, and the actor
+            # applies each causation id once.
+            metadata = replace(metadata, causation_id=str(uuid.uuid4()))
         body = messages.command_request(self.serializer, command, metadata)
         reply = await self._invoke(actor_id_for(projector.name, keys), "ExecuteCommand", body)
         return messages.parse_command_reply(self.serializer, reply)

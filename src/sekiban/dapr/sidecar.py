@@ -181,6 +181,24 @@ class Node:
         self.daprd.stop()
         self.app.stop()
 
+    def restart_app(self, timeout: float = 60) -> None:
+        """SIGKILL the actor host and start it again on the same port."""
+        self.app.kill()
+        self.app.start()
+        assert self.app.process is not None
+        wait_until_ready(
+            f"http://127.0.0.1:{self.app_port}/healthz", self.app.process, self.app.log, timeout
+        )
+
+    def restart_daprd(self, timeout: float = 60) -> None:
+        """SIGKILL daprd and start it again on the same ports."""
+        self.daprd.kill()
+        self.daprd.start()
+        assert self.daprd.process is not None
+        wait_until_ready(
+            f"{self.http_endpoint}/v1.0/healthz", self.daprd.process, self.daprd.log, timeout
+        )
+
 
 class DaprCluster:
     """placement plus any number of (actor host, daprd) nodes on loopback.

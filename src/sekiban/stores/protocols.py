@@ -97,8 +97,10 @@ def check_append(events: Sequence[StoredEvent], expected_version: int) -> Partit
 
 
 class StoreConnectionError(SekibanError):
-    """A store's server could not be reached or answered unusably. Nothing was written
-    unless the message says otherwise; check the address and that the server runs."""
+    """A store's server could not be reached. Check its address and that it is running.
+
+    A write interrupted this way may or may not have landed: reload before retrying.
+    """
 
 
 class StoreAuthenticationError(StoreConnectionError):

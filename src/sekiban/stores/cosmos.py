@@ -1,0 +1,637 @@
+"""Cosmos DB event and snapshot stores on the async `azure-cosmos` SDK.
+
+Containers. `<container_prefix>-events` and `<container_prefix>-snapshots` in `database`,
+both partitioned on `/pk` = `str(partition_keys)` (`root@group@uuid`), so an aggregate's
+commits share one logical partition (and so do its snapshots). `connect(create=True)`
+creates what is missing; indexing covers only the queried fields, so event payloads cost
+no index writes. The policy and throughput apply only to what this store creates.
+
+Appends: one document per commit. A command's events are ONE document,
+`{"id": f"{expected_version:010d}", "pk", "first_version", "last_version",
+"ordering_key", "events": [StoredEvent.to_dict() minus partition_keys and position]}`.
+Creating one document is atomic on every Cosmos DB, so no partial commit can be
+visible, and ids are unique within a logical partition, so of two writers at the same
+expected version exactly one create succeeds; the other gets 409 → `ConcurrencyError`.
+Because a commit's id is the stream version *before* it, a writer whose expected
+version was ever the head collides with the commit that moved the stream on from there.
+A writer whose expected version was never a head (inside a multi-event commit, or past
+the end) would not collide, so before creating, an append at `expected_version > 0`
+checks (one partition-scoped query) that some commit ends at exactly that version.
+Check-then-create is race-free because boundaries never disappear: a checked boundary is
+either the head (only one create at that id can win) or already has its successor
+commit (the create gets 409). A stale read during the check can only see fewer
+boundaries, which rejects a valid append (the caller reloads and retries), never accepts
+an invalid one. A commit document must stay under `max_commit_bytes` (default
+1,900,000: Cosmos items are limited to 2 MB), measured as the ASCII JSON the SDK sends;
+a larger one raises `PayloadTooLargeError` and nothing is written.
+On 409 the store reads the commit it collided with: if it holds this append's first
+event id, an earlier attempt of this very request landed (an SDK retry after a lost
+answer), so the append succeeded; reporting a conflict would make the executor run the
+command a second time.
+
+Why not the alternatives: an ETag-guarded stream-head document plus event documents is
+two writes, and without transactional batch (not atomic on the local server) a crash
+between them leaves half a commit; a stored procedure or batch would be atomic on real
+Cosmos DB only, so the tested code would not be the shipped code; one document per
+event is atomic only for one-event commands.
+
+Global order. Each commit gets an ordering key, a fresh `SortableUniqueId` (30 digits:
+.NET ticks, then random digits; string order is numeric order) taken immediately before
+its create, and event `i` of the commit gets position `int(ordering_key) * 2**16 + i`
+(an unbounded Python int, not dense). `read_all` is a cross-partition query in
+ordering-key order that returns only commits whose key is below the safe bound
+`SortableUniqueId.min_for(now - safe_window)`: a commit whose create was still in flight
+when a reader passed its key would otherwise be missed for good.
+
+That holds while every commit is visible to readers less than `safe_window` (default
+5 s) after its key was taken, on the reader's clock: create latency (including the SDK's
+throttling retries) + how far a writer's clock is behind a reader's + replication lag
+(readers in other regions, or weaker than session consistency) < `safe_window`. The
+price is that multi-projections see nothing younger than the window. A create cannot
+be undone, so an append that took longer than the window is not failed (its events are
+committed; raising would make the executor run the command again): it is logged as an
+ERROR and counted in `late_commits`. A projection that may have skipped it can be
+rebuilt from position 0. `safe_window=timedelta(0)` gives up the guarantee (tests with
+one writer only). Two commits from different processes in the same 100 ns tick with the
+same 11 random digits would share positions: negligible, but not impossible.
+Not chosen: a global counter document (serialises every append through one document and
+still needs gap handling), the change feed (ordered per partition only; its
+continuation does not work on the local server), `_ts` (whole seconds).
+
+Snapshots live in their own container, one document per (aggregate, projector): id =
+the projector name (hashed if it has characters Cosmos ids forbid), fields of
+`AggregateSnapshot.to_json` (payload base64). A separate container keeps snapshot
+writes out of the events' throughput and queries, and can be dropped wholesale to reset
+the cache. `save` reads the current document and replaces it only if it is not newer,
+guarded by its ETag (412 or 409: re-read and decide again).
+
+Connection. `connect`, `from_connection_string` or `from_env`; `throughput` RU/s (manual,
+or autoscale maximum with `autoscale=True`) is provisioned on the database, shared by
+both containers, when this store creates the database. Unreachable server →
+`StoreConnectionError`, refused key → `StoreAuthenticationError`; messages name the
+endpoint, never the key. `http://` endpoints (the local server with `--no-ssl`) turn
+off endpoint discovery, since that server advertises https locations.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.cosmos import PartitionKey, ThroughputProperties
+from azure.cosmos.aio import CosmosClient
+from azure.cosmos.exceptions import (
+    CosmosClientTimeoutError,
+    CosmosHttpResponseError,
+    CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
+)
+
+from sekiban.core.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    EventStreamCorruptError,
+    PayloadTooLargeError,
+)
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import StoredEvent
+from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.snapshot.types import (
+    AggregateSnapshot,
+    RejectionReason,
+    SnapshotRejectedError,
+    SnapshotRejection,
+)
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    InvalidAppendError,
+    StoreAuthenticationError,
+    StoreConnectionError,
+    check_append,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAFE_WINDOW = timedelta(seconds=5)
+DEFAULT_MAX_COMMIT_BYTES = 1_900_000
+_POSITION_BITS = 16
+MAX_EVENTS_PER_APPEND = 1 << _POSITION_BITS
+"""A commit's events are numbered in the low 16 bits of their positions."""
+_KEY_DIGITS = 30
+_MAX_PAGE = 1000
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_:@=-]{1,200}")
+
+_EVENTS_INDEXING = {
+    "indexingMode": "consistent",
+    "includedPaths": [
+        {"path": "/pk/?"},
+        {"path": "/first_version/?"},
+        {"path": "/last_version/?"},
+        {"path": "/ordering_key/?"},
+    ],
+    "excludedPaths": [{"path": "/*"}],
+}
+_SNAPSHOTS_INDEXING = {
+    "indexingMode": "consistent",
+    "includedPaths": [{"path": "/version/?"}],
+    "excludedPaths": [{"path": "/*"}],
+}
+# `c.pk = @pk` is in every partition query although `partition_key=` is passed too:
+# the local server ignores `partition_key=` on queries.
+_IS_BOUNDARY = "SELECT VALUE c.id FROM c WHERE c.pk = @pk AND c.last_version = @version"
+_STREAM_VERSION = "SELECT VALUE MAX(c.last_version) FROM c WHERE c.pk = @pk"
+_READ_STREAM = (
+    "SELECT c.ordering_key, c.events FROM c WHERE c.pk = @pk AND c.last_version > @after "
+    "ORDER BY c.first_version"
+)
+_READ_ALL = (
+    "SELECT c.pk, c.ordering_key, c.events FROM c "
+    "WHERE c.ordering_key >= @from AND c.ordering_key < @bound ORDER BY c.ordering_key"
+)
+
+
+class CosmosEventStore:
+    """Event streams as commit documents in a Cosmos DB container; see the module docs.
+
+    Create it with `await CosmosEventStore.connect(...)`, `from_connection_string` or
+    `from_env`. `close()` closes the client, which `snapshot_store()` shares.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        database: Any,
+        events: Any,
+        snapshots: Any,
+        *,
+        endpoint: str,
+        safe_window: timedelta = DEFAULT_SAFE_WINDOW,
+        max_commit_bytes: int = DEFAULT_MAX_COMMIT_BYTES,
+    ) -> None:
+        if safe_window < timedelta(0):
+            raise ConfigurationError(f"safe_window must not be negative, got {safe_window}")
+        self._client, self._database = client, database
+        self._events, self._snapshots = events, snapshots
+        self._endpoint = endpoint
+        self._safe_window = safe_window
+        self._max_commit_bytes = max_commit_bytes
+        self.late_commits = 0
+        """Appends that took longer than the safe window (see the module docstring)."""
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        endpoint: str,
+        key: str,
+        database: str = "sekiban",
+        container_prefix: str = "sekiban",
+        throughput: int | None = None,
+        autoscale: bool = False,
+        create: bool = True,
+        safe_window: timedelta = DEFAULT_SAFE_WINDOW,
+        max_commit_bytes: int = DEFAULT_MAX_COMMIT_BYTES,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> CosmosEventStore:
+        """Open a client on `endpoint` and, with `create`, create missing containers.
+
+        `client_options` go to `azure.cosmos.aio.CosmosClient` as they are. Raises
+        `ConfigurationError` for bad names or a key that is not base64 (before
+        connecting), or for missing containers with `create=False`;
+        `StoreConnectionError` / `StoreAuthenticationError` when the server cannot be
+        reached or refuses the key.
+        """
+        _check_name("database", database)
+        _check_name("container_prefix", container_prefix)
+        if not re.match(r"https?://", endpoint):
+            raise ConfigurationError(f"Cosmos DB endpoint must be an http(s) URL, got {endpoint!r}")
+        try:
+            base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise ConfigurationError(
+                f"the key for Cosmos DB at {endpoint} is not base64 (use the account key)"
+            ) from None
+        options = dict(client_options or {})
+        if endpoint.startswith("http://"):
+            options.setdefault("enable_endpoint_discovery", False)
+        names = (f"{container_prefix}-events", f"{container_prefix}-snapshots")
+        client = CosmosClient(endpoint, credential=key, **options)
+        try:
+            with _translate_errors(endpoint):
+                if create:
+                    offer = None
+                    if throughput is not None:
+                        offer = (
+                            ThroughputProperties(auto_scale_max_throughput=throughput)
+                            if autoscale
+                            else throughput
+                        )
+                    db = await client.create_database_if_not_exists(
+                        database, offer_throughput=offer
+                    )
+                    events = await _ensure_container(db, names[0], _EVENTS_INDEXING)
+                    snapshots = await _ensure_container(db, names[1], _SNAPSHOTS_INDEXING)
+                else:
+                    db = client.get_database_client(database)
+                    events, snapshots = (db.get_container_client(n) for n in names)
+                    for container, name in ((events, names[0]), (snapshots, names[1])):
+                        try:
+                            await container.read()
+                        except CosmosResourceNotFoundError:
+                            raise ConfigurationError(
+                                f"container {name!r} of database {database!r} does not exist "
+                                f"at {endpoint}; connect with create=True to create it"
+                            ) from None
+        except BaseException:
+            await client.close()
+            raise
+        return cls(
+            client,
+            db,
+            events,
+            snapshots,
+            endpoint=endpoint,
+            safe_window=safe_window,
+            max_commit_bytes=max_commit_bytes,
+        )
+
+    @classmethod
+    async def from_connection_string(
+        cls, connection_string: str, **options: Any
+    ) -> CosmosEventStore:
+        """`connect` with the endpoint and key of `AccountEndpoint=...;AccountKey=...;`."""
+        endpoint, key = parse_connection_string(connection_string)
+        return await cls.connect(endpoint=endpoint, key=key, **options)
+
+    @classmethod
+    async def from_env(cls, **options: Any) -> CosmosEventStore:
+        """`connect` configured by SEKIBAN_COSMOS_CONNECTION_STRING, or by
+        SEKIBAN_COSMOS_ENDPOINT and SEKIBAN_COSMOS_KEY; SEKIBAN_COSMOS_DATABASE names the
+        database. Raises `ConfigurationError` naming the variable that is missing."""
+        if "database" not in options and os.environ.get("SEKIBAN_COSMOS_DATABASE"):
+            options["database"] = os.environ["SEKIBAN_COSMOS_DATABASE"]
+        connection_string = os.environ.get("SEKIBAN_COSMOS_CONNECTION_STRING")
+        if connection_string:
+            return await cls.from_connection_string(connection_string, **options)
+        for name in ("SEKIBAN_COSMOS_ENDPOINT", "SEKIBAN_COSMOS_KEY"):
+            if not os.environ.get(name):
+                raise ConfigurationError(
+                    f"{name} is not set (or set SEKIBAN_COSMOS_CONNECTION_STRING)"
+                )
+        return await cls.connect(
+            endpoint=os.environ["SEKIBAN_COSMOS_ENDPOINT"],
+            key=os.environ["SEKIBAN_COSMOS_KEY"],
+            **options,
+        )
+
+    def snapshot_store(self) -> CosmosSnapshotStore:
+        """The snapshot store beside this event store, sharing its client."""
+        return CosmosSnapshotStore(self._snapshots, endpoint=self._endpoint)
+
+    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        keys = check_append(events, expected_version)
+        if len(events) > MAX_EVENTS_PER_APPEND:
+            raise InvalidAppendError(
+                f"one append may hold at most {MAX_EVENTS_PER_APPEND} events, got {len(events)}"
+            )
+        pk = str(keys)
+        commit: dict[str, Any] = {
+            "id": f"{expected_version:010d}",
+            "pk": pk,
+            "first_version": expected_version + 1,
+            "last_version": expected_version + len(events),
+            "ordering_key": "0" * _KEY_DIGITS,  # the real key is taken just before create
+            "events": [_event_document(e) for e in events],
+        }
+        size = len(json.dumps(commit, separators=(",", ":")))  # ASCII: characters == bytes
+        if size > self._max_commit_bytes:
+            largest = max(events, key=lambda e: len(e.payload))
+            raise PayloadTooLargeError(
+                f"{largest.event_type} (in a commit of {len(events)} events)",
+                size,
+                self._max_commit_bytes,
+            )
+        with _translate_errors(self._endpoint):
+            if expected_version > 0 and not await self._is_boundary(pk, expected_version):
+                raise ConcurrencyError(keys, expected_version, await self._stream_version(pk))
+            commit["ordering_key"] = SortableUniqueId.generate()
+            started = time.monotonic()
+            try:
+                await self._events.create_item(commit)
+            except CosmosResourceExistsError:
+                if not await self._is_own_commit(pk, commit):
+                    actual = await self._stream_version(pk)
+                    raise ConcurrencyError(keys, expected_version, actual) from None
+            elapsed = time.monotonic() - started
+        if self._safe_window and elapsed >= self._safe_window.total_seconds():
+            self.late_commits += 1
+            log.error(
+                "append to %s at version %d took %.3f s, longer than the read_all safe window "
+                "of %s: a multi-projection reading meanwhile may have skipped its events; "
+                "rebuild such projections from position 0 or raise safe_window",
+                keys,
+                expected_version,
+                elapsed,
+                self._safe_window,
+            )
+
+    async def _is_boundary(self, pk: str, version: int) -> bool:
+        """Whether a commit of the stream ends at exactly `version`."""
+        found = await self._query_values(_IS_BOUNDARY, pk, {"@pk": pk, "@version": version})
+        return bool(found)
+
+    async def _stream_version(self, pk: str) -> int:
+        found = await self._query_values(_STREAM_VERSION, pk, {"@pk": pk})
+        return int(found[0]) if found and found[0] is not None else 0
+
+    async def _is_own_commit(self, pk: str, commit: dict[str, Any]) -> bool:
+        try:
+            stored = await self._events.read_item(commit["id"], partition_key=pk)
+        except CosmosResourceNotFoundError:
+            return False
+        stored_events = stored.get("events") or [{}]
+        return bool(stored_events[0].get("id") == commit["events"][0]["id"])
+
+    async def _query_values(self, query: str, pk: str, parameters: dict[str, Any]) -> list[Any]:
+        return [
+            item async for page in _pages(self._events, query, parameters, pk=pk) for item in page
+        ]
+
+    async def read_stream(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        pk = str(partition_keys)
+        parameters = {"@pk": pk, "@after": after_version}
+        batch: list[StoredEvent] = []
+        with _translate_errors(self._endpoint):
+            async for page in _pages(
+                self._events, _READ_STREAM, parameters, pk=pk, page_size=batch_size
+            ):
+                for commit in page:
+                    for event in _stored_events(commit, partition_keys):
+                        if event.version <= after_version:
+                            continue  # the first commit may start before after_version
+                        batch.append(event)
+                        if len(batch) == batch_size:
+                            yield batch
+                            batch = []
+        if batch:
+            yield batch
+
+    async def read_all(
+        self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> AsyncIterator[list[StoredEvent]]:
+        after_key, after_index = divmod(max(after_position, 0), 1 << _POSITION_BITS)
+        # One bound for the whole read, so every page sees the same cut.
+        bound = SortableUniqueId.min_for(datetime.now(UTC) - self._safe_window)
+        parameters = {"@from": f"{after_key:0{_KEY_DIGITS}d}", "@bound": bound}
+        streams: dict[str, PartitionKeys] = {}
+        batch: list[StoredEvent] = []
+        with _translate_errors(self._endpoint):
+            async for page in _pages(self._events, _READ_ALL, parameters, page_size=batch_size):
+                for commit in page:
+                    pk = commit.get("pk")
+                    keys = streams.get(pk) if isinstance(pk, str) else None
+                    if keys is None:
+                        keys = streams[pk] = _parse_keys(pk)
+                    events = _stored_events(commit, keys)
+                    if commit["ordering_key"] == parameters["@from"]:
+                        events = events[after_index + 1 :]  # the commit we stopped inside
+                    for event in events:
+                        batch.append(event)
+                        if len(batch) == batch_size:
+                            yield batch
+                            batch = []
+        if batch:
+            yield batch
+
+    async def drop(self) -> None:
+        """Delete this store's two containers (for per-test containers)."""
+        with _translate_errors(self._endpoint):
+            for container in (self._events, self._snapshots):
+                with suppress(CosmosResourceNotFoundError):
+                    await self._database.delete_container(container.id)
+
+    async def close(self) -> None:
+        """Close the client (also the one the snapshot store shares)."""
+        await self._client.close()
+
+
+class CosmosSnapshotStore:
+    """The latest snapshot per (aggregate, projector), one document each.
+
+    Obtained from `CosmosEventStore.snapshot_store()`; `close()` leaves the shared
+    client to the event store.
+    """
+
+    def __init__(self, container: Any, *, endpoint: str) -> None:
+        self._container = container
+        self._endpoint = endpoint
+
+    async def get(
+        self, partition_keys: PartitionKeys, projector_name: str
+    ) -> AggregateSnapshot | None:
+        with _translate_errors(self._endpoint):
+            try:
+                document = await self._container.read_item(
+                    _snapshot_id(projector_name), partition_key=str(partition_keys)
+                )
+            except CosmosResourceNotFoundError:
+                return None
+        snapshot = AggregateSnapshot.from_json(json.dumps(document))
+        if (
+            snapshot.partition_keys != partition_keys
+            or snapshot.metadata.projector_name != projector_name
+        ):
+            raise SnapshotRejectedError(
+                SnapshotRejection(
+                    RejectionReason.CORRUPT,
+                    f"snapshot document of {partition_keys} / {projector_name} belongs to "
+                    f"{snapshot.partition_keys} / {snapshot.metadata.projector_name}",
+                )
+            )
+        return snapshot
+
+    async def save(self, snapshot: AggregateSnapshot) -> bool:
+        pk = str(snapshot.partition_keys)
+        document_id = _snapshot_id(snapshot.metadata.projector_name)
+        body = {"id": document_id, "pk": pk, **json.loads(snapshot.to_json())}
+        with _translate_errors(self._endpoint):
+            # Each lost race (409 on create, 412 on replace) re-reads and decides again.
+            while True:
+                try:
+                    current = await self._container.read_item(document_id, partition_key=pk)
+                except CosmosResourceNotFoundError:
+                    try:
+                        await self._container.create_item(body)
+                        return True
+                    except CosmosResourceExistsError:
+                        continue
+                version = current.get("version")
+                # An unreadable version is a corrupt cache entry: replace it.
+                if type(version) is int and version > snapshot.version:
+                    return False
+                try:
+                    await self._container.replace_item(
+                        document_id,
+                        body,
+                        etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return True
+                except CosmosHttpResponseError as error:
+                    if error.status_code not in (404, 412):  # deleted or changed meanwhile
+                        raise
+
+    async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
+        with _translate_errors(self._endpoint), suppress(CosmosResourceNotFoundError):
+            await self._container.delete_item(
+                _snapshot_id(projector_name), partition_key=str(partition_keys)
+            )
+
+    async def close(self) -> None:
+        return None
+
+
+def parse_connection_string(connection_string: str) -> tuple[str, str]:
+    """The endpoint and key of a Cosmos DB connection string.
+
+    Raises `ConfigurationError` (without echoing the string, which holds the key) when
+    `AccountEndpoint` or `AccountKey` is missing.
+    """
+    parts: dict[str, str] = {}
+    for part in connection_string.split(";"):
+        name, separator, value = part.partition("=")  # the key's base64 may end in '='
+        if separator and name.strip():
+            parts[name.strip().lower()] = value.strip()
+    endpoint, key = parts.get("accountendpoint"), parts.get("accountkey")
+    if not endpoint or not key:
+        missing = " and ".join(
+            n for n, v in (("AccountEndpoint", endpoint), ("AccountKey", key)) if not v
+        )
+        raise ConfigurationError(
+            f"Cosmos DB connection string has no {missing}; expected "
+            "'AccountEndpoint=https://...;AccountKey=...;'"
+        )
+    return endpoint, key
+
+
+async def _ensure_container(database: Any, name: str, indexing: dict[str, Any]) -> Any:
+    try:
+        return await database.create_container_if_not_exists(
+            name, partition_key=PartitionKey(path="/pk"), indexing_policy=indexing
+        )
+    except CosmosResourceExistsError:  # another process created it between read and create
+        return database.get_container_client(name)
+
+
+async def _pages(
+    container: Any,
+    query: str,
+    parameters: dict[str, Any],
+    *,
+    pk: str | None = None,
+    page_size: int | None = None,
+) -> AsyncIterator[list[Any]]:
+    """The query's result pages, fetched one continuation token at a time."""
+    options: dict[str, Any] = {
+        "parameters": [{"name": name, "value": value} for name, value in parameters.items()]
+    }
+    if pk is not None:
+        options["partition_key"] = pk
+    if page_size is not None:
+        options["max_item_count"] = max(1, min(page_size, _MAX_PAGE))
+    async for page in container.query_items(query, **options).by_page():
+        yield [item async for item in page]
+
+
+def _event_document(event: StoredEvent) -> dict[str, Any]:
+    document = event.to_dict()
+    del document["partition_keys"], document["position"]  # the commit's pk; set on read
+    return document
+
+
+def _stored_events(commit: Mapping[str, Any], keys: PartitionKeys) -> list[StoredEvent]:
+    try:
+        base = int(commit["ordering_key"]) << _POSITION_BITS
+        return [
+            StoredEvent(
+                id=e["id"],
+                sortable_unique_id=e["sortable_unique_id"],
+                version=e["version"],
+                partition_keys=keys,
+                event_type=e["event_type"],
+                payload=e["payload"],
+                timestamp=datetime.fromisoformat(e["timestamp"]),
+                causation_id=e["causation_id"],
+                correlation_id=e["correlation_id"],
+                executed_user=e["executed_user"],
+                position=base + index,
+            )
+            for index, e in enumerate(commit["events"])
+        ]
+    except (KeyError, TypeError, ValueError) as error:
+        raise EventStreamCorruptError(
+            f"unreadable commit document in stream {keys}: {error!r}"
+        ) from None
+
+
+def _parse_keys(pk: object) -> PartitionKeys:
+    try:
+        return PartitionKeys.parse(pk)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise EventStreamCorruptError(f"commit document with bad pk {pk!r}: {error}") from None
+
+
+def _snapshot_id(projector_name: str) -> str:
+    """A Cosmos id for a projector name: the name itself unless it has characters Cosmos
+    ids forbid (`/ \\ ? #`, control characters) or is too long; then a digest of it."""
+    if _PLAIN_ID.fullmatch(projector_name):
+        return projector_name
+    return "sha256-" + hashlib.sha256(projector_name.encode()).hexdigest()
+
+
+def _check_name(what: str, name: object) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"{what} must be 1-63 characters of letters, digits, '-' or '_', starting with "
+            f"a letter or digit, got {name!r}"
+        )
+
+
+@contextmanager
+def _translate_errors(endpoint: str) -> Iterator[None]:
+    """Turn the SDK's connection and authorization failures into sekiban errors that
+    name the endpoint (the SDK never puts the key in its messages: requests carry only
+    an HMAC signature made with it)."""
+    try:
+        yield
+    except CosmosHttpResponseError as error:
+        if error.status_code in (401, 403):
+            raise StoreAuthenticationError(
+                f"Cosmos DB at {endpoint} refused the credentials (HTTP {error.status_code}): "
+                "check the account key"
+            ) from error
+        raise
+    except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StoreConnectionError(
+            f"cannot reach Cosmos DB at {endpoint}: {reason}; check the endpoint and that "
+            "the server is running"
+        ) from error
