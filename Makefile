@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,postgres,dapr,bench]"
+	$(PY) -m pip install --quiet -e ".[dev,postgres,cosmos,dapr,bench]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 services:
-	scripts/services.sh start postgres
+	scripts/services.sh start postgres cosmos
 
 services-stop:
 	scripts/services.sh stop

@@ -15,6 +15,8 @@ _LAZY = {
     "SqliteSnapshotStore": "sekiban.stores.sqlite",
     "PostgresEventStore": "sekiban.stores.postgres",
     "PostgresSnapshotStore": "sekiban.stores.postgres",
+    "CosmosEventStore": "sekiban.stores.cosmos",
+    "CosmosSnapshotStore": "sekiban.stores.cosmos",
 }
 
 __all__ = [
