@@ -20,6 +20,8 @@ can tell what it was doing when it died:
     SNAPSHOT-SAVED <keys> <version> <bool>  the save returned
     ACK <correlation> <version>             the command returned to its caller
     KILL-SELF <keys> <version>              about to SIGKILL itself instead of saving
+    KILL-IN-APPEND <correlation> <rows>     about to SIGKILL itself mid-append (rows
+                                            inserted so far in its transaction, or ?)
     DONE                                    the bounded loop ended without a kill
 
 Scenarios:
@@ -35,7 +37,10 @@ Scenarios:
 - `bursts --aggregate ID ...`: `RecordBurst` commands that append 50 events at once,
   alternating with bank accounts that are opened, credited and closed (2 events). With
   `--stall-us` (SQLite) the append sleeps between SQL statements inside its write
-  transaction, so a kill lands with part of the batch inserted.
+  transaction, so a kill lands with part of the batch inserted. With
+  `--kill-in-append N` the N-th append of several events kills the process itself: on
+  SQLite from inside the write transaction once half its rows are inserted, on
+  PostgreSQL from a timer 5 ms after the append is called (while the server runs it).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import random
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -206,27 +212,32 @@ def mark(*words: object) -> None:
 
 
 class MarkingEventStore:
-    """Announces each append; `stall` (seconds) is slept between SQL statements."""
+    """Announces each append. The `kill_in_append`-th append of several events kills
+    the process while it is in flight (how depends on the store: `arm_kill`)."""
 
-    stall = 0.0
-    stalling = False
+    kill_in_append: int | None = None
+    multi_event_appends = 0
 
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         correlation = events[0].correlation_id
         mark("APPEND", correlation, expected_version)
-        self.stalling = True
-        try:
-            await super().append(events, expected_version)  # type: ignore[misc]
-        finally:
-            self.stalling = False
+        if len(events) > 1:
+            self.multi_event_appends += 1
+            if self.multi_event_appends == self.kill_in_append:
+                await self.arm_kill(correlation, len(events) // 2)
+        await self.write(events, expected_version)
         mark("APPENDED", correlation)
 
-    def on_progress(self) -> int:
-        # SQLite's progress handler, called on the connection's thread every few VM
-        # instructions; during an append that is inside its BEGIN IMMEDIATE transaction.
-        if self.stalling:
-            time.sleep(self.stall)
-        return 0
+    async def write(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        await super().append(events, expected_version)  # type: ignore[misc]
+
+    async def arm_kill(self, correlation: str, rows: int) -> None:
+        raise NotImplementedError
+
+
+def kill_self(*words: object) -> None:
+    mark("KILL-IN-APPEND", *words)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class MarkingSnapshotStore:
@@ -252,7 +263,38 @@ class MarkingSnapshotStore:
 
 
 class DriverSqliteEventStore(MarkingEventStore, SqliteEventStore):
-    pass
+    """`stall` (seconds) is slept every few SQL VM instructions while an append runs,
+    that is inside its BEGIN IMMEDIATE transaction; an armed kill fires from there
+    once the append has inserted half of its rows."""
+
+    stall = 0.0
+    appending = False
+    kill_armed: str | None = None
+    kill_after_rows = 0
+    rows_before = 0
+
+    async def write(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        self.appending = True
+        try:
+            await super().write(events, expected_version)
+        finally:
+            self.appending = False
+
+    async def arm_kill(self, correlation: str, rows: int) -> None:
+        self.rows_before = await self._db.run(_total_changes)
+        self.kill_armed, self.kill_after_rows = correlation, rows
+
+    def on_progress(self) -> int:
+        # SQLite's progress handler, on the connection's thread, mid-statement.
+        if not self.appending:
+            return 0
+        if self.kill_armed:
+            inserted = self._db.connection.total_changes - self.rows_before  # type: ignore[union-attr]
+            if inserted >= self.kill_after_rows:
+                kill_self(self.kill_armed, inserted)
+        if self.stall:
+            time.sleep(self.stall)
+        return 0
 
 
 class DriverSqliteSnapshotStore(MarkingSnapshotStore, SqliteSnapshotStore):
@@ -278,7 +320,11 @@ class DriverSqliteSnapshotStore(MarkingSnapshotStore, SqliteSnapshotStore):
 
 
 class DriverPostgresEventStore(MarkingEventStore, PostgresEventStore):
-    pass
+    async def arm_kill(self, correlation: str, rows: int) -> None:
+        # The kill lands while the server runs the statement (the test slows it down
+        # with a trigger); the server notices the dead client within the session's
+        # client_connection_check_interval and aborts the statement, or finishes it first.
+        threading.Timer(0.005, kill_self, (correlation, "?")).start()
 
 
 class DriverPostgresSnapshotStore(MarkingSnapshotStore, PostgresSnapshotStore):
@@ -287,6 +333,10 @@ class DriverPostgresSnapshotStore(MarkingSnapshotStore, PostgresSnapshotStore):
 
 def _execute(connection: sqlite3.Connection, sql: str) -> None:
     connection.execute(sql)
+
+
+def _total_changes(connection: sqlite3.Connection) -> int:
+    return connection.total_changes
 
 
 def _sleep(connection: sqlite3.Connection, seconds: float) -> None:
@@ -309,20 +359,26 @@ async def open_stores(
         events = await DriverSqliteEventStore.open(where)
         snapshots = DriverSqliteSnapshotStore(events._db)
         snapshots.hold = args.hold_ms / 1000
-        if args.stall_us:
-            events.stall = args.stall_us / 1_000_000
-            await events._db.run(
-                lambda connection: connection.set_progress_handler(events.on_progress, 20)
-            )
+        events.stall = args.stall_us / 1_000_000
+        await events._db.run(
+            lambda connection: connection.set_progress_handler(events.on_progress, 10)
+        )
     elif kind == "postgres":
         dsn = os.environ["SEKIBAN_POSTGRES_DSN"]
         separator = "&" if "?" in dsn else "?"
-        dsn = f"{dsn}{separator}application_name={application_name(where)}"
+        # Without a check interval a backend whose client died still runs its statement
+        # to the end and commits it; with one it may also abort it half-way. Both must
+        # leave whole commands.
+        dsn = (
+            f"{dsn}{separator}application_name={application_name(where)}"
+            "&client_connection_check_interval=10"
+        )
         events = await DriverPostgresEventStore.connect(dsn, schema=where, max_size=2)
         snapshots = DriverPostgresSnapshotStore(events._pool, schema=where)
     else:
         raise SystemExit(f"unknown store {spec!r}")
     snapshots.kill_at_save = args.kill_at_save
+    events.kill_in_append = args.kill_in_append
     return events, snapshots
 
 
@@ -401,6 +457,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--aggregate", action="append", default=[], help="aggregate id")
     parser.add_argument("--kill-at-save", type=int, default=None)
+    parser.add_argument("--kill-in-append", type=int, default=None)
     parser.add_argument("--hold-ms", type=float, default=0.0)
     parser.add_argument("--stall-us", type=float, default=0.0)
     parser.add_argument("--max-commands", type=int, default=2000)
