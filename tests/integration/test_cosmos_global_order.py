@@ -73,7 +73,7 @@ class Gate:
         self, store: CosmosEventStore, keys: PartitionKeys, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         self.reached, self.release = asyncio.Event(), asyncio.Event()
-        create = store._events.create_item
+        create = store.containers.events.create_item
 
         async def held_create(body: dict[str, Any]) -> Any:
             if body["pk"] == str(keys):
@@ -81,7 +81,7 @@ class Gate:
                 await self.release.wait()
             return await create(body)
 
-        monkeypatch.setattr(store._events, "create_item", held_create)
+        monkeypatch.setattr(store.containers.events, "create_item", held_create)
 
 
 async def test_reader_does_not_pass_a_commit_in_flight_within_the_window(

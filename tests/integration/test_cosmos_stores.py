@@ -22,11 +22,8 @@ from aiohttp import web
 
 from sekiban import ConcurrencyError, PartitionKeys, StoredEvent
 from sekiban.core.errors import ConfigurationError, PayloadTooLargeError
-from sekiban.stores.cosmos import (
-    CosmosEventStore,
-    CosmosSnapshotStore,
-    parse_connection_string,
-)
+from sekiban.stores.cosmos import CosmosEventStore, CosmosSnapshotStore
+from sekiban.stores.cosmos_connection import parse_connection_string
 from sekiban.stores.protocols import StoreAuthenticationError, StoreConnectionError
 from tests.conformance.backends import require_env
 from tests.conformance.test_snapshot_store import snapshot_at
@@ -73,7 +70,11 @@ async def test_racing_appenders_get_one_winner_per_version_and_never_a_partial_c
     observed: list[list[int]] = []
     done = asyncio.Event()
 
-    async def writer(name: str) -> None:
+    # Two stores on the same containers stand for two processes: each remembers only
+    # the boundaries it has seen itself.
+    stores = [store, CosmosEventStore(store.containers, safe_window=timedelta(0))]
+
+    async def writer(name: str, store: CosmosEventStore) -> None:
         rng = random.Random(name)
         version = 0
         while len(won) < commits:
@@ -97,7 +98,7 @@ async def test_racing_appenders_get_one_winner_per_version_and_never_a_partial_c
             await asyncio.sleep(0)
 
     reading = asyncio.create_task(reader())
-    await asyncio.gather(*(writer(f"writer-{i}") for i in range(writers)))
+    await asyncio.gather(*(writer(f"writer-{i}", stores[i % 2]) for i in range(writers)))
     done.set()
     await reading
 
@@ -114,6 +115,20 @@ async def test_racing_appenders_get_one_winner_per_version_and_never_a_partial_c
     for versions in observed:
         assert versions == list(range(1, len(versions) + 1))
         assert len(versions) in boundaries
+
+
+async def test_writer_with_a_stale_remembered_head_still_conflicts(
+    store: CosmosEventStore,
+) -> None:
+    other = CosmosEventStore(store.containers, safe_window=timedelta(0))
+    keys = PartitionKeys.generate()
+    await store.append(stored_events(keys, 1, 2), 0)  # `store` remembers head 2
+    await other.append(stored_events(keys, 3, 1), 2)
+    with pytest.raises(ConcurrencyError) as error:
+        await store.append(stored_events(keys, 3, 2), 2)
+    assert error.value.actual_version == 3
+    await store.append(stored_events(keys, 4, 1), 3)  # the conflict taught it head 3
+    assert [e.version for e in await read_stream(other, keys)] == [1, 2, 3, 4]
 
 
 async def test_writers_at_the_same_version_have_exactly_one_winner(
@@ -184,13 +199,13 @@ async def test_retried_create_that_had_landed_counts_as_success(
     succeeded, and reporting a conflict would make the executor run the command again."""
     keys = PartitionKeys.generate()
     events = stored_events(keys, 1, 2)
-    create = store._events.create_item
+    create = store.containers.events.create_item
 
     async def create_twice(body: dict[str, object]) -> object:
         await create(body)
         return await create(body)  # the "retry": 409
 
-    monkeypatch.setattr(store._events, "create_item", create_twice)
+    monkeypatch.setattr(store.containers.events, "create_item", create_twice)
     await store.append(events, 0)
     assert [e.id for e in await read_stream(store, keys)] == [e.id for e in events]
     with pytest.raises(ConcurrencyError):  # someone else's commit still conflicts
@@ -213,7 +228,7 @@ async def test_corrupt_snapshot_document_is_rejected(store: CosmosEventStore) ->
 
     snapshots = store.snapshot_store()
     keys = PartitionKeys.generate("account")
-    await store._snapshots.create_item(
+    await store.containers.snapshots.create_item(
         {"id": "account", "pk": str(keys), "payload": "%%% not base64"}
     )
     with pytest.raises(SnapshotRejectedError) as error:

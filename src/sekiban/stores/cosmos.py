@@ -1,99 +1,91 @@
 """Cosmos DB event and snapshot stores on the async `azure-cosmos` SDK.
 
-Containers. `<container_prefix>-events` and `<container_prefix>-snapshots` in `database`,
-both partitioned on `/pk` = `str(partition_keys)` (`root@group@uuid`), so an aggregate's
-commits share one logical partition (and so do its snapshots). `connect(create=True)`
-creates what is missing; indexing covers only the queried fields, so event payloads cost
-no index writes. The policy and throughput apply only to what this store creates.
+Containers. `<container_prefix>-events` and `<container_prefix>-snapshots` in one
+database, both partitioned on `/pk` = `str(partition_keys)` (`root@group@uuid`): an
+aggregate's commits share one logical partition, and so do its snapshots. Opening the
+client and containers, connection strings and connection errors are in
+`sekiban.stores.cosmos_connection`.
 
 Appends: one document per commit. A command's events are ONE document,
 `{"id": f"{expected_version:010d}", "pk", "first_version", "last_version",
-"ordering_key", "events": [StoredEvent.to_dict() minus partition_keys and position]}`.
-Creating one document is atomic on every Cosmos DB, so no partial commit can be
+"ordering_key", "events": [StoredEvent.to_dict() without partition_keys and position]}`.
+Creating one document is atomic on every Cosmos DB, so no partial commit is ever
 visible, and ids are unique within a logical partition, so of two writers at the same
 expected version exactly one create succeeds; the other gets 409 → `ConcurrencyError`.
 Because a commit's id is the stream version *before* it, a writer whose expected
 version was ever the head collides with the commit that moved the stream on from there.
 A writer whose expected version was never a head (inside a multi-event commit, or past
-the end) would not collide, so before creating, an append at `expected_version > 0`
-checks (one partition-scoped query) that some commit ends at exactly that version.
-Check-then-create is race-free because boundaries never disappear: a checked boundary is
-either the head (only one create at that id can win) or already has its successor
-commit (the create gets 409). A stale read during the check can only see fewer
-boundaries, which rejects a valid append (the caller reloads and retries), never accepts
-an invalid one. A commit document must stay under `max_commit_bytes` (default
-1,900,000: Cosmos items are limited to 2 MB), measured as the ASCII JSON the SDK sends;
-a larger one raises `PayloadTooLargeError` and nothing is written.
-On 409 the store reads the commit it collided with: if it holds this append's first
-event id, an earlier attempt of this very request landed (an SDK retry after a lost
-answer), so the append succeeded; reporting a conflict would make the executor run the
-command a second time.
+the end) would not collide, so an append at `expected_version > 0` first checks, with one
+partition-scoped query, that a commit ends at exactly that version. Check-then-create is
+race-free because boundaries never disappear: a checked boundary is either still the
+head (one create at that id wins) or already followed by a commit (the create gets 409).
+A stale read can only miss boundaries, which rejects a valid append (the caller reloads
+and retries) and never accepts an invalid one. For the same reason the store remembers
+the newest boundary it has seen per stream (its own appends, reads, conflicts) and skips
+the query when appending there: the usual load-then-append costs one request.
+This relies on commits never being deleted (no TTL, no manual deletes in the container).
 
-Why not the alternatives: an ETag-guarded stream-head document plus event documents is
-two writes, and without transactional batch (not atomic on the local server) a crash
-between them leaves half a commit; a stored procedure or batch would be atomic on real
-Cosmos DB only, so the tested code would not be the shipped code; one document per
-event is atomic only for one-event commands.
+A commit document must stay under `max_commit_bytes` (default 1,900,000: Cosmos items
+are limited to 2 MB), measured as the ASCII JSON the SDK sends; a larger one raises
+`PayloadTooLargeError` and nothing is written. At most 2**16 events per commit.
+On 409 the store reads the commit it collided with: if that holds this append's first
+event id, an earlier attempt of this same request landed (an SDK retry after a lost
+answer), so the append succeeded; reporting a conflict would make the executor run the
+command again.
+
+Not chosen: an ETag-guarded stream-head document plus event documents (two writes; with
+no atomic batch, a crash between them leaves half a commit), a stored procedure or
+transactional batch (atomic on real Cosmos DB only, so the tested code would not be the
+shipped code), one document per event (atomic only for one-event commands).
 
 Global order. Each commit gets an ordering key, a fresh `SortableUniqueId` (30 digits:
 .NET ticks, then random digits; string order is numeric order) taken immediately before
-its create, and event `i` of the commit gets position `int(ordering_key) * 2**16 + i`
-(an unbounded Python int, not dense). `read_all` is a cross-partition query in
-ordering-key order that returns only commits whose key is below the safe bound
-`SortableUniqueId.min_for(now - safe_window)`: a commit whose create was still in flight
-when a reader passed its key would otherwise be missed for good.
+its create, and event `i` of a commit gets position `int(ordering_key) * 2**16 + i` (an
+unbounded Python int; not dense). `read_all` is a cross-partition query in ordering-key
+order that returns only commits whose key is below the safe bound
+`SortableUniqueId.min_for(now - safe_window)`, fixed at the start of the call: a commit
+whose create was still in flight when a reader passed its key would otherwise be missed
+for good, as no later read starts below the reader's last position.
 
 That holds while every commit is visible to readers less than `safe_window` (default
 5 s) after its key was taken, on the reader's clock: create latency (including the SDK's
-throttling retries) + how far a writer's clock is behind a reader's + replication lag
-(readers in other regions, or weaker than session consistency) < `safe_window`. The
-price is that multi-projections see nothing younger than the window. A create cannot
-be undone, so an append that took longer than the window is not failed (its events are
-committed; raising would make the executor run the command again): it is logged as an
-ERROR and counted in `late_commits`. A projection that may have skipped it can be
-rebuilt from position 0. `safe_window=timedelta(0)` gives up the guarantee (tests with
-one writer only). Two commits from different processes in the same 100 ns tick with the
-same 11 random digits would share positions: negligible, but not impossible.
-Not chosen: a global counter document (serialises every append through one document and
-still needs gap handling), the change feed (ordered per partition only; its
-continuation does not work on the local server), `_ts` (whole seconds).
+retries after throttling, 429) + how far a writer's clock is behind a reader's +
+replication lag (readers in other regions, or below session consistency) must stay under
+the window. Multi-projections therefore see nothing younger than the window. A create
+cannot be undone, so an append that took longer than the window is not failed (its
+events are committed, and an error would make the executor run the command again): it
+is logged as an ERROR and counted in `late_commits`, and a projection that may have
+skipped it can be rebuilt from position 0. `safe_window=timedelta(0)` gives the
+guarantee up (for tests with one writer at a time). Two commits from different processes
+in the same 100 ns tick with the same 11 random digits would share positions:
+negligible, not impossible.
+Not chosen: a global counter document (serialises every append in the account through
+one document and still needs gap handling), the change feed (ordered per partition only,
+and its continuation does not work on the local server), `_ts` (whole seconds).
 
 Snapshots live in their own container, one document per (aggregate, projector): id =
-the projector name (hashed if it has characters Cosmos ids forbid), fields of
-`AggregateSnapshot.to_json` (payload base64). A separate container keeps snapshot
-writes out of the events' throughput and queries, and can be dropped wholesale to reset
-the cache. `save` reads the current document and replaces it only if it is not newer,
-guarded by its ETag (412 or 409: re-read and decide again).
-
-Connection. `connect`, `from_connection_string` or `from_env`; `throughput` RU/s (manual,
-or autoscale maximum with `autoscale=True`) is provisioned on the database, shared by
-both containers, when this store creates the database. Unreachable server →
-`StoreConnectionError`, refused key → `StoreAuthenticationError`; messages name the
-endpoint, never the key. `http://` endpoints (the local server with `--no-ssl`) turn
-off endpoint discovery, since that server advertises https locations.
+the projector name (a digest of it if it has characters Cosmos ids forbid), the fields
+of `AggregateSnapshot.to_json` (payload in base64). Their own container keeps snapshot
+writes out of the events' queries and indexing and can be dropped to reset the cache.
+`save` reads the current document and replaces it only if that is not newer, guarded by
+its ETag; a lost race (409 on create, 412 on replace) re-reads and decides again.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
-import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-from azure.cosmos import PartitionKey, ThroughputProperties
-from azure.cosmos.aio import CosmosClient
 from azure.cosmos.exceptions import (
-    CosmosClientTimeoutError,
     CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
@@ -114,13 +106,14 @@ from sekiban.snapshot.types import (
     SnapshotRejectedError,
     SnapshotRejection,
 )
-from sekiban.stores.protocols import (
-    DEFAULT_BATCH_SIZE,
-    InvalidAppendError,
-    StoreAuthenticationError,
-    StoreConnectionError,
-    check_append,
+from sekiban.stores.cosmos_connection import (
+    CosmosContainers,
+    open_containers,
+    parse_connection_string,
+    settings_from_env,
+    translate_errors,
 )
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, InvalidAppendError, check_append
 
 log = logging.getLogger(__name__)
 
@@ -131,31 +124,17 @@ MAX_EVENTS_PER_APPEND = 1 << _POSITION_BITS
 """A commit's events are numbered in the low 16 bits of their positions."""
 _KEY_DIGITS = 30
 _MAX_PAGE = 1000
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_:@=-]{1,200}")
+_KNOWN_BOUNDARIES = 10_000
+"""Streams whose latest known commit boundary an event store remembers (see append)."""
 
-_EVENTS_INDEXING = {
-    "indexingMode": "consistent",
-    "includedPaths": [
-        {"path": "/pk/?"},
-        {"path": "/first_version/?"},
-        {"path": "/last_version/?"},
-        {"path": "/ordering_key/?"},
-    ],
-    "excludedPaths": [{"path": "/*"}],
-}
-_SNAPSHOTS_INDEXING = {
-    "indexingMode": "consistent",
-    "includedPaths": [{"path": "/version/?"}],
-    "excludedPaths": [{"path": "/*"}],
-}
 # `c.pk = @pk` is in every partition query although `partition_key=` is passed too:
 # the local server ignores `partition_key=` on queries.
 _IS_BOUNDARY = "SELECT VALUE c.id FROM c WHERE c.pk = @pk AND c.last_version = @version"
 _STREAM_VERSION = "SELECT VALUE MAX(c.last_version) FROM c WHERE c.pk = @pk"
 _READ_STREAM = (
-    "SELECT c.ordering_key, c.events FROM c WHERE c.pk = @pk AND c.last_version > @after "
-    "ORDER BY c.first_version"
+    "SELECT c.last_version, c.ordering_key, c.events FROM c "
+    "WHERE c.pk = @pk AND c.last_version > @after ORDER BY c.first_version"
 )
 _READ_ALL = (
     "SELECT c.pk, c.ordering_key, c.events FROM c "
@@ -172,22 +151,22 @@ class CosmosEventStore:
 
     def __init__(
         self,
-        client: Any,
-        database: Any,
-        events: Any,
-        snapshots: Any,
+        containers: CosmosContainers,
         *,
-        endpoint: str,
         safe_window: timedelta = DEFAULT_SAFE_WINDOW,
         max_commit_bytes: int = DEFAULT_MAX_COMMIT_BYTES,
     ) -> None:
         if safe_window < timedelta(0):
             raise ConfigurationError(f"safe_window must not be negative, got {safe_window}")
-        self._client, self._database = client, database
-        self._events, self._snapshots = events, snapshots
-        self._endpoint = endpoint
+        self.containers = containers
+        """The client and containers, for tools and tests that need the raw SDK."""
+        self._events = containers.events
+        self._endpoint = containers.endpoint
         self._safe_window = safe_window
         self._max_commit_bytes = max_commit_bytes
+        # The newest version known to end a commit, per stream. Boundaries never
+        # disappear, so a remembered one is still one: an append there skips the query.
+        self._boundaries: OrderedDict[str, int] = OrderedDict()
         self.late_commits = 0
         """Appends that took longer than the safe window (see the module docstring)."""
 
@@ -208,65 +187,28 @@ class CosmosEventStore:
     ) -> CosmosEventStore:
         """Open a client on `endpoint` and, with `create`, create missing containers.
 
-        `client_options` go to `azure.cosmos.aio.CosmosClient` as they are. Raises
-        `ConfigurationError` for bad names or a key that is not base64 (before
-        connecting), or for missing containers with `create=False`;
+        `throughput` is RU/s for the database when this creates it (the autoscale
+        maximum with `autoscale`); `client_options` go to `azure.cosmos.aio.CosmosClient`
+        as they are. Raises `ConfigurationError` for bad names or a key that is not
+        base64 (before connecting) and for missing containers without `create`;
         `StoreConnectionError` / `StoreAuthenticationError` when the server cannot be
         reached or refuses the key.
         """
-        _check_name("database", database)
-        _check_name("container_prefix", container_prefix)
-        if not re.match(r"https?://", endpoint):
-            raise ConfigurationError(f"Cosmos DB endpoint must be an http(s) URL, got {endpoint!r}")
-        try:
-            base64.b64decode(key, validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raise ConfigurationError(
-                f"the key for Cosmos DB at {endpoint} is not base64 (use the account key)"
-            ) from None
-        options = dict(client_options or {})
-        if endpoint.startswith("http://"):
-            options.setdefault("enable_endpoint_discovery", False)
-        names = (f"{container_prefix}-events", f"{container_prefix}-snapshots")
-        client = CosmosClient(endpoint, credential=key, **options)
-        try:
-            with _translate_errors(endpoint):
-                if create:
-                    offer = None
-                    if throughput is not None:
-                        offer = (
-                            ThroughputProperties(auto_scale_max_throughput=throughput)
-                            if autoscale
-                            else throughput
-                        )
-                    db = await client.create_database_if_not_exists(
-                        database, offer_throughput=offer
-                    )
-                    events = await _ensure_container(db, names[0], _EVENTS_INDEXING)
-                    snapshots = await _ensure_container(db, names[1], _SNAPSHOTS_INDEXING)
-                else:
-                    db = client.get_database_client(database)
-                    events, snapshots = (db.get_container_client(n) for n in names)
-                    for container, name in ((events, names[0]), (snapshots, names[1])):
-                        try:
-                            await container.read()
-                        except CosmosResourceNotFoundError:
-                            raise ConfigurationError(
-                                f"container {name!r} of database {database!r} does not exist "
-                                f"at {endpoint}; connect with create=True to create it"
-                            ) from None
-        except BaseException:
-            await client.close()
-            raise
-        return cls(
-            client,
-            db,
-            events,
-            snapshots,
+        containers = await open_containers(
             endpoint=endpoint,
-            safe_window=safe_window,
-            max_commit_bytes=max_commit_bytes,
+            key=key,
+            database=database,
+            container_prefix=container_prefix,
+            throughput=throughput,
+            autoscale=autoscale,
+            create=create,
+            client_options=client_options,
         )
+        try:
+            return cls(containers, safe_window=safe_window, max_commit_bytes=max_commit_bytes)
+        except BaseException:
+            await containers.client.close()
+            raise
 
     @classmethod
     async def from_connection_string(
@@ -278,28 +220,14 @@ class CosmosEventStore:
 
     @classmethod
     async def from_env(cls, **options: Any) -> CosmosEventStore:
-        """`connect` configured by SEKIBAN_COSMOS_CONNECTION_STRING, or by
-        SEKIBAN_COSMOS_ENDPOINT and SEKIBAN_COSMOS_KEY; SEKIBAN_COSMOS_DATABASE names the
-        database. Raises `ConfigurationError` naming the variable that is missing."""
-        if "database" not in options and os.environ.get("SEKIBAN_COSMOS_DATABASE"):
-            options["database"] = os.environ["SEKIBAN_COSMOS_DATABASE"]
-        connection_string = os.environ.get("SEKIBAN_COSMOS_CONNECTION_STRING")
-        if connection_string:
-            return await cls.from_connection_string(connection_string, **options)
-        for name in ("SEKIBAN_COSMOS_ENDPOINT", "SEKIBAN_COSMOS_KEY"):
-            if not os.environ.get(name):
-                raise ConfigurationError(
-                    f"{name} is not set (or set SEKIBAN_COSMOS_CONNECTION_STRING)"
-                )
-        return await cls.connect(
-            endpoint=os.environ["SEKIBAN_COSMOS_ENDPOINT"],
-            key=os.environ["SEKIBAN_COSMOS_KEY"],
-            **options,
-        )
+        """`connect` as SEKIBAN_COSMOS_CONNECTION_STRING, or SEKIBAN_COSMOS_ENDPOINT and
+        SEKIBAN_COSMOS_KEY, and SEKIBAN_COSMOS_DATABASE say; `options` win over them.
+        Raises `ConfigurationError` naming a missing variable."""
+        return await cls.connect(**{**settings_from_env(), **options})
 
     def snapshot_store(self) -> CosmosSnapshotStore:
         """The snapshot store beside this event store, sharing its client."""
-        return CosmosSnapshotStore(self._snapshots, endpoint=self._endpoint)
+        return CosmosSnapshotStore(self.containers.snapshots, endpoint=self._endpoint)
 
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         keys = check_append(events, expected_version)
@@ -324,8 +252,12 @@ class CosmosEventStore:
                 size,
                 self._max_commit_bytes,
             )
-        with _translate_errors(self._endpoint):
-            if expected_version > 0 and not await self._is_boundary(pk, expected_version):
+        with translate_errors(self._endpoint):
+            if (
+                expected_version > 0
+                and self._boundaries.get(pk) != expected_version
+                and not await self._is_boundary(pk, expected_version)
+            ):
                 raise ConcurrencyError(keys, expected_version, await self._stream_version(pk))
             commit["ordering_key"] = SortableUniqueId.generate()
             started = time.monotonic()
@@ -336,6 +268,7 @@ class CosmosEventStore:
                     actual = await self._stream_version(pk)
                     raise ConcurrencyError(keys, expected_version, actual) from None
             elapsed = time.monotonic() - started
+        self._remember_boundary(pk, commit["last_version"])
         if self._safe_window and elapsed >= self._safe_window.total_seconds():
             self.late_commits += 1
             log.error(
@@ -355,7 +288,17 @@ class CosmosEventStore:
 
     async def _stream_version(self, pk: str) -> int:
         found = await self._query_values(_STREAM_VERSION, pk, {"@pk": pk})
-        return int(found[0]) if found and found[0] is not None else 0
+        version = int(found[0]) if found and found[0] is not None else 0
+        self._remember_boundary(pk, version)  # the last version of the newest commit
+        return version
+
+    def _remember_boundary(self, pk: str, version: int) -> None:
+        if version <= self._boundaries.get(pk, 0):
+            return
+        self._boundaries[pk] = version
+        self._boundaries.move_to_end(pk)
+        if len(self._boundaries) > _KNOWN_BOUNDARIES:
+            self._boundaries.popitem(last=False)
 
     async def _is_own_commit(self, pk: str, commit: dict[str, Any]) -> bool:
         try:
@@ -379,11 +322,12 @@ class CosmosEventStore:
         pk = str(partition_keys)
         parameters = {"@pk": pk, "@after": after_version}
         batch: list[StoredEvent] = []
-        with _translate_errors(self._endpoint):
+        with translate_errors(self._endpoint):
             async for page in _pages(
                 self._events, _READ_STREAM, parameters, pk=pk, page_size=batch_size
             ):
                 for commit in page:
+                    self._remember_boundary(pk, commit["last_version"])
                     for event in _stored_events(commit, partition_keys):
                         if event.version <= after_version:
                             continue  # the first commit may start before after_version
@@ -403,7 +347,7 @@ class CosmosEventStore:
         parameters = {"@from": f"{after_key:0{_KEY_DIGITS}d}", "@bound": bound}
         streams: dict[str, PartitionKeys] = {}
         batch: list[StoredEvent] = []
-        with _translate_errors(self._endpoint):
+        with translate_errors(self._endpoint):
             async for page in _pages(self._events, _READ_ALL, parameters, page_size=batch_size):
                 for commit in page:
                     pk = commit.get("pk")
@@ -423,14 +367,16 @@ class CosmosEventStore:
 
     async def drop(self) -> None:
         """Delete this store's two containers (for per-test containers)."""
-        with _translate_errors(self._endpoint):
-            for container in (self._events, self._snapshots):
+        self._boundaries.clear()
+        c = self.containers
+        with translate_errors(self._endpoint):
+            for container in (c.events, c.snapshots):
                 with suppress(CosmosResourceNotFoundError):
-                    await self._database.delete_container(container.id)
+                    await c.database.delete_container(container.id)
 
     async def close(self) -> None:
         """Close the client (also the one the snapshot store shares)."""
-        await self._client.close()
+        await self.containers.client.close()
 
 
 class CosmosSnapshotStore:
@@ -447,7 +393,7 @@ class CosmosSnapshotStore:
     async def get(
         self, partition_keys: PartitionKeys, projector_name: str
     ) -> AggregateSnapshot | None:
-        with _translate_errors(self._endpoint):
+        with translate_errors(self._endpoint):
             try:
                 document = await self._container.read_item(
                     _snapshot_id(projector_name), partition_key=str(partition_keys)
@@ -472,7 +418,7 @@ class CosmosSnapshotStore:
         pk = str(snapshot.partition_keys)
         document_id = _snapshot_id(snapshot.metadata.projector_name)
         body = {"id": document_id, "pk": pk, **json.loads(snapshot.to_json())}
-        with _translate_errors(self._endpoint):
+        with translate_errors(self._endpoint):
             # Each lost race (409 on create, 412 on replace) re-reads and decides again.
             while True:
                 try:
@@ -500,45 +446,13 @@ class CosmosSnapshotStore:
                         raise
 
     async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
-        with _translate_errors(self._endpoint), suppress(CosmosResourceNotFoundError):
+        with translate_errors(self._endpoint), suppress(CosmosResourceNotFoundError):
             await self._container.delete_item(
                 _snapshot_id(projector_name), partition_key=str(partition_keys)
             )
 
     async def close(self) -> None:
         return None
-
-
-def parse_connection_string(connection_string: str) -> tuple[str, str]:
-    """The endpoint and key of a Cosmos DB connection string.
-
-    Raises `ConfigurationError` (without echoing the string, which holds the key) when
-    `AccountEndpoint` or `AccountKey` is missing.
-    """
-    parts: dict[str, str] = {}
-    for part in connection_string.split(";"):
-        name, separator, value = part.partition("=")  # the key's base64 may end in '='
-        if separator and name.strip():
-            parts[name.strip().lower()] = value.strip()
-    endpoint, key = parts.get("accountendpoint"), parts.get("accountkey")
-    if not endpoint or not key:
-        missing = " and ".join(
-            n for n, v in (("AccountEndpoint", endpoint), ("AccountKey", key)) if not v
-        )
-        raise ConfigurationError(
-            f"Cosmos DB connection string has no {missing}; expected "
-            "'AccountEndpoint=https://...;AccountKey=...;'"
-        )
-    return endpoint, key
-
-
-async def _ensure_container(database: Any, name: str, indexing: dict[str, Any]) -> Any:
-    try:
-        return await database.create_container_if_not_exists(
-            name, partition_key=PartitionKey(path="/pk"), indexing_policy=indexing
-        )
-    except CosmosResourceExistsError:  # another process created it between read and create
-        return database.get_container_client(name)
 
 
 async def _pages(
@@ -605,33 +519,3 @@ def _snapshot_id(projector_name: str) -> str:
     if _PLAIN_ID.fullmatch(projector_name):
         return projector_name
     return "sha256-" + hashlib.sha256(projector_name.encode()).hexdigest()
-
-
-def _check_name(what: str, name: object) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigurationError(
-            f"{what} must be 1-63 characters of letters, digits, '-' or '_', starting with "
-            f"a letter or digit, got {name!r}"
-        )
-
-
-@contextmanager
-def _translate_errors(endpoint: str) -> Iterator[None]:
-    """Turn the SDK's connection and authorization failures into sekiban errors that
-    name the endpoint (the SDK never puts the key in its messages: requests carry only
-    an HMAC signature made with it)."""
-    try:
-        yield
-    except CosmosHttpResponseError as error:
-        if error.status_code in (401, 403):
-            raise StoreAuthenticationError(
-                f"Cosmos DB at {endpoint} refused the credentials (HTTP {error.status_code}): "
-                "check the account key"
-            ) from error
-        raise
-    except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StoreConnectionError(
-            f"cannot reach Cosmos DB at {endpoint}: {reason}; check the endpoint and that "
-            "the server is running"
-        ) from error
