@@ -50,8 +50,8 @@ for good, as no later read starts below the reader's last position.
 That holds while every commit is visible to readers less than `safe_window` (default
 5 s) after its key was taken, on the reader's clock: create latency (including the SDK's
 retries after throttling, 429) + how far a writer's clock is behind a reader's +
-replication lag (readers in other regions, or below session consistency) must stay under
-the window. Multi-projections therefore see nothing younger than the window. A create
+replication lag (until readers in other processes or regions see the write) must stay
+under the window. Multi-projections therefore see nothing younger than the window. A create
 cannot be undone, so an append that took longer than the window is not failed (its
 events are committed, and an error would make the executor run the command again): it
 is logged as an ERROR and counted in `late_commits`, and a projection that may have
@@ -133,7 +133,7 @@ _KNOWN_BOUNDARIES = 10_000
 _IS_BOUNDARY = "SELECT VALUE c.id FROM c WHERE c.pk = @pk AND c.last_version = @version"
 _STREAM_VERSION = "SELECT VALUE MAX(c.last_version) FROM c WHERE c.pk = @pk"
 _READ_STREAM = (
-    "SELECT c.last_version, c.ordering_key, c.events FROM c "
+    "SELECT c.ordering_key, c.events FROM c "
     "WHERE c.pk = @pk AND c.last_version > @after ORDER BY c.first_version"
 )
 _READ_ALL = (
@@ -327,8 +327,10 @@ class CosmosEventStore:
                 self._events, _READ_STREAM, parameters, pk=pk, page_size=batch_size
             ):
                 for commit in page:
-                    self._remember_boundary(pk, commit["last_version"])
-                    for event in _stored_events(commit, partition_keys):
+                    events = _stored_events(commit, partition_keys)
+                    if events:
+                        self._remember_boundary(pk, events[-1].version)
+                    for event in events:
                         if event.version <= after_version:
                             continue  # the first commit may start before after_version
                         batch.append(event)
