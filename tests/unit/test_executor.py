@@ -1,4 +1,5 @@
 import asyncio
+import threading
 import uuid
 from pathlib import Path
 
@@ -166,31 +167,49 @@ async def test_oversized_event_payload_is_rejected_and_appends_nothing() -> None
     assert [e async for b in executor.event_store.read_all() for e in b] == []
 
 
-async def _race(
-    executor: SekibanExecutor, keys: PartitionKeys, clients: int, each: int
+def _race(
+    path: Path, keys: PartitionKeys, clients: int, each: int, retries: int
 ) -> tuple[int, int]:
+    """`clients` threads, each with its own event loop and its own connection to one
+    SQLite file, deposit `each` times: a real race between writers."""
     successes = conflicts = 0
+    lock = threading.Lock()
 
     async def client() -> None:
         nonlocal successes, conflicts
-        for _ in range(each):
-            try:
-                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
-                successes += 1
-            except ConcurrencyError:
-                conflicts += 1
+        store = await SqliteEventStore.open(path)
+        executor = SekibanExecutor(bank_domain(), store, conflict_retries=retries)
+        try:
+            for _ in range(each):
+                try:
+                    await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+                    outcome = "ok"
+                except ConcurrencyError:
+                    outcome = "conflict"
+                with lock:
+                    if outcome == "ok":
+                        successes += 1
+                    else:
+                        conflicts += 1
+        finally:
+            await store.close()
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    threads = [threading.Thread(target=asyncio.run, args=(client(),)) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return successes, conflicts
 
 
-async def test_racing_commands_without_retries_report_conflicts_and_lose_nothing(
+async def test_racing_writers_without_retries_report_conflicts_and_lose_nothing(
     tmp_path: Path,
 ) -> None:
-    store = await SqliteEventStore.open(tmp_path / "race.db")
+    path = tmp_path / "race.db"
+    store = await SqliteEventStore.open(path)
     executor = SekibanExecutor(bank_domain(), store)
     keys = await open_account(executor)
-    successes, conflicts = await _race(executor, keys, clients=8, each=20)
+    successes, conflicts = await asyncio.to_thread(_race, path, keys, 8, 20, 0)
     assert successes + conflicts == 160 and conflicts > 0
     versions = await stream_versions(executor, keys)
     assert versions == list(range(1, successes + 2))
@@ -199,11 +218,12 @@ async def test_racing_commands_without_retries_report_conflicts_and_lose_nothing
     await store.close()
 
 
-async def test_racing_commands_with_retries_all_succeed_exactly_once(tmp_path: Path) -> None:
-    store = await SqliteEventStore.open(tmp_path / "race.db")
-    executor = SekibanExecutor(bank_domain(), store, conflict_retries=1000)
+async def test_racing_writers_with_retries_all_succeed_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    store = await SqliteEventStore.open(path)
+    executor = SekibanExecutor(bank_domain(), store)
     keys = await open_account(executor)
-    successes, conflicts = await _race(executor, keys, clients=8, each=20)
+    successes, conflicts = await asyncio.to_thread(_race, path, keys, 8, 20, 1000)
     assert (successes, conflicts) == (160, 0)
     assert await stream_versions(executor, keys) == list(range(1, 162))
     await store.close()

@@ -1,15 +1,16 @@
 """SQLite event and snapshot stores: the embedded default, one file, no server.
 
-Every operation runs on one dedicated thread that owns the connection, so an append
-(check the version, insert the events, commit) is a single hop from the event loop.
-Positions come from an AUTOINCREMENT key assigned inside the write transaction, and
-SQLite runs one write transaction at a time per database, so position order is commit
-order: a reader resuming from its last position cannot miss an event.
+An append is one INSERT statement (atomic by itself) that also checks the expected
+version, run directly on the event loop unless another writer holds the lock (see
+`_Database`). Positions come from an AUTOINCREMENT key assigned inside the write
+transaction, and SQLite runs one write transaction at a time per database, so position
+order is commit order: a reader resuming from its last position cannot miss an event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,44 +81,92 @@ def _stream_key(keys: PartitionKeys) -> tuple[str, str, str]:
 
 
 class _Database:
-    """One connection, used only from one thread."""
+    """Two connections to one database file.
+
+    Statements run directly on the event loop's connection, which never waits for a
+    lock (`busy_timeout=0`): a local SQLite statement takes microseconds, less than a
+    hop to a thread. When another connection or process holds the write lock, the
+    statement fails at once with SQLITE_BUSY, before changing anything, and is run again
+    on a worker thread whose connection waits for the lock. An in-memory database has
+    a single connection (a second one would be another database).
+    """
 
     def __init__(self, path: str) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sekiban-sqlite")
         self._path = path
+        self._executor: ThreadPoolExecutor | None = None
         self.connection: sqlite3.Connection | None = None
+        self._waiting: sqlite3.Connection | None = None
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(connection, *args)` on the connection's thread."""
-
-        def call() -> T:
-            if self.connection is None:
-                raise RuntimeError("the SQLite store is closed")
-            return fn(self.connection, *args)
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+    def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        # Autocommit: every statement is its own transaction unless BEGIN says otherwise.
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if self._path != ":memory:":
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
     async def open(self) -> None:
-        def connect() -> None:
-            # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE,
-            # which takes the write lock up front instead of failing at commit.
-            connection = sqlite3.connect(self._path, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=10000")
-            connection.executescript(_SCHEMA)
-            self.connection = connection
+        if self._path == ":memory:":
+            self.connection = self._connect(0)
+            self.connection.executescript(_SCHEMA)
+            return
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sekiban-sqlite")
+        self._waiting = await loop.run_in_executor(self._executor, self._connect, 10_000)
+        await loop.run_in_executor(self._executor, self._waiting.executescript, _SCHEMA)
+        self.connection = self._connect(0)
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)`: at once on the loop, or, if the database is locked
+        by another writer, on the worker thread once the lock is free."""
+        if self.connection is None:
+            raise RuntimeError("the SQLite store is closed")
+        try:
+            return fn(self.connection, *args)
+        except sqlite3.OperationalError as error:
+            # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+            if self._waiting is None or error.sqlite_errorcode & 0xFF not in _BUSY:
+                raise
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
 
     async def close(self) -> None:
-        def disconnect() -> None:
-            if self.connection is not None:
-                self.connection.close()
-                self.connection = None
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        if self._executor is not None:
+            waiting, self._waiting = self._waiting, None
+            if waiting is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, waiting.close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
-        self._executor.shutdown(wait=True)
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# One multi-row INSERT is atomic by itself; beyond this many rows (SQLite limits the
+# number of parameters of a statement) an append uses an explicit transaction.
+_ROWS_PER_STATEMENT = 500
+_EVENT_INSERT_COLUMNS = (
+    "id, sortable_unique_id, root_partition_key, aggregate_group, aggregate_id, version, "
+    "event_type, payload, timestamp, causation_id, correlation_id, executed_user"
+)
+
+
+@functools.cache
+def _append_sql(rows: int) -> str:
+    """Insert `rows` events only if the stream is at the expected version.
+
+    The unique (stream, version) constraint rejects a stale expected version; the
+    EXISTS rejects one beyond the end of the stream (which would leave a gap).
+    """
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) SELECT * FROM (VALUES {values}) "
+        f"WHERE ? = 0 OR EXISTS (SELECT 1 FROM events WHERE {_STREAM} AND version = ?)"
+    )
 
 
 class SqliteEventStore:
@@ -158,31 +207,13 @@ class SqliteEventStore:
             )
             for e in events
         ]
-
-        def append(connection: sqlite3.Connection) -> None:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                (current,) = connection.execute(
-                    f"SELECT COALESCE(MAX(version), 0) FROM events WHERE {_STREAM}", stream
-                ).fetchone()
-                if current != expected_version:
-                    raise ConcurrencyError(keys, expected_version, current)
-                connection.executemany(
-                    "INSERT INTO events (id, sortable_unique_id, root_partition_key, "
-                    "aggregate_group, aggregate_id, version, event_type, payload, timestamp, "
-                    "causation_id, correlation_id, executed_user) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-
         try:
-            await self._db.run(append)
+            inserted = await self._db.run(_append, rows, stream, expected_version)
         except sqlite3.IntegrityError:
-            raise ConcurrencyError(keys, expected_version, None) from None
+            inserted = 0
+        if inserted != len(rows):
+            actual = await self._db.run(_stream_version, stream)
+            raise ConcurrencyError(keys, expected_version, actual)
 
     async def read_stream(
         self,
@@ -236,6 +267,41 @@ class SqliteEventStore:
             if len(batch) < batch_size:
                 return
             after_position = batch[-1].position or after_position
+
+
+def _append(
+    connection: sqlite3.Connection,
+    rows: list[tuple[Any, ...]],
+    stream: tuple[str, str, str],
+    expected_version: int,
+) -> int:
+    """Insert the rows as one atomic write; returns how many were inserted."""
+    guard = (expected_version, *stream, expected_version)
+    if len(rows) <= _ROWS_PER_STATEMENT:
+        flat = [value for row in rows for value in row]
+        return connection.execute(_append_sql(len(rows)), (*flat, *guard)).rowcount
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if _stream_version(connection, stream) != expected_version:
+            connection.execute("ROLLBACK")
+            return 0
+        connection.executemany(
+            f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return len(rows)
+
+
+def _stream_version(connection: sqlite3.Connection, stream: tuple[str, str, str]) -> int:
+    (version,) = connection.execute(
+        f"SELECT COALESCE(MAX(version), 0) FROM events WHERE {_STREAM}", stream
+    ).fetchone()
+    return int(version)
 
 
 def _event(row: Any, keys: PartitionKeys) -> StoredEvent:
