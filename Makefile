@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint unit services services-stop dapr bench clean
+.PHONY: demo test lint docs unit services services-stop dapr bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
+# The docs site; --strict turns broken links and API references into failures.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 services:
 	scripts/services.sh start postgres cosmos
 
@@ -37,7 +41,7 @@ dapr:
 	scripts/build-dapr.sh >/dev/null
 
 # Every test, with the real services: a missing service fails the run, never skips it.
-test: $(STAMP) lint services dapr
+test: $(STAMP) lint docs services dapr
 	eval "$$(scripts/services.sh env)" && \
 	SEKIBAN_DAPR_BIN_DIR="$$(scripts/build-dapr.sh | tail -n1)" \
 	SEKIBAN_REQUIRE_SERVICES=1 $(PY) -m pytest -q

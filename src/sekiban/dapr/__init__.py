@@ -1,0 +1,15 @@
+"""Aggregates as Dapr virtual actors (needs the `dapr` extra)."""
+
+from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
+from sekiban.dapr.app import create_actor_app
+from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
+from sekiban.dapr.messages import RemoteCommandError
+
+__all__ = [
+    "DaprAggregateActor",
+    "DaprSekibanExecutor",
+    "DaprUnavailableError",
+    "RemoteCommandError",
+    "actor_id_for",
+    "create_actor_app",
+]
