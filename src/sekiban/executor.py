@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
-from sekiban.core.command import Command, CommandResponse
+from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import ConcurrencyError, InvalidPartitionKeysError
+from sekiban.core.errors import ConcurrencyError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
@@ -75,13 +74,9 @@ class SekibanExecutor:
         own errors, and `ConcurrencyError` when retries are exhausted; in each case
         nothing was appended.
         """
-        keys = command.partition_keys()
-        if not isinstance(keys, PartitionKeys):
-            raise InvalidPartitionKeysError(
-                f"{type(command).__name__}.partition_keys() returned {keys!r}"
-            )
+        keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)
-        metadata = metadata or EventMetadata(correlation_id=str(uuid.uuid4()))
+        metadata = command_metadata(metadata)
         for attempt in range(self.conflict_retries + 1):
             state = await self.repository.load(projector, keys)
             try:

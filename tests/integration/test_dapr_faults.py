@@ -48,8 +48,9 @@ async def traffic_through_fault(
             try:
                 await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
                 acknowledged += 1
-            except DaprUnavailableError:
+            except DaprUnavailableError as error:
                 failed += 1
+                print(f"failed after retries: {error}")
 
     async def inject() -> None:
         await asyncio.sleep(1.5)
@@ -68,7 +69,7 @@ async def traffic_through_fault(
         )
         assert aggregate.payload.balance == len(events) - 1  # type: ignore[attr-defined]
     # Every acknowledged deposit is stored; a failed call may or may not have landed.
-    assert acknowledged <= stored <= acknowledged + failed
+    assert acknowledged <= stored <= acknowledged + failed, (acknowledged, failed, stored)
     return acknowledged, failed, stored
 
 
@@ -83,7 +84,7 @@ async def test_restart_during_traffic_loses_and_repeats_nothing(
         try:
             fault = node.restart_daprd if restart == "daprd" else node.restart_app
             acknowledged, failed, stored = await traffic_through_fault(node, store, fault)
-            assert acknowledged > 100
+            assert acknowledged > 100, (acknowledged, failed, stored)
             print(
                 f"{restart} restart: {acknowledged} acknowledged, {failed} failed, {stored} stored"
             )

@@ -6,14 +6,14 @@ import inspect
 import uuid
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
-from sekiban.core.errors import AggregateStateError, SekibanError
+from sekiban.core.errors import AggregateStateError, InvalidPartitionKeysError, SekibanError
 from sekiban.core.events import Event, EventMetadata, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
@@ -75,6 +75,30 @@ class CommandResponse:
     partition_keys: PartitionKeys
     events: tuple[Event[EventPayload], ...]
     version: int
+
+
+def command_keys(command: Command) -> PartitionKeys:
+    """The aggregate `command` targets; raises `InvalidPartitionKeysError` if its
+    `partition_keys()` returns anything but `PartitionKeys`."""
+    keys = command.partition_keys()
+    if not isinstance(keys, PartitionKeys):
+        raise InvalidPartitionKeysError(
+            f"{type(command).__name__}.partition_keys() returned {keys!r}"
+        )
+    return keys
+
+
+def command_metadata(metadata: EventMetadata | None) -> EventMetadata:
+    """`metadata` with a fresh causation id (the command's identity) and correlation id
+    where the caller gave none."""
+    metadata = metadata or EventMetadata()
+    if metadata.causation_id and metadata.correlation_id:
+        return metadata
+    return replace(
+        metadata,
+        causation_id=metadata.causation_id or str(uuid.uuid4()),
+        correlation_id=metadata.correlation_id or str(uuid.uuid4()),
+    )
 
 
 class InvalidHandlerResultError(SekibanError, TypeError):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from dataclasses import replace
 from typing import TypeVar
 
 import aiohttp
@@ -16,9 +14,9 @@ from dapr.clients.exceptions import DaprInternalError
 from dapr.conf import settings
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
-from sekiban.core.command import Command, CommandResponse
+from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import InvalidPartitionKeysError, SekibanError
+from sekiban.core.errors import SekibanError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
@@ -91,17 +89,9 @@ class DaprSekibanExecutor:
         retried after a lost reply, or repeated by the caller with the same causation
         id, are applied once and answered with the original reply.
         """
-        keys = command.partition_keys()
-        if not isinstance(keys, PartitionKeys):
-            raise InvalidPartitionKeysError(
-                f"{type(command).__name__}.partition_keys() returned {keys!r}"
-            )
+        keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)
-        metadata = metadata or EventMetadata(correlation_id=str(uuid.uuid4()))
-        if not metadata.causation_id:
-            # The command's identity: a retried call carries the same one, and the actor
-            # applies each causation id once.
-            metadata = replace(metadata, causation_id=str(uuid.uuid4()))
+        metadata = command_metadata(metadata)
         body = messages.command_request(self.serializer, command, metadata)
         reply = await self._invoke(actor_id_for(projector.name, keys), "ExecuteCommand", body)
         return messages.parse_command_reply(self.serializer, reply)

@@ -113,7 +113,7 @@ from sekiban.stores.cosmos_connection import (
     settings_from_env,
     translate_errors,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, InvalidAppendError, check_append
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +230,7 @@ class CosmosEventStore:
         return CosmosSnapshotStore(self.containers.snapshots, endpoint=self._endpoint)
 
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
-        keys = check_append(events, expected_version)
-        if len(events) > MAX_EVENTS_PER_APPEND:
-            raise InvalidAppendError(
-                f"one append may hold at most {MAX_EVENTS_PER_APPEND} events, got {len(events)}"
-            )
+        keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
         pk = str(keys)
         commit: dict[str, Any] = {
             "id": f"{expected_version:010d}",

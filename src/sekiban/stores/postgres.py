@@ -63,13 +63,9 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
-    RejectionReason,
-    SnapshotEncoding,
-    SnapshotMetadata,
-    SnapshotRejectedError,
-    SnapshotRejection,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, InvalidAppendError, check_append
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
+from sekiban.stores.snapshot_rows import snapshot_columns, snapshot_from_columns
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _POSITION_BITS = 16
@@ -218,11 +214,7 @@ WHERE $4::integer = 0 OR EXISTS (SELECT FROM {t.events} WHERE {stream} AND versi
         )
 
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
-        keys = check_append(events, expected_version)
-        if len(events) > MAX_EVENTS_PER_APPEND:
-            raise InvalidAppendError(
-                f"one append may hold at most {MAX_EVENTS_PER_APPEND} events, got {len(events)}"
-            )
+        keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
         stream = _key(keys)
         try:
             status: str = await self._pool.execute(
@@ -349,47 +341,14 @@ RETURNING true"""
         row = await self._pool.fetchrow(self._get_sql, *_key(partition_keys), projector_name)
         if row is None:
             return None
-        try:
-            return AggregateSnapshot(
-                partition_keys=partition_keys,
-                version=row[0],
-                last_sortable_unique_id=row[1],
-                payload=bytes(row[2]),
-                metadata=SnapshotMetadata(
-                    projector_name=projector_name,
-                    projector_version=row[3],
-                    payload_type=row[4],
-                    format_version=row[5],
-                    encoding=SnapshotEncoding(row[6]),
-                    checksum=row[7],
-                    taken_at=row[8],
-                    events_since_previous=row[9],
-                ),
-            )
-        except (ValueError, TypeError) as error:
-            raise SnapshotRejectedError(
-                SnapshotRejection(
-                    RejectionReason.CORRUPT,
-                    f"snapshot row of {partition_keys} / {projector_name} is unreadable: {error}",
-                )
-            ) from None
+        return snapshot_from_columns(partition_keys, projector_name, row)
 
     async def save(self, snapshot: AggregateSnapshot) -> bool:
-        m = snapshot.metadata
         written = await self._pool.fetchval(
             self._save_sql,
             *_key(snapshot.partition_keys),
-            m.projector_name,
-            snapshot.version,
-            snapshot.last_sortable_unique_id,
-            snapshot.payload,
-            m.projector_version,
-            m.payload_type,
-            m.format_version,
-            m.encoding.value,
-            m.checksum,
-            m.taken_at,
-            m.events_since_previous,
+            snapshot.metadata.projector_name,
+            *snapshot_columns(snapshot),
         )
         return written is True
 

@@ -75,12 +75,19 @@ class InvalidAppendError(SekibanError, ValueError):
     """Events handed to `append` that are not one stream's next versions."""
 
 
-def check_append(events: Sequence[StoredEvent], expected_version: int) -> PartitionKeys:
+def check_append(
+    events: Sequence[StoredEvent], expected_version: int, max_events: int | None = None
+) -> PartitionKeys:
     """The stream the events belong to; raises `InvalidAppendError` if they do not
-    continue it at consecutive versions from `expected_version + 1`, or carry a
-    timestamp without a timezone (SQL stores would return it changed)."""
+    continue it at consecutive versions from `expected_version + 1`, carry a timestamp
+    without a timezone (SQL stores would return it changed), or number more than
+    `max_events` (a store's own limit)."""
     if not events:
         raise InvalidAppendError("append needs at least one event")
+    if max_events is not None and len(events) > max_events:
+        raise InvalidAppendError(
+            f"one append may hold at most {max_events} events, got {len(events)}"
+        )
     if expected_version < 0:
         raise InvalidAppendError(f"expected_version must be >= 0, got {expected_version}")
     keys = events[0].partition_keys

@@ -23,13 +23,13 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
-    RejectionReason,
-    SnapshotEncoding,
-    SnapshotMetadata,
-    SnapshotRejectedError,
-    SnapshotRejection,
 )
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
+from sekiban.stores.snapshot_rows import (
+    SNAPSHOT_COLUMNS,
+    snapshot_columns,
+    snapshot_from_columns,
+)
 
 T = TypeVar("T")
 
@@ -331,52 +331,20 @@ class SqliteSnapshotStore:
     ) -> AggregateSnapshot | None:
         def fetch(connection: sqlite3.Connection) -> Any:
             return connection.execute(
-                "SELECT version, last_sortable_unique_id, payload, projector_version, "
-                "payload_type, format_version, encoding, checksum, taken_at, "
-                f"events_since_previous FROM snapshots WHERE {_STREAM} AND projector_name = ?",
+                f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE {_STREAM} AND projector_name = ?",
                 (*_stream_key(partition_keys), projector_name),
             ).fetchone()
 
         row = await self._db.run(fetch)
         if row is None:
             return None
-        try:
-            return AggregateSnapshot(
-                partition_keys,
-                row[0],
-                row[1],
-                bytes(row[2]),
-                SnapshotMetadata(
-                    projector_name,
-                    row[3],
-                    row[4],
-                    row[5],
-                    SnapshotEncoding(row[6]),
-                    row[7],
-                    datetime.fromisoformat(row[8]),
-                    row[9],
-                ),
-            )
-        except (ValueError, TypeError) as error:
-            raise SnapshotRejectedError(
-                SnapshotRejection(RejectionReason.CORRUPT, f"unreadable snapshot row: {error}")
-            ) from None
+        return snapshot_from_columns(partition_keys, projector_name, row)
 
     async def save(self, snapshot: AggregateSnapshot) -> bool:
-        m = snapshot.metadata
         row = (
             *_stream_key(snapshot.partition_keys),
-            m.projector_name,
-            snapshot.version,
-            snapshot.last_sortable_unique_id,
-            snapshot.payload,
-            m.projector_version,
-            m.payload_type,
-            m.format_version,
-            m.encoding.value,
-            m.checksum,
-            m.taken_at.isoformat(),
-            m.events_since_previous,
+            snapshot.metadata.projector_name,
+            *snapshot_columns(snapshot, text_timestamp=True),
         )
 
         def upsert(connection: sqlite3.Connection) -> bool:

@@ -1,0 +1,73 @@
+"""The columns SQL snapshot stores keep for a snapshot, and the snapshot back from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.snapshot.types import (
+    AggregateSnapshot,
+    RejectionReason,
+    SnapshotEncoding,
+    SnapshotMetadata,
+    SnapshotRejectedError,
+    SnapshotRejection,
+)
+
+SNAPSHOT_COLUMNS = (
+    "version, last_sortable_unique_id, payload, projector_version, payload_type, "
+    "format_version, encoding, checksum, taken_at, events_since_previous"
+)
+
+
+def snapshot_columns(
+    snapshot: AggregateSnapshot, *, text_timestamp: bool = False
+) -> tuple[Any, ...]:
+    """The values of `SNAPSHOT_COLUMNS`, in order (`taken_at` as ISO text if asked)."""
+    m = snapshot.metadata
+    return (
+        snapshot.version,
+        snapshot.last_sortable_unique_id,
+        snapshot.payload,
+        m.projector_version,
+        m.payload_type,
+        m.format_version,
+        m.encoding.value,
+        m.checksum,
+        m.taken_at.isoformat() if text_timestamp else m.taken_at,
+        m.events_since_previous,
+    )
+
+
+def snapshot_from_columns(
+    partition_keys: PartitionKeys, projector_name: str, row: Sequence[Any]
+) -> AggregateSnapshot:
+    """The snapshot a row of `SNAPSHOT_COLUMNS` holds; a row that cannot be one raises
+    `SnapshotRejectedError` (corrupt), so the aggregate is replayed instead."""
+    try:
+        taken_at = row[8] if isinstance(row[8], datetime) else datetime.fromisoformat(row[8])
+        return AggregateSnapshot(
+            partition_keys,
+            row[0],
+            row[1],
+            bytes(row[2]),
+            SnapshotMetadata(
+                projector_name,
+                row[3],
+                row[4],
+                row[5],
+                SnapshotEncoding(row[6]),
+                row[7],
+                taken_at,
+                row[9],
+            ),
+        )
+    except (ValueError, TypeError, IndexError) as error:
+        raise SnapshotRejectedError(
+            SnapshotRejection(
+                RejectionReason.CORRUPT,
+                f"snapshot row of {partition_keys} / {projector_name} is unreadable: {error}",
+            )
+        ) from None
