@@ -52,3 +52,11 @@ def test_stored_ids_are_rebuilt_exactly_and_bad_ones_rejected() -> None:
     ):
         with pytest.raises(SerializationError):
             serializer.to_event(dataclasses.replace(stored, **bad))
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    from sekiban.core.events import new_event_id
+
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)

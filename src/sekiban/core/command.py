@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.errors import AggregateStateError, InvalidPartitionKeysError, SekibanError
-from sekiban.core.events import Event, EventMetadata, EventPayload
+from sekiban.core.events import Event, EventMetadata, EventPayload, new_event_id
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.sortable_id import SortableUniqueId
@@ -126,7 +126,7 @@ async def decide(
     now = clock()
     return [
         Event(
-            id=uuid.uuid4(),
+            id=new_event_id(),
             sortable_unique_id=SortableUniqueId.generate(),
             version=aggregate.version + offset,
             partition_keys=aggregate.partition_keys,

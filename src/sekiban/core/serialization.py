@@ -86,17 +86,18 @@ class Serializer:
 
     def to_stored(self, event: Event[EventPayload]) -> StoredEvent:
         metadata = event.metadata
-        return StoredEvent(
-            id=str(event.id),
-            sortable_unique_id=event.sortable_unique_id,
-            version=event.version,
-            partition_keys=event.partition_keys,
-            event_type=self.domain.event_name(type(event.payload)),
-            payload=event.payload.model_dump_json(),
-            timestamp=event.timestamp,
-            causation_id=metadata.causation_id,
-            correlation_id=metadata.correlation_id,
-            executed_user=metadata.executed_user,
+        return rebuild_stored_event(
+            str(event.id),
+            event.sortable_unique_id,
+            event.version,
+            event.partition_keys,
+            self.domain.event_name(type(event.payload)),
+            event.payload.model_dump_json(),
+            event.timestamp,
+            metadata.causation_id,
+            metadata.correlation_id,
+            metadata.executed_user,
+            None,
         )
 
     def to_event(self, stored: StoredEvent) -> Event[EventPayload]:

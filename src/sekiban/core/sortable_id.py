@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -53,7 +53,9 @@ class SortableUniqueId(str):
     def generate(cls, now_ns: int | None = None) -> SortableUniqueId:
         """A new id for the current time (or `now_ns`, nanoseconds since the Unix epoch)."""
         ticks = _next_ticks(time.time_ns() if now_ns is None else now_ns)
-        suffix = secrets.randbelow(10**_RANDOM_DIGITS)
+        # Not a secret, only a tie-breaker between processes: the seeded generator (reseeded
+        # in forked children) costs a fraction of an OS random read per id.
+        suffix = random.randrange(10**_RANDOM_DIGITS)
         return str.__new__(cls, f"{ticks:0{_TICK_DIGITS}d}{suffix:0{_RANDOM_DIGITS}d}")
 
     @classmethod
