@@ -1,0 +1,179 @@
+"""`sekiban bench`: which suites run where, the headline figures, the files written.
+
+Suites:
+- `loads`: aggregate load time against history length, with and without snapshots,
+  sekiban and eventsourcing (`loads.py`), and snapshot sizes (`snapshot_sizes.py`);
+  on every chosen store except `sqlite-full` (reads do not depend on `synchronous`).
+- `throughput`: append and replay throughput, store and executor level, sekiban and
+  eventsourcing (`throughput.py`); on the chosen stores eventsourcing can use, except
+  `memory` (in-memory appends measure nothing a database does).
+
+`--quick` runs both on memory and SQLite with small sizes, for a check within a minute.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sekiban.benchmarking.engines import engines_for
+from sekiban.benchmarking.environment import environment, load_average
+from sekiban.benchmarking.loads import (
+    HISTORIES,
+    LoadPlan,
+    LoadResults,
+    run_loads,
+    speedup,
+    versus_eventsourcing,
+)
+from sekiban.benchmarking.progress import Progress
+from sekiban.benchmarking.snapshot_sizes import SnapshotSize, measure_snapshot_sizes
+from sekiban.benchmarking.throughput import (
+    Result,
+    append_name,
+    ratios,
+    run_throughput,
+    workloads,
+)
+
+SUITES = ("loads", "throughput")
+STORES = ("memory", "sqlite", "sqlite-full", "postgres", "cosmos")
+QUICK_STORES = ("memory", "sqlite")
+RESULTS = Path("benchmarks/results")
+# Throughput workloads: (events per append workload, aggregates, replayed events).
+FULL_THROUGHPUT = (5_000, 500, 10_000)
+QUICK_THROUGHPUT = (1_000, 100, 0)  # the quick replay figure comes from the loads suite
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    suites: tuple[str, ...] = SUITES
+    stores: tuple[str, ...] = STORES
+    histories: tuple[int, ...] = HISTORIES
+    repeat: int = 5
+    quick: bool = False
+    command: str = "sekiban bench"
+
+    @classmethod
+    def for_quick(cls, **changes: Any) -> BenchOptions:
+        options = cls(
+            stores=QUICK_STORES, histories=LoadPlan.quick().histories, repeat=1, quick=True
+        )
+        return replace(options, **changes)
+
+
+@dataclass
+class BenchRun:
+    options: BenchOptions
+    env: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+    loads: LoadResults | None = None
+    sizes: list[SnapshotSize] = field(default_factory=list)
+    throughput: list[Result] | None = None
+
+
+async def run_bench(options: BenchOptions, progress: Progress) -> BenchRun:
+    """Run the chosen suites on the chosen stores (those that cannot run are skipped
+    and named in `BenchRun.skipped`)."""
+    unknown = set(options.suites) - set(SUITES)
+    if unknown:
+        raise ValueError(f"unknown suite {sorted(unknown)}: choose from {', '.join(SUITES)}")
+    run = BenchRun(options, environment(options.command))
+    with tempfile.TemporaryDirectory(prefix="sekiban-bench-") as directory:
+        engines = engines_for(list(options.stores), Path(directory), run.skipped)
+        for name, reason in run.skipped.items():
+            progress.note(f"skipping {name}: {reason}")
+        if "loads" in options.suites:
+            plan = LoadPlan.quick() if options.quick else LoadPlan()
+            plan = replace(plan, histories=options.histories)
+            readers = [e for e in engines if e.name != "sqlite-full"]
+            run.loads = await run_loads(readers, plan, progress)
+            progress.begin("snapshot sizes", 1)
+            progress.step("snapshot sizes: taking and restoring account and ledger snapshots")
+            run.sizes = await measure_snapshot_sizes(
+                options.histories, budget_s=0.05 if options.quick else 0.3
+            )
+        if "throughput" in options.suites:
+            events, accounts, replay = QUICK_THROUGHPUT if options.quick else FULL_THROUGHPUT
+            writers = [e for e in engines if e.eventsourcing and e.name != "memory"]
+            run.throughput = await run_throughput(
+                writers, workloads(events, accounts, replay), options.repeat, progress
+            )
+        run.env["engines"] = {engine.name: engine.settings for engine in engines}
+    run.env["load_average"]["after"] = load_average()
+    return run
+
+
+def summary(run: BenchRun, engine: str = "sqlite") -> dict[str, Any]:
+    """The headline figures on `engine`: each ratio above 1 means sekiban is ahead.
+
+    - `snapshot_load_speedup_10k`: full replay time / snapshot load time, 10,000 events;
+    - `replay_vs_eventsourcing`: sekiban's full replay speed / eventsourcing's, 10,000
+      events (= their load time / ours);
+    - `snapshot_load_vs_eventsourcing`: their snapshot load time / ours, 10,000 events;
+    - `append_vs_eventsourcing`: our append throughput / theirs, one event per command
+      over many aggregates, store level (`append_10_...`: ten per command;
+      `command_...`: the same through the executor against an application command).
+    """
+    figures: dict[str, Any] = {"engine": engine}
+    loads = run.loads
+    if loads is not None:
+        full = loads.get(engine, "sekiban", False, 10_000)
+        snap = loads.get(engine, "sekiban", True, 10_000)
+        theirs = loads.get(engine, "eventsourcing", True, 10_000)
+        figures |= {
+            "snapshot_load_speedup_10k": speedup(loads, engine, "sekiban", 10_000),
+            "replay_vs_eventsourcing": versus_eventsourcing(loads, engine, False, 10_000),
+            "snapshot_load_vs_eventsourcing": versus_eventsourcing(loads, engine, True, 10_000),
+            "replay_events_per_second": 10_000 / (full.median_ms / 1000) if full else None,
+            "snapshot_load_ms_10k": snap.median_ms if snap else None,
+            "eventsourcing_snapshot_load_ms_10k": theirs.median_ms if theirs else None,
+        }
+    if run.throughput:
+        ratio = ratios(run.throughput)
+        accounts = (QUICK_THROUGHPUT if run.options.quick else FULL_THROUGHPUT)[1]
+        figures |= {
+            "append_vs_eventsourcing": ratio.get((engine, append_name(1, accounts), "store")),
+            "append_10_vs_eventsourcing": ratio.get((engine, append_name(10, accounts), "store")),
+            "command_vs_eventsourcing": ratio.get((engine, append_name(1, accounts), "executor")),
+        }
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+
+
+def write_results(run: BenchRun, directory: Path, images: Path | None = None) -> list[Path]:
+    """Write Markdown, JSON and PNG results to `directory` (plots also to `images`, e.g.
+    the docs site's image folder); returns the files written."""
+    import json
+
+    from sekiban.benchmarking.loads_report import loads_document, loads_markdown
+    from sekiban.benchmarking.plots import plot_load_times, plot_peak_memory
+    from sekiban.benchmarking.throughput_report import throughput_document, throughput_markdown
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    if run.loads is not None:
+        plots = {"loads.png": plot_load_times, "loads-memory.png": plot_peak_memory}
+        for name, plot in plots.items():
+            for folder in (directory, images):
+                if folder is not None:
+                    plot(run.loads, folder / name)
+                    written.append(folder / name)
+        markdown = loads_markdown(run.env, run.loads, run.sizes, list(plots))
+        document = loads_document(run.env, run.loads, run.sizes)
+        document["summary"] = summary(run)
+        written += _write(directory / "loads.md", markdown + "\n")
+        written += _write(directory / "loads.json", json.dumps(document, indent=2) + "\n")
+    if run.throughput is not None:
+        repeat = run.options.repeat
+        markdown = throughput_markdown(run.env, run.throughput, repeat)
+        document = throughput_document(run.env, run.throughput, repeat)
+        written += _write(directory / "stores.md", markdown + "\n")
+        written += _write(directory / "stores.json", json.dumps(document, indent=2) + "\n")
+    return written
+
+
+def _write(path: Path, text: str) -> list[Path]:
+    path.write_text(text)
+    return [path]

@@ -1,0 +1,79 @@
+"""The throughput benchmark's results as Markdown and JSON."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict
+from typing import Any
+
+from sekiban.benchmarking.domains import SNAPSHOT_EVERY
+from sekiban.benchmarking.environment import environment_markdown
+from sekiban.benchmarking.throughput import LEVELS, Result, ratios
+
+
+def throughput_document(env: dict[str, Any], results: list[Result], repeat: int) -> dict[str, Any]:
+    rows = [{**asdict(r), "events_per_second": round(r.events_per_second)} for r in results]
+    table = [
+        {"engine": e, "workload": w, "level": lvl, "sekiban_over_eventsourcing": round(x, 2)}
+        for (e, w, lvl), x in ratios(results).items()
+    ]
+    return {"environment": env, "repeat": repeat, "results": rows, "ratios": table}
+
+
+def throughput_markdown(env: dict[str, Any], results: list[Result], repeat: int) -> str:
+    eps = {(r.engine, r.workload, r.level, r.framework): r.events_per_second for r in results}
+    ratio = ratios(results)
+    levels = [lvl for lvl in LEVELS if any(r.level == lvl for r in results)]
+    lines = [
+        "# Event store throughput: sekiban vs eventsourcing",
+        "",
+        *environment_markdown(env),
+        "",
+        f"Median of {repeat} runs, each on a fresh database after an untimed warm-up. "
+        "Figures are events/s; ratio = sekiban / eventsourcing (target: >= 2).",
+        "",
+        "Store level: sekiban `decide`, `EventStore.append` of the `Serializer.to_stored` batch "
+        "and `projector.fold` (aggregate kept in memory), replay = `EventReplayOptimizer.load`; "
+        "eventsourcing `Application.save` of an aggregate kept in memory, replay = "
+        "`repository.get`. Executor level: `SekibanExecutor.command` vs an eventsourcing "
+        f"application command (`repository.get`, trigger, `save`), both snapshotting every "
+        f"{SNAPSHOT_EVERY} events; replay = `load_aggregate` vs `repository.get`, no snapshots.",
+        "",
+    ]
+    headers = {
+        "store": ("sekiban store", "eventsourcing"),
+        "executor": ("sekiban executor", "eventsourcing app"),
+    }
+    for engine in dict.fromkeys(r.engine for r in results):
+        header = ["workload"]
+        for level in levels:
+            header += [*headers[level], "ratio"]
+        lines += [
+            f"## {engine}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---|" + "--:|" * (len(header) - 1),
+        ]
+        for workload in dict.fromkeys(r.workload for r in results if r.engine == engine):
+            cells = [workload]
+            for level in levels:
+                cells += [
+                    f"{eps[(engine, workload, level, 'sekiban')]:,.0f}",
+                    f"{eps[(engine, workload, level, 'eventsourcing')]:,.0f}",
+                    f"{ratio[(engine, workload, level)]:.2f}x",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        runs = [r for r in results if r.engine == engine]
+        slowest = max(runs, key=_spread)
+        lines += [
+            "",
+            f"Slowest/fastest repetition: median {statistics.median(map(_spread, runs)):.2f}, "
+            f"worst {_spread(slowest):.2f} ({slowest.workload}, {slowest.level}, "
+            f"{slowest.framework}).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _spread(result: Result) -> float:
+    return max(result.seconds) / min(result.seconds)
