@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -13,7 +13,7 @@ from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.errors import EventStreamCorruptError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.core.serialization import Serializer
+from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.snapshot.types import (
     AggregateSnapshot,
     RejectionReason,
@@ -21,7 +21,12 @@ from sekiban.snapshot.types import (
     SnapshotRejection,
     restore_snapshot,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore, SnapshotStore
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    EventStore,
+    SnapshotStore,
+    SnapshotStreamReader,
+)
 
 log = logging.getLogger("sekiban.snapshot")
 
@@ -65,6 +70,10 @@ class EventReplayOptimizer:
     is still in the stream at its version with the same sortable id; the delta must then
     continue at consecutive versions. Any mismatch discards the snapshot (logged and
     reported in `LoadStatistics.rejection`) and the aggregate is replayed in full.
+
+    When the event store is a `SnapshotStreamReader` of the snapshot store, the snapshot
+    and the first batch of events after it are read in one request (one round trip on
+    PostgreSQL), with the same checks.
     """
 
     def __init__(
@@ -83,16 +92,27 @@ class EventReplayOptimizer:
         self.batch_size = batch_size
         self.timer = timer
         self.counters = counters or SnapshotCounters()
+        self._reader = (
+            event_store
+            if snapshot_store is not None
+            and isinstance(event_store, SnapshotStreamReader)
+            and event_store.reads_snapshots_of(snapshot_store)
+            else None
+        )
 
     async def load(
         self, projector: AggregateProjector, partition_keys: PartitionKeys
     ) -> LoadResult:
         started = self.timer()
-        snapshot, rejection = await self._read_snapshot(projector, partition_keys)
+        head: list[StoredEvent] | None = None  # the events read with the snapshot, if any
+        if self._reader is not None:
+            snapshot, head, rejection = await self._read_together(projector, partition_keys)
+        else:
+            snapshot, rejection = await self._read_snapshot(projector, partition_keys)
         if snapshot is not None:
             try:
                 aggregate = restore_snapshot(snapshot, projector, self.serializer)
-                aggregate, replayed = await self._replay_after_snapshot(projector, aggregate)
+                aggregate, replayed = await self._replay_after_snapshot(projector, aggregate, head)
             except SnapshotRejectedError as error:
                 rejection = error.rejection
             else:
@@ -109,8 +129,11 @@ class EventReplayOptimizer:
         if rejection is not None:
             self.counters.rejected += 1
             log.warning("snapshot of %s discarded: %s", partition_keys, rejection)
-        aggregate, replayed = await self.catch_up(
-            projector, projector.empty_aggregate(partition_keys)
+        # `head` starts at version 1 only when no snapshot was found.
+        aggregate, replayed = await self._fold_stream(
+            projector,
+            projector.empty_aggregate(partition_keys),
+            head if snapshot is None and rejection is None else None,
         )
         stats = LoadStatistics(
             False, replayed, (self.timer() - started) * 1000, rejection=rejection
@@ -121,13 +144,52 @@ class EventReplayOptimizer:
         self, projector: AggregateProjector, aggregate: Aggregate[AggregatePayload]
     ) -> tuple[Aggregate[AggregatePayload], int]:
         """`aggregate` advanced by every stored event after its version, and their count."""
+        return await self._fold_stream(projector, aggregate, None)
+
+    async def _fold_stream(
+        self,
+        projector: AggregateProjector,
+        aggregate: Aggregate[AggregatePayload],
+        head: list[StoredEvent] | None,
+    ) -> tuple[Aggregate[AggregatePayload], int]:
         start = aggregate.version
         to_event = self.serializer.to_event
-        async for batch in self.event_store.read_stream(
-            aggregate.partition_keys, start, self.batch_size
-        ):
+        async for batch in self._stream(aggregate.partition_keys, start, head):
             aggregate = projector.fold(aggregate, map(to_event, batch))
         return aggregate, aggregate.version - start
+
+    async def _stream(
+        self, partition_keys: PartitionKeys, after_version: int, head: list[StoredEvent] | None
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """The stream after `after_version` in batches; `head`, when given, is its first
+        batch, already read (it may start earlier: the callers check versions)."""
+        if head is not None:
+            if head:
+                yield head
+            if len(head) < self.batch_size:
+                return
+            after_version = head[-1].version
+        async for batch in self.event_store.read_stream(
+            partition_keys, after_version, self.batch_size
+        ):
+            yield batch
+
+    async def _read_together(
+        self, projector: AggregateProjector, partition_keys: PartitionKeys
+    ) -> tuple[AggregateSnapshot | None, list[StoredEvent] | None, SnapshotRejection | None]:
+        assert self._reader is not None
+        try:
+            snapshot, head = await self._reader.read_snapshot_and_stream(
+                partition_keys, projector.name, self.batch_size
+            )
+        except SnapshotRejectedError as error:
+            return None, None, error.rejection
+        except Exception:
+            # Read them apart: a failing snapshot store is then reported as always, and
+            # an event store failure raises from the replay.
+            snapshot, rejection = await self._read_snapshot(projector, partition_keys)
+            return snapshot, None, rejection
+        return snapshot, head, None
 
     async def _read_snapshot(
         self, projector: AggregateProjector, partition_keys: PartitionKeys
@@ -143,7 +205,10 @@ class EventReplayOptimizer:
             return None, SnapshotRejection(RejectionReason.UNREADABLE, detail)
 
     async def _replay_after_snapshot(
-        self, projector: AggregateProjector, aggregate: Aggregate[AggregatePayload]
+        self,
+        projector: AggregateProjector,
+        aggregate: Aggregate[AggregatePayload],
+        head: list[StoredEvent] | None,
     ) -> tuple[Aggregate[AggregatePayload], int]:
         # Read from the snapshot's own version: its last event must still be there with
         # the same id, which proves the snapshot belongs to this stream and is not ahead.
@@ -151,9 +216,7 @@ class EventReplayOptimizer:
         to_event = self.serializer.to_event
         anchored = False
         try:
-            async for batch in self.event_store.read_stream(
-                aggregate.partition_keys, anchor_version - 1, self.batch_size
-            ):
+            async for batch in self._stream(aggregate.partition_keys, anchor_version - 1, head):
                 if not anchored:
                     anchor = batch[0]
                     if (

@@ -43,6 +43,11 @@ multi-projections back until it ends. The position also runs out after 2**47
 transaction ids (44 years at 100,000 writing transactions a second); then the
 `position > 0` check makes appends fail loudly rather than misorder.
 
+Loads. With its own snapshot store (`snapshot_store()`), the store reads an aggregate's
+snapshot and the events from the snapshot's version on in one statement
+(`read_snapshot_and_stream`), so a load is one round trip, not two; the replay
+optimizer's checks on the snapshot are the same.
+
 Round trip. `StoredEvent.payload` is kept in a `json` column: PostgreSQL checks that it is
 JSON but keeps the text byte for byte (`jsonb` would read `{"amount":1}` back as
 `{"amount": 1}`, and measured no faster). Event ids are `uuid`, read back in canonical
@@ -64,8 +69,12 @@ from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
-from sekiban.stores.snapshot_rows import snapshot_columns, snapshot_from_columns
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, SnapshotStore, check_append
+from sekiban.stores.snapshot_rows import (
+    SNAPSHOT_COLUMNS,
+    snapshot_columns,
+    snapshot_from_columns,
+)
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _POSITION_BITS = 16
@@ -163,6 +172,17 @@ WHERE $4::integer = 0 OR EXISTS (SELECT FROM {t.events} WHERE {stream} AND versi
             f"SELECT {event_columns} FROM {t.events} WHERE {stream} AND version > $4 "
             f"ORDER BY version LIMIT $5"
         )
+        # One statement, one round trip for a load: the snapshot row beside the events
+        # from its version on (from version 1 without one). The full join puts the
+        # snapshot's columns on the row of the event at its version, or on a row of
+        # their own when that event is missing (the optimizer then discards it).
+        snapshot_key = f"{stream} AND projector_name = $4"
+        self._snapshot_and_stream_sql = f"""
+WITH s AS (SELECT {SNAPSHOT_COLUMNS} FROM {t.snapshots} WHERE {snapshot_key}),
+e AS (SELECT {event_columns} FROM {t.events}
+      WHERE {stream} AND version >= coalesce((SELECT version FROM s), 1)
+      ORDER BY version LIMIT $5)
+SELECT e.*, s.* FROM e FULL JOIN s ON e.version = s.version ORDER BY e.version"""
         # The bound is a scalar subquery so it is computed once, from the statement's
         # own snapshot: the same snapshot that decides which rows are visible.
         self._read_all_sql = (
@@ -212,6 +232,32 @@ WHERE $4::integer = 0 OR EXISTS (SELECT FROM {t.events} WHERE {stream} AND versi
         return PostgresSnapshotStore(
             self._pool, schema=self._tables.schema, table_prefix=self._tables.prefix
         )
+
+    def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
+        """True for a `PostgresSnapshotStore` on this store's pool, schema and prefix
+        (as `snapshot_store()` makes): loads then take one round trip."""
+        return (
+            isinstance(snapshot_store, PostgresSnapshotStore)
+            and snapshot_store._pool is self._pool
+            and snapshot_store.snapshots_table == self._tables.snapshots
+        )
+
+    async def read_snapshot_and_stream(
+        self, partition_keys: PartitionKeys, projector_name: str, batch_size: int
+    ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
+        """The snapshot and the first `batch_size` events from its version (from version
+        1 without one), in one statement; see `SnapshotStreamReader`."""
+        rows = await self._pool.fetch(
+            self._snapshot_and_stream_sql, *_key(partition_keys), projector_name, batch_size
+        )
+        snapshot = None
+        events = []
+        for row in rows:
+            if row[10] is not None:  # the snapshot's version: its columns are on this row
+                snapshot = snapshot_from_columns(partition_keys, projector_name, row[10:])
+            if row[0] is not None:
+                events.append(_stored_event(row, partition_keys))
+        return snapshot, events
 
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
@@ -304,15 +350,13 @@ class PostgresSnapshotStore:
     def __init__(self, pool: Any, *, schema: str = "public", table_prefix: str = "sekiban") -> None:
         self._pool = pool
         t = _Tables(schema, table_prefix)
+        self.snapshots_table = t.snapshots
+        """The quoted, schema-qualified table name."""
         key = (
             "root_partition_key = $1 AND aggregate_group = $2 AND aggregate_id = $3 "
             "AND projector_name = $4"
         )
-        self._get_sql = (
-            f"SELECT version, last_sortable_unique_id, payload, projector_version, payload_type, "
-            f"format_version, encoding, checksum, taken_at, events_since_previous "
-            f"FROM {t.snapshots} WHERE {key}"
-        )
+        self._get_sql = f"SELECT {SNAPSHOT_COLUMNS} FROM {t.snapshots} WHERE {key}"
         self._delete_sql = f"DELETE FROM {t.snapshots} WHERE {key}"
         # An equal version replaces (same as the protocol and the in-memory store); only
         # a strictly newer stored snapshot wins.

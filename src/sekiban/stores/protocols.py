@@ -6,7 +6,7 @@ What each guarantees is proven once, for every store, by `tests/conformance/`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sekiban.core.errors import SekibanError
 from sekiban.core.partition_keys import PartitionKeys
@@ -69,6 +69,31 @@ class SnapshotStore(Protocol):
     async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SnapshotStreamReader(Protocol):
+    """Optional for event stores: read a snapshot and the events after it in one request.
+
+    `EventReplayOptimizer` uses it, when `reads_snapshots_of` its snapshot store, to load
+    an aggregate in one round trip instead of two; its checks on the snapshot and the
+    delta are the same either way.
+    """
+
+    def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
+        """Whether `read_snapshot_and_stream` reads the snapshots `snapshot_store` keeps."""
+        ...
+
+    async def read_snapshot_and_stream(
+        self, partition_keys: PartitionKeys, projector_name: str, batch_size: int
+    ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
+        """The stored snapshot (None if there is none) and, read with it, the first
+        `batch_size` events of the stream from the snapshot's version on (that version
+        included), or from version 1 when there is no snapshot.
+
+        A stored snapshot that cannot be parsed raises `SnapshotRejectedError`.
+        """
+        ...
 
 
 class InvalidAppendError(SekibanError, ValueError):
