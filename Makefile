@@ -49,8 +49,10 @@ test: $(STAMP) lint docs services dapr
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
+# Every benchmark suite on every store (about 20 minutes); results and plots go to
+# benchmarks/results/, the plots also to docs/img/ for the docs site.
 bench: $(STAMP) services
-	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks.stores
+	eval "$$(scripts/services.sh env)" && $(BIN)/sekiban bench --images docs/img
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

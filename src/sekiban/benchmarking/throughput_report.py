@@ -39,6 +39,9 @@ def throughput_markdown(env: dict[str, Any], results: list[Result], repeat: int)
         f"application command (`repository.get`, trigger, `save`), both snapshotting every "
         f"{SNAPSHOT_EVERY} events; replay = `load_aggregate` vs `repository.get`, no snapshots.",
         "",
+        "Where the time goes (profiles, and what bounds the SQLite ratios): "
+        "[stores-profile.md](stores-profile.md).",
+        "",
     ]
     headers = {
         "store": ("sekiban store", "eventsourcing"),
