@@ -127,6 +127,14 @@ def bench(
     for name, value in figures.items():
         table.add_row(name, f"{value:,.2f}" if isinstance(value, float) else str(value))
     console.print(table)
+    if run.loads is not None:
+        from sekiban.benchmarking.loads_report import load_targets
+
+        targets = Table("target", "measured", "met")
+        for target in load_targets(run.loads):
+            met = "n/a" if target.met is None else ("yes" if target.met else "NO")
+            targets.add_row(target.name, target.measured, met)
+        console.print(targets)
     for path in written:
         console.print(f"wrote {path}")
 

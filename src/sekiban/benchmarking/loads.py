@@ -11,8 +11,9 @@ framework, with a snapshot at version n - `SNAPSHOT_LAG`. Then four loads are ti
 - eventsourcing, snapshot: `app.repository.get` with snapshotting on (snapshot +
   `SNAPSHOT_LAG` events, taken with `app.take_snapshot(id, version=n - SNAPSHOT_LAG)`).
 
-Each load is checked (right version, snapshot used or not) and timed alone; the
-median is reported. Peak memory is one more, traced, run of each load.
+Each load is checked (right version, snapshot used or not) and timed alone, in rounds
+that take every case in turn; the median of all runs is reported. Peak memory is one
+more, traced, run of each load.
 """
 
 from __future__ import annotations
@@ -45,15 +46,15 @@ class LoadPlan:
     """What to measure: history lengths, and how long to spend on each load."""
 
     histories: tuple[int, ...] = HISTORIES
-    budget_s: float = 1.0
-    min_runs: int = 3
-    max_runs: int = 5_000
+    budget_s: float = 1.5
+    rounds: int = 5
+    max_runs: int = 10_000
     measure_memory: bool = True
     cosmos_max_history: int = COSMOS_MAX_HISTORY
 
     @classmethod
     def quick(cls) -> LoadPlan:
-        return cls(histories=(10, 100, 1_000, 10_000), budget_s=0.25, min_runs=3)
+        return cls(histories=(10, 100, 1_000, 10_000), budget_s=0.3, rounds=3)
 
 
 @dataclass
@@ -186,28 +187,38 @@ async def run_loads(engines: list[Engine], plan: LoadPlan, progress: Progress) -
             if engine.eventsourcing:
                 app = engine.eventsourcing_app(True, automatic=False)
                 subjects.append(EventsourcingLoads(await stack.enter_async_context(app)))
-            progress.begin(f"loads on {engine.name}", len(histories) * (1 + 2 * len(subjects)))
+            steps = 1 + plan.rounds + (1 if plan.measure_memory else 0)
+            progress.begin(f"loads on {engine.name}", len(histories) * steps)
             for history in histories:
                 progress.step(f"{engine.name}: seeding {history:,}-event histories")
                 accounts = [await subject.seed(history) for subject in subjects]
-                # Alternate the frameworks so drift in machine load hits both alike.
-                for snapshot in (False, True):
-                    for subject, account in zip(subjects, accounts, strict=True):
-                        kind = "snapshot load" if snapshot else "full replay"
-                        progress.step(
-                            f"{engine.name}: {subject.framework} {kind}, {history:,} events"
-                        )
-                        load = subject.loader(account, history, snapshot)
-                        case = LoadCase(engine.name, subject.framework, snapshot, history)
-                        case.seconds = await time_calls(
+                cases = [
+                    (
+                        LoadCase(engine.name, subject.framework, snapshot, history),
+                        subject.loader(account, history, snapshot),
+                    )
+                    for snapshot in (False, True)
+                    for subject, account in zip(subjects, accounts, strict=True)
+                ]
+                # Rounds of every case in turn, so a burst of load on the machine
+                # (a neighbour, a server's housekeeping) spreads over all of them.
+                for round_ in range(plan.rounds):
+                    progress.step(
+                        f"{engine.name}: {history:,} events, round {round_ + 1}/{plan.rounds}"
+                    )
+                    for case, load in cases:
+                        case.seconds += await time_calls(
                             load,
-                            budget_s=plan.budget_s,
-                            min_runs=plan.min_runs,
-                            max_runs=plan.max_runs,
+                            budget_s=plan.budget_s / plan.rounds,
+                            min_runs=1,
+                            max_runs=plan.max_runs // plan.rounds,
+                            warm_up=round_ == 0,
                         )
-                        if plan.measure_memory:
-                            case.peak_bytes = await peak_memory(load)
-                        results.cases.append(case)
+                if plan.measure_memory:
+                    progress.step(f"{engine.name}: {history:,} events, peak memory")
+                    for case, load in cases:
+                        case.peak_bytes = await peak_memory(load)
+                results.cases.extend(case for case, _ in cases)
     return results
 
 

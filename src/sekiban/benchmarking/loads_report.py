@@ -130,6 +130,13 @@ def loads_markdown(
                 *_memory_table(results, engine),
                 "",
             ]
+            if engine in ("postgres", "cosmos"):
+                lines += [
+                    "sekiban's figures here include asyncio's 256 KiB socket receive buffer "
+                    "(`sock.recv(262144)` in the event loop, freed at once), whatever the "
+                    "history; eventsourcing's psycopg reads with blocking sockets.",
+                    "",
+                ]
     if sizes:
         lines += ["## Snapshot size", "", *_sizes_table(sizes), ""]
     return "\n".join(lines)

@@ -103,7 +103,9 @@ async def run_bench(options: BenchOptions, progress: Progress) -> BenchRun:
             run.throughput = await run_throughput(
                 writers, workloads(events, accounts, replay), options.repeat, progress
             )
-        run.env["engines"] = {engine.name: engine.settings for engine in engines}
+        used = {case.engine for case in run.loads.cases} if run.loads else set()
+        used |= {result.engine for result in run.throughput or []}
+        run.env["engines"] = {e.name: e.settings for e in engines if e.name in used}
     run.env["load_average"]["after"] = load_average()
     return run
 

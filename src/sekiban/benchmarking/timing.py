@@ -12,14 +12,17 @@ from typing import Any
 Call = Callable[[], Awaitable[Any]]
 
 
-async def time_calls(call: Call, *, budget_s: float, min_runs: int, max_runs: int) -> list[float]:
-    """Seconds each run of `call` took: one untimed warm-up, then at least `min_runs`
-    and at most `max_runs` runs, stopping once `budget_s` seconds have been spent.
+async def time_calls(
+    call: Call, *, budget_s: float, min_runs: int, max_runs: int, warm_up: bool = True
+) -> list[float]:
+    """Seconds each run of `call` took: an untimed warm-up (if `warm_up`), then at least
+    `min_runs` and at most `max_runs` runs, stopping once `budget_s` seconds are spent.
 
     Each run is timed on its own (the median resists the odd slow one); the garbage
     collector stays on, as it is in real use, after one collection up front.
     """
-    await call()
+    if warm_up:
+        await call()
     gc.collect()
     samples: list[float] = []
     started = time.perf_counter()
