@@ -35,7 +35,8 @@ def environment(command: str) -> dict[str, Any]:
     }
 
 
-def environment_markdown(env: dict[str, Any]) -> list[str]:
+def environment_markdown(env: dict[str, Any], engines: list[str] | None = None) -> list[str]:
+    """The environment as Markdown lines; the settings of `engines` only, if given."""
     uncommitted = env.get("uncommitted") or []
     lines = [
         f"`{env['command']}` at {env['date']} (git `{env['git']}`"
@@ -48,6 +49,8 @@ def environment_markdown(env: dict[str, Any]) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
     ]
     for name, settings in env.get("engines", {}).items():
+        if engines is not None and name not in engines:
+            continue
         shown = "; ".join(f"{k}: {v}" for k, v in settings.items())
         lines.append(f"- {name}: {shown or 'defaults'}")
     return lines

@@ -12,7 +12,8 @@ framework, with a snapshot at version n - `SNAPSHOT_LAG`. Then four loads are ti
   `SNAPSHOT_LAG` events, taken with `app.take_snapshot(id, version=n - SNAPSHOT_LAG)`).
 
 Each load is checked (right version, snapshot used or not) and timed alone, in rounds
-that take every case in turn; the median of all runs is reported. Peak memory is one
+that take every case of every history in turn once all are seeded; the median of all
+runs is reported. Peak memory is one
 more, traced, run of each load.
 """
 
@@ -187,12 +188,13 @@ async def run_loads(engines: list[Engine], plan: LoadPlan, progress: Progress) -
             if engine.eventsourcing:
                 app = engine.eventsourcing_app(True, automatic=False)
                 subjects.append(EventsourcingLoads(await stack.enter_async_context(app)))
-            steps = 1 + plan.rounds + (1 if plan.measure_memory else 0)
-            progress.begin(f"loads on {engine.name}", len(histories) * steps)
+            steps = len(histories) * (1 + plan.rounds) + (1 if plan.measure_memory else 0)
+            progress.begin(f"loads on {engine.name}", steps)
+            cases: list[tuple[LoadCase, Loader]] = []
             for history in histories:
                 progress.step(f"{engine.name}: seeding {history:,}-event histories")
                 accounts = [await subject.seed(history) for subject in subjects]
-                cases = [
+                cases += [
                     (
                         LoadCase(engine.name, subject.framework, snapshot, history),
                         subject.loader(account, history, snapshot),
@@ -200,25 +202,28 @@ async def run_loads(engines: list[Engine], plan: LoadPlan, progress: Progress) -
                     for snapshot in (False, True)
                     for subject, account in zip(subjects, accounts, strict=True)
                 ]
-                # Rounds of every case in turn, so a burst of load on the machine
-                # (a neighbour, a server's housekeeping) spreads over all of them.
-                for round_ in range(plan.rounds):
+            # Rounds over every case in turn, all histories seeded first: a burst of load
+            # on the machine (a neighbour, a server's housekeeping) or a slow drift then
+            # spreads over all cases instead of skewing one of them.
+            for round_ in range(plan.rounds):
+                for history in histories:
                     progress.step(
-                        f"{engine.name}: {history:,} events, round {round_ + 1}/{plan.rounds}"
+                        f"{engine.name}: round {round_ + 1}/{plan.rounds}, {history:,} events"
                     )
                     for case, load in cases:
-                        case.seconds += await time_calls(
-                            load,
-                            budget_s=plan.budget_s / plan.rounds,
-                            min_runs=1,
-                            max_runs=plan.max_runs // plan.rounds,
-                            warm_up=round_ == 0,
-                        )
-                if plan.measure_memory:
-                    progress.step(f"{engine.name}: {history:,} events, peak memory")
-                    for case, load in cases:
-                        case.peak_bytes = await peak_memory(load)
-                results.cases.extend(case for case, _ in cases)
+                        if case.history == history:
+                            case.seconds += await time_calls(
+                                load,
+                                budget_s=plan.budget_s / plan.rounds,
+                                min_runs=1,
+                                max_runs=plan.max_runs // plan.rounds,
+                                warm_up=round_ == 0,
+                            )
+            if plan.measure_memory:
+                progress.step(f"{engine.name}: peak memory of each load")
+                for case, load in cases:
+                    case.peak_bytes = await peak_memory(load)
+            results.cases += [case for case, _ in cases]
     return results
 
 

@@ -98,16 +98,17 @@ def loads_markdown(
     lines = [
         "# Aggregate load time: snapshots, and sekiban vs eventsourcing",
         "",
-        *environment_markdown(env),
+        *environment_markdown(env, results.engines()),
         "",
         "Each store holds, per history length n, one account of n events (opened, then "
         f"deposits) with a snapshot at version n - {SNAPSHOT_LAG}, in each framework. Timed: "
         "sekiban `EventReplayOptimizer.load` without / with the snapshot store (what "
         "`SekibanExecutor.load` runs); eventsourcing `Repository.get` without / with "
         f"its snapshot store (snapshot taken by `app.take_snapshot(id, version=n - "
-        f"{SNAPSHOT_LAG})`). Every load is checked, timed alone after a warm-up; figures are "
-        "medians in milliseconds. Speedup = full replay / snapshot load; es/sekiban = "
-        "eventsourcing's time / sekiban's (above 1: sekiban is faster).",
+        f"{SNAPSHOT_LAG})`). Every load is checked and timed alone, after a warm-up, in "
+        "rounds over all cases; figures are medians in milliseconds. Speedup = full replay "
+        "/ snapshot load; es/sekiban = eventsourcing's time / sekiban's (above 1: sekiban "
+        "is faster).",
         "",
         *[f"![{p}]({p})" for p in plots],
         "",
