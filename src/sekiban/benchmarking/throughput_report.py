@@ -27,7 +27,7 @@ def throughput_markdown(env: dict[str, Any], results: list[Result], repeat: int)
     lines = [
         "# Event store throughput: sekiban vs eventsourcing",
         "",
-        *environment_markdown(env),
+        *environment_markdown(env, list(dict.fromkeys(r.engine for r in results))),
         "",
         f"Median of {repeat} runs, each on a fresh database after an untimed warm-up. "
         "Figures are events/s; ratio = sekiban / eventsourcing (target: >= 2).",
