@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -19,30 +18,9 @@ import pytest
 
 from sekiban import PartitionKeys, StoredEvent
 from sekiban.stores.postgres import PostgresEventStore
-from tests.conformance.backends import require_env
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def dsn() -> str:
-    return require_env("SEKIBAN_POSTGRES_DSN")
-
-
-@pytest.fixture
-def schema() -> str:
-    return f"t_{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def store(dsn: str, schema: str) -> AsyncIterator[PostgresEventStore]:
-    store = await PostgresEventStore.connect(dsn, schema=schema)
-    try:
-        yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
@@ -14,31 +12,10 @@ import pytest
 from sekiban import ConcurrencyError, ConfigurationError, PartitionKeys, StoredEvent
 from sekiban.snapshot import RejectionReason, SnapshotRejectedError
 from sekiban.stores.postgres import PostgresEventStore
-from tests.conformance.backends import require_env
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def dsn() -> str:
-    return require_env("SEKIBAN_POSTGRES_DSN")
-
-
-@pytest.fixture
-def schema() -> str:
-    return f"t_{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def store(dsn: str, schema: str) -> AsyncIterator[PostgresEventStore]:
-    store = await PostgresEventStore.connect(dsn, schema=schema)
-    try:
-        yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 async def read_stream(store: PostgresEventStore, keys: PartitionKeys) -> list[StoredEvent]:
