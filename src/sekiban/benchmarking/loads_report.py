@@ -8,6 +8,7 @@ from typing import Any
 from sekiban.benchmarking.environment import environment_markdown
 from sekiban.benchmarking.loads import (
     SNAPSHOT_LAG,
+    LoadCase,
     LoadResults,
     speedup,
     versus_eventsourcing,
@@ -206,11 +207,29 @@ def _sizes_table(sizes: list[SnapshotSize]) -> list[str]:
     return lines
 
 
+def _case_summary(case: LoadCase) -> dict[str, Any]:
+    """A case without its thousands of samples: their count, median and spread."""
+    ms = sorted(x * 1000 for x in case.seconds)
+    return {
+        "engine": case.engine,
+        "framework": case.framework,
+        "snapshot": case.snapshot,
+        "history": case.history,
+        "runs": len(ms),
+        "median_ms": round(case.median_ms, 5),
+        "min_ms": round(ms[0], 5),
+        "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 5),
+        "max_ms": round(ms[-1], 5),
+        "peak_bytes": case.peak_bytes,
+    }
+
+
 def loads_document(
     env: dict[str, Any], results: LoadResults, sizes: list[SnapshotSize]
 ) -> dict[str, Any]:
-    """The load results as JSON-ready data: every run's seconds, medians and ratios."""
-    cases = [{**asdict(c), "median_ms": round(c.median_ms, 5)} for c in results.cases]
+    """The load results as JSON-ready data: per case the median and spread of its runs,
+    the ratios and the targets."""
+    cases = [_case_summary(c) for c in results.cases]
     ratios = [
         {
             "engine": engine,
