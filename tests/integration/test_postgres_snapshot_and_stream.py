@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,17 +17,6 @@ from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[PostgresEventStore]:
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    store = await PostgresEventStore.connect(dsn, schema=f"t_{uuid.uuid4().hex[:12]}")
-    try:
-        yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 async def stream_of(store: PostgresEventStore, events: int) -> PartitionKeys:
