@@ -4,6 +4,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sekiban import InvalidSortableUniqueIdError, SortableUniqueId
+from sekiban.core import sortable_id
+
+
+@pytest.fixture(autouse=True)
+def restore_the_id_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids made for a fixed or future moment move the process's last tick there; without
+    this every later id in the test run would be dated 2030 (and the Cosmos DB store's
+    read_all, which skips ids newer than now, would see nothing)."""
+    monkeypatch.setattr(sortable_id, "_last_ticks", sortable_id._last_ticks)
 
 
 def test_ids_strictly_increase_even_within_one_clock_tick() -> None:
