@@ -87,8 +87,10 @@ def bench(
         Path | None, typer.Option(help="also write the plots here (e.g. docs/img)")
     ] = None,
 ) -> None:
-    """Benchmark aggregate loads (snapshot vs replay), snapshot sizes and store throughput,
-    side by side with the eventsourcing package. Needs the `bench` extra."""
+    """Benchmark loads (snapshot vs replay), snapshot sizes and throughput vs eventsourcing.
+
+    Needs the `bench` extra. Progress goes to stderr; --json prints one JSON object.
+    """
     import importlib.util
 
     if importlib.util.find_spec("eventsourcing") is None:
