@@ -184,3 +184,19 @@ async def test_naive_timestamps_are_rejected(stores: Stores) -> None:
     with pytest.raises(InvalidAppendError, match="naive"):
         await store.append([naive], 0)
     assert await read_stream(store, keys) == []
+
+
+async def test_reads_resume_inside_a_multi_event_append(stores: Stores) -> None:
+    store, _ = stores
+    a, b = PartitionKeys.generate(), PartitionKeys.generate()
+    await store.append(stored_events(a, 1, 3), 0)
+    await store.append(stored_events(b, 1, 4), 0)
+    await store.append(stored_events(a, 4, 2), 3)
+    assert [e.version for e in await read_stream(store, a, after=2)] == [3, 4, 5]
+    assert [e.version for e in await read_stream(store, a, after=3, batch_size=1)] == [4, 5]
+    assert await read_stream(store, a, after=5) == []
+    everything = await read_all(store)
+    first_of_b = next(e.position for e in everything if e.partition_keys == b)
+    assert first_of_b is not None
+    later = await read_all(store, after=first_of_b, batch_size=2)
+    assert [(e.partition_keys, e.version) for e in later] == [(b, 2), (b, 3), (b, 4), (a, 4), (a, 5)]

@@ -21,14 +21,18 @@ async def test_malformed_json_and_missing_rows_on_disk_are_clear_errors(tmp_path
 
     with sqlite3.connect(path) as db:
         (event_id,) = db.execute("SELECT id FROM events WHERE version = 2").fetchone()
-        db.execute("UPDATE events SET payload = '{\"amount\": 1' WHERE version = 2")
+        # Each command is one commit row; element 3 of an event is its payload.
+        db.execute(
+            "UPDATE commits SET events = json_replace(events, '$[0][3]', '{\"amount\": 1') "
+            "WHERE first_version = 2"
+        )
     store = await SqliteEventStore.open(path)
     with pytest.raises(SerializationError, match=event_id):
         await SekibanExecutor(bank_domain(), store).load_aggregate(AccountProjector, keys)
     await store.close()
 
     with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM events WHERE version = 2")
+        db.execute("DELETE FROM commits WHERE first_version = 2")
     store = await SqliteEventStore.open(path)
     with pytest.raises(EventStreamCorruptError, match="1 to 3"):
         await SekibanExecutor(bank_domain(), store).load_aggregate(AccountProjector, keys)

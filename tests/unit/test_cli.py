@@ -11,13 +11,10 @@ def test_db_init_creates_sqlite_tables_and_is_repeatable(tmp_path: Path) -> None
     for _ in range(2):
         result = CliRunner().invoke(app, ["db", "init", "--sqlite", str(path)])
         assert result.exit_code == 0, result.output
-    tables = {
-        row[0]
-        for row in sqlite3.connect(path).execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'"
-        )
-    }
-    assert {"events", "snapshots"} <= tables
+    objects = set(
+        sqlite3.connect(path).execute("SELECT type, name FROM sqlite_master").fetchall()
+    )
+    assert {("table", "commits"), ("view", "events"), ("table", "snapshots")} <= objects
 
 
 def test_db_init_needs_exactly_one_target(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.errors import AggregateStateError, InvalidPartitionKeysError, SekibanError
-from sekiban.core.events import Event, EventMetadata, EventPayload, new_event_id
+from sekiban.core.events import Event, EventMetadata, EventPayload, new_event_id, rebuild_event
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.sortable_id import SortableUniqueId
@@ -123,18 +123,11 @@ async def decide(
     if inspect.isawaitable(result):
         result = await result
     payloads = _as_payloads(type(command).__name__, result)
-    now = clock()
+    now, keys, version = clock(), aggregate.partition_keys, aggregate.version
+    ids = SortableUniqueId.generate_many(len(payloads))
     return [
-        Event(
-            id=new_event_id(),
-            sortable_unique_id=SortableUniqueId.generate(),
-            version=aggregate.version + offset,
-            partition_keys=aggregate.partition_keys,
-            payload=payload,
-            timestamp=now,
-            metadata=metadata,
-        )
-        for offset, payload in enumerate(payloads, start=1)
+        rebuild_event(new_event_id(), ids[i], version + i + 1, keys, payload, now, metadata)
+        for i, payload in enumerate(payloads)
     ]
 
 

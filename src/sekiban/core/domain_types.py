@@ -82,6 +82,11 @@ class DomainTypes:
         """The live name-to-event-type map (read-only by convention), for hot paths."""
         return self._names["event"].by_name
 
+    @property
+    def event_names_by_type(self) -> dict[type[EventPayload], str]:
+        """The live event-type-to-name map (read-only by convention), for hot paths."""
+        return self._names["event"].by_type
+
     def event_type(self, name: str) -> type[EventPayload]:
         return self._names["event"].type_of(name)
 

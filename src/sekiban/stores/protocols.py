@@ -116,16 +116,36 @@ def check_append(
     if expected_version < 0:
         raise InvalidAppendError(f"expected_version must be >= 0, got {expected_version}")
     keys = events[0].partition_keys
+    stamp = None
     for offset, event in enumerate(events, start=1):
-        if event.partition_keys != keys:
+        # Identity first: one command's events share their keys and timestamp objects.
+        if event.partition_keys is not keys and event.partition_keys != keys:
             raise InvalidAppendError("one append may only touch one stream")
-        if event.timestamp.utcoffset() is None:
-            raise InvalidAppendError(f"event {event.id} has a naive timestamp; use UTC")
+        if event.timestamp is not stamp:
+            stamp = event.timestamp
+            if stamp.utcoffset() is None:
+                raise InvalidAppendError(f"event {event.id} has a naive timestamp; use UTC")
         if event.version != expected_version + offset:
             raise InvalidAppendError(
                 f"event {offset} has version {event.version}, expected {expected_version + offset}"
             )
     return keys
+
+
+async def rebatch(
+    pages: AsyncIterator[list[StoredEvent]], batch_size: int
+) -> AsyncIterator[list[StoredEvent]]:
+    """Batches of exactly `batch_size` events (the last one shorter) from pages of any
+    size, for stores that read whole commits."""
+    pending: list[StoredEvent] = []
+    async for page in pages:
+        pending += page
+        full = len(pending) - len(pending) % batch_size
+        for start in range(0, full, batch_size):
+            yield pending[start : start + batch_size]
+        del pending[:full]
+    if pending:
+        yield pending
 
 
 class StoreConnectionError(SekibanError):

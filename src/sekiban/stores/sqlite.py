@@ -1,18 +1,21 @@
 """SQLite event and snapshot stores: the embedded default, one file, no server.
 
-An append is one INSERT statement (atomic by itself) that also checks the expected
-version, run directly on the event loop unless another writer holds the lock (see
-`_Database`). Positions are the rowid (max + 1, assigned inside the write transaction), and
-SQLite runs one write transaction at a time per database, so position order is commit
-order: a reader resuming from its last position cannot miss an event. (Events are
-never deleted, so no position is handed out twice; `AUTOINCREMENT` and a unique index
-on the random event id would each cost a B-tree write per event for nothing.)
+One row per commit: an append inserts a single row holding the command's events as a
+JSON array, so a ten-event command costs SQLite one row and one index entry, not ten.
+The INSERT is atomic by itself and also checks the expected version; it runs directly
+on the event loop unless another writer holds the lock (see `_Database`).
+
+Positions number events 1, 2, 3, ... in commit order: a commit's row key is the
+position of its first event, computed inside the write transaction, and SQLite runs
+one write transaction at a time per database, so a reader resuming from its last
+position cannot miss an event. The view `events` shows one row per event for people
+and ad-hoc SQL; the store itself never reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sekiban.core.errors import ConcurrencyError
+from sekiban.core.errors import ConcurrencyError, ConfigurationError, SerializationError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, rebatch
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
     snapshot_columns,
@@ -35,23 +38,35 @@ from sekiban.stores.snapshot_rows import (
 
 T = TypeVar("T")
 
+# A commit's `events`: [[id, sortable_unique_id, event_type, payload, timestamp,
+# causation_id, correlation_id, executed_user], ...] for versions first_version, ...
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS commits (
     position INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    sortable_unique_id TEXT NOT NULL,
     root_partition_key TEXT NOT NULL,
     aggregate_group TEXT NOT NULL,
     aggregate_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    event_type TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    timestamp TEXT NOT NULL,
-    causation_id TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    executed_user TEXT NOT NULL,
-    UNIQUE (root_partition_key, aggregate_group, aggregate_id, version)
+    first_version INTEGER NOT NULL,
+    last_version INTEGER NOT NULL,
+    events TEXT NOT NULL,
+    UNIQUE (root_partition_key, aggregate_group, aggregate_id, first_version)
 );
+CREATE VIEW IF NOT EXISTS events AS
+SELECT
+    c.position + e.key AS position,
+    json_extract(e.value, '$[0]') AS id,
+    json_extract(e.value, '$[1]') AS sortable_unique_id,
+    c.root_partition_key,
+    c.aggregate_group,
+    c.aggregate_id,
+    c.first_version + e.key AS version,
+    json_extract(e.value, '$[2]') AS event_type,
+    json_extract(e.value, '$[3]') AS payload,
+    json_extract(e.value, '$[4]') AS timestamp,
+    json_extract(e.value, '$[5]') AS causation_id,
+    json_extract(e.value, '$[6]') AS correlation_id,
+    json_extract(e.value, '$[7]') AS executed_user
+FROM commits AS c, json_each(c.events) AS e;
 CREATE TABLE IF NOT EXISTS snapshots (
     root_partition_key TEXT NOT NULL,
     aggregate_group TEXT NOT NULL,
@@ -72,10 +87,51 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 _STREAM = "root_partition_key = ? AND aggregate_group = ? AND aggregate_id = ?"
-_EVENT_COLUMNS = (
-    "id, sortable_unique_id, version, event_type, payload, timestamp, "
-    "causation_id, correlation_id, executed_user, position"
-)
+
+# Insert one commit only if the stream is at the expected version: the unique
+# (stream, first_version) rejects a stale expected version, the WHERE one inside a
+# commit or beyond the end of the stream (which would leave a gap).
+_APPEND = f"""
+INSERT INTO commits
+    (position, root_partition_key, aggregate_group, aggregate_id, first_version,
+     last_version, events)
+SELECT COALESCE(
+    (SELECT position + last_version - first_version FROM commits
+     ORDER BY position DESC LIMIT 1), 0) + 1, ?, ?, ?, ?, ?, ?
+WHERE ? = 0 OR (
+    SELECT last_version FROM commits WHERE {_STREAM} AND first_version <= ?
+    ORDER BY first_version DESC LIMIT 1) = ?
+"""
+
+# The commits holding versions after ?: from the one holding the next version on.
+_READ_STREAM = f"""
+SELECT first_version, events FROM commits
+WHERE {_STREAM} AND last_version > ? AND first_version >= COALESCE(
+    (SELECT first_version FROM commits WHERE {_STREAM} AND first_version <= ?
+     ORDER BY first_version DESC LIMIT 1), 0)
+ORDER BY first_version LIMIT ?
+"""
+
+_READ_ALL = """
+SELECT position, root_partition_key, aggregate_group, aggregate_id, first_version, events
+FROM commits
+WHERE position + last_version - first_version > ? AND position >= COALESCE(
+    (SELECT position FROM commits WHERE position <= ? ORDER BY position DESC LIMIT 1), 0)
+ORDER BY position LIMIT ?
+"""
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _create_schema(connection: sqlite3.Connection) -> None:
+    row = connection.execute("SELECT type FROM sqlite_master WHERE name = 'events'").fetchone()
+    if row is not None and row[0] == "table":
+        raise ConfigurationError(
+            "this SQLite file has the one-row-per-event `events` table of sekiban before "
+            "0.1.0; this version keeps one row per commit (table `commits`) and cannot "
+            "read it: start from a new file"
+        )
+    connection.executescript(_SCHEMA)
 
 
 def _stream_key(keys: PartitionKeys) -> tuple[str, str, str]:
@@ -111,12 +167,16 @@ class _Database:
     async def open(self) -> None:
         if self._path == ":memory:":
             self.connection = self._connect(0)
-            self.connection.executescript(_SCHEMA)
+            _create_schema(self.connection)
             return
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sekiban-sqlite")
-        self._waiting = await loop.run_in_executor(self._executor, self._connect, 10_000)
-        await loop.run_in_executor(self._executor, self._waiting.executescript, _SCHEMA)
+        try:
+            self._waiting = await loop.run_in_executor(self._executor, self._connect, 10_000)
+            await loop.run_in_executor(self._executor, _create_schema, self._waiting)
+        except BaseException:
+            await self.close()
+            raise
         self.connection = self._connect(0)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -148,31 +208,13 @@ class _Database:
 
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-# One multi-row INSERT is atomic by itself; beyond this many rows (SQLite limits the
-# number of parameters of a statement) an append uses an explicit transaction.
-_ROWS_PER_STATEMENT = 500
-_EVENT_INSERT_COLUMNS = (
-    "id, sortable_unique_id, root_partition_key, aggregate_group, aggregate_id, version, "
-    "event_type, payload, timestamp, causation_id, correlation_id, executed_user"
-)
-
-
-@functools.cache
-def _append_sql(rows: int) -> str:
-    """Insert `rows` events only if the stream is at the expected version.
-
-    The unique (stream, version) constraint rejects a stale expected version; the
-    EXISTS rejects one beyond the end of the stream (which would leave a gap).
-    """
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
-    return (
-        f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) SELECT * FROM (VALUES {values}) "
-        f"WHERE ? = 0 OR EXISTS (SELECT 1 FROM events WHERE {_STREAM} AND version = ?)"
-    )
 
 
 class SqliteEventStore:
-    """Events in a SQLite file (WAL mode). Safe for several processes on one machine."""
+    """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
+
+    `read_stream` and `read_all` read up to `batch_size` commits (not events) per query.
+    """
 
     def __init__(self, database: _Database) -> None:
         self._db = database
@@ -194,132 +236,148 @@ class SqliteEventStore:
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         keys = check_append(events, expected_version)
         stream = _stream_key(keys)
-        rows = [
-            (
-                e.id,
-                e.sortable_unique_id,
-                *stream,
-                e.version,
-                e.event_type,
-                e.payload,
-                e.timestamp.isoformat(),
-                e.causation_id,
-                e.correlation_id,
-                e.executed_user,
-            )
-            for e in events
-        ]
+        last = expected_version + len(events)
+        commit = (*stream, expected_version + 1, last, _encode_events(events))
+        guard = (expected_version, *stream, expected_version, expected_version)
         try:
-            inserted = await self._db.run(_append, rows, stream, expected_version)
+            inserted = await self._db.run(_insert, (*commit, *guard))
         except sqlite3.IntegrityError:
-            inserted = 0
-        if inserted != len(rows):
+            inserted = False
+        if not inserted:
             actual = await self._db.run(_stream_version, stream)
             raise ConcurrencyError(keys, expected_version, actual)
 
-    async def read_stream(
+    def read_stream(
         self,
         partition_keys: PartitionKeys,
         after_version: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> AsyncIterator[list[StoredEvent]]:
         stream = _stream_key(partition_keys)
-        query = (
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {_STREAM} AND version > ? "
-            "ORDER BY version LIMIT ?"
-        )
 
-        def fetch(connection: sqlite3.Connection, after: int) -> list[StoredEvent]:
-            rows = connection.execute(query, (*stream, after, batch_size)).fetchall()
-            return [_event(row, partition_keys) for row in rows]
+        def fetch(connection: sqlite3.Connection, after: int) -> list[Any]:
+            return connection.execute(
+                _READ_STREAM, (*stream, after, *stream, after + 1, batch_size)
+            ).fetchall()
 
-        while True:
-            batch = await self._db.run(fetch, after_version)
-            if batch:
-                yield batch
-            if len(batch) < batch_size:
-                return
-            after_version = batch[-1].version
+        async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
+            while True:
+                rows = await self._db.run(fetch, after)
+                page: list[StoredEvent] = []
+                for first_version, events in rows:
+                    skip = max(0, after + 1 - first_version)  # a commit begun before `after`
+                    page += _decode_events(events, partition_keys, first_version, None)[skip:]
+                if page:
+                    yield page
+                    after = page[-1].version
+                if len(rows) < batch_size:
+                    return
 
-    async def read_all(
+        return rebatch(pages(after_version), batch_size)
+
+    def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
-        query = (
-            f"SELECT {_EVENT_COLUMNS}, root_partition_key, aggregate_group, aggregate_id "
-            "FROM events WHERE position > ? ORDER BY position LIMIT ?"
-        )
         keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
 
-        def fetch(connection: sqlite3.Connection, after: int) -> list[StoredEvent]:
-            batch = []
-            for row in connection.execute(query, (after, batch_size)):
-                stream = row[10:13]
-                keys = keys_cache.get(stream)
-                if keys is None:
-                    keys = keys_cache[stream] = PartitionKeys.existing(
-                        stream[2], stream[1], stream[0]
-                    )
-                batch.append(_event(row, keys))
-            return batch
+        def fetch(connection: sqlite3.Connection, after: int) -> list[Any]:
+            return connection.execute(_READ_ALL, (after, after + 1, batch_size)).fetchall()
 
-        while True:
-            batch = await self._db.run(fetch, after_position)
-            if batch:
-                yield batch
-            if len(batch) < batch_size:
-                return
-            after_position = batch[-1].position or after_position
+        async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
+            while True:
+                rows = await self._db.run(fetch, after)
+                page: list[StoredEvent] = []
+                for position, root, group, aggregate_id, first_version, events in rows:
+                    stream = (root, group, aggregate_id)
+                    keys = keys_cache.get(stream)
+                    if keys is None:
+                        keys = keys_cache[stream] = PartitionKeys.existing(
+                            aggregate_id, group, root
+                        )
+                    skip = max(0, after + 1 - position)
+                    page += _decode_events(events, keys, first_version, position)[skip:]
+                if page:
+                    yield page
+                    after = page[-1].position or after
+                if len(rows) < batch_size:
+                    return
+
+        return rebatch(pages(after_position), batch_size)
 
 
-def _append(
-    connection: sqlite3.Connection,
-    rows: list[tuple[Any, ...]],
-    stream: tuple[str, str, str],
-    expected_version: int,
-) -> int:
-    """Insert the rows as one atomic write; returns how many were inserted."""
-    guard = (expected_version, *stream, expected_version)
-    if len(rows) <= _ROWS_PER_STATEMENT:
-        flat = [value for row in rows for value in row]
-        return connection.execute(_append_sql(len(rows)), (*flat, *guard)).rowcount
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        if _stream_version(connection, stream) != expected_version:
-            connection.execute("ROLLBACK")
-            return 0
-        connection.executemany(
-            f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-    return len(rows)
+def _insert(connection: sqlite3.Connection, parameters: tuple[Any, ...]) -> bool:
+    return bool(connection.execute(_APPEND, parameters).rowcount)
 
 
 def _stream_version(connection: sqlite3.Connection, stream: tuple[str, str, str]) -> int:
-    (version,) = connection.execute(
-        f"SELECT COALESCE(MAX(version), 0) FROM events WHERE {_STREAM}", stream
+    row = connection.execute(
+        f"SELECT last_version FROM commits WHERE {_STREAM} ORDER BY first_version DESC LIMIT 1",
+        stream,
     ).fetchone()
-    return int(version)
+    return 0 if row is None else int(row[0])
 
 
-def _event(row: Any, keys: PartitionKeys) -> StoredEvent:
-    return rebuild_stored_event(
-        row[0],
-        row[1],
-        row[2],
-        keys,
-        row[3],
-        row[4],
-        datetime.fromisoformat(row[5]),
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-    )
+def _encode_events(events: Sequence[StoredEvent]) -> str:
+    stamp: datetime | None = None
+    text = ""
+    rows = []
+    for e in events:
+        if e.timestamp is not stamp:  # one command's events share one timestamp
+            stamp, text = e.timestamp, e.timestamp.isoformat()
+        rows.append(
+            (
+                e.id,
+                e.sortable_unique_id,
+                e.event_type,
+                e.payload,
+                text,
+                e.causation_id,
+                e.correlation_id,
+                e.executed_user,
+            )
+        )
+    return _encode_json(rows)
+
+
+def _decode_events(
+    text: str, keys: PartitionKeys, first_version: int, first_position: int | None
+) -> list[StoredEvent]:
+    stamp = ""
+    timestamp: datetime | None = None
+    try:
+        events = []
+        for i, (
+            event_id,
+            sortable_id,
+            event_type,
+            payload,
+            at,
+            causation,
+            correlation,
+            user,
+        ) in enumerate(json.loads(text)):
+            if at != stamp:
+                stamp, timestamp = at, datetime.fromisoformat(at)
+            events.append(
+                rebuild_stored_event(
+                    event_id,
+                    sortable_id,
+                    first_version + i,
+                    keys,
+                    event_type,
+                    payload,
+                    timestamp,
+                    causation,
+                    correlation,
+                    user,
+                    None if first_position is None else first_position + i,
+                )
+            )
+    except (ValueError, TypeError) as error:
+        raise SerializationError(
+            f"the commit of {keys} from version {first_version} cannot be decoded: {error}"
+        ) from error
+    return events
 
 
 class SqliteSnapshotStore:

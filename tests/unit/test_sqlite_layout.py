@@ -1,0 +1,79 @@
+"""The SQLite store's own layout: one row per commit, a per-event view, no old files."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sekiban import ConfigurationError, PartitionKeys, SerializationError
+from sekiban.stores.sqlite import SqliteEventStore
+from tests.support import stored_events
+
+
+async def test_a_multi_event_append_is_one_row_and_the_view_shows_each_event(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    store = await SqliteEventStore.open(path)
+    a, b = PartitionKeys.generate("account"), PartitionKeys.generate("account")
+    written = stored_events(a, 1, 3) + stored_events(b, 1, 1) + stored_events(a, 4, 2)
+    await store.append(written[:3], 0)
+    await store.append(written[3:4], 0)
+    await store.append(written[4:], 3)
+    await store.close()
+
+    with sqlite3.connect(path) as db:
+        commits = db.execute(
+            "SELECT position, first_version, last_version FROM commits ORDER BY position"
+        ).fetchall()
+        events = db.execute(
+            "SELECT position, id, aggregate_id, version, payload, timestamp, executed_user "
+            "FROM events ORDER BY position"
+        ).fetchall()
+    assert commits == [(1, 1, 3), (4, 1, 1), (5, 4, 5)]
+    assert events == [
+        (
+            i + 1,
+            e.id,
+            str(e.partition_keys.aggregate_id),
+            e.version,
+            e.payload,
+            e.timestamp.isoformat(),
+            "tester",
+        )
+        for i, e in enumerate(written)
+    ]
+
+
+async def test_a_file_in_the_old_one_row_per_event_layout_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (position INTEGER PRIMARY KEY, id TEXT)")
+        db.execute("INSERT INTO events (id) VALUES ('kept')")
+    with pytest.raises(ConfigurationError, match="one-row-per-event"):
+        await SqliteEventStore.open(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id FROM events").fetchall() == [("kept",)]
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'commits'").fetchall() == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["'[[1, 2'", '\'{"not": "a list"}\'', '\'[["too", "short"]]\'', "'[3]'"],
+)
+async def test_a_damaged_commit_row_is_a_serialization_error(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "events.db"
+    store = await SqliteEventStore.open(path)
+    keys = PartitionKeys.generate()
+    await store.append(stored_events(keys, 1, 2), 0)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE commits SET events = {damage}")
+    store = await SqliteEventStore.open(path)
+    try:
+        with pytest.raises(SerializationError, match="from version 1 cannot be decoded"):
+            [e async for batch in store.read_stream(keys) for e in batch]
+        with pytest.raises(SerializationError):
+            [e async for batch in store.read_all() for e in batch]
+    finally:
+        await store.close()
