@@ -199,4 +199,5 @@ async def test_reads_resume_inside_a_multi_event_append(stores: Stores) -> None:
     first_of_b = next(e.position for e in everything if e.partition_keys == b)
     assert first_of_b is not None
     later = await read_all(store, after=first_of_b, batch_size=2)
-    assert [(e.partition_keys, e.version) for e in later] == [(b, 2), (b, 3), (b, 4), (a, 4), (a, 5)]
+    expected = [(b, 2), (b, 3), (b, 4), (a, 4), (a, 5)]
+    assert [(e.partition_keys, e.version) for e in later] == expected

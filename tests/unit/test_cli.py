@@ -11,9 +11,7 @@ def test_db_init_creates_sqlite_tables_and_is_repeatable(tmp_path: Path) -> None
     for _ in range(2):
         result = CliRunner().invoke(app, ["db", "init", "--sqlite", str(path)])
         assert result.exit_code == 0, result.output
-    objects = set(
-        sqlite3.connect(path).execute("SELECT type, name FROM sqlite_master").fetchall()
-    )
+    objects = set(sqlite3.connect(path).execute("SELECT type, name FROM sqlite_master").fetchall())
     assert {("table", "commits"), ("view", "events"), ("table", "snapshots")} <= objects
 
 

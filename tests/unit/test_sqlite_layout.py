@@ -5,7 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from sekiban import ConfigurationError, PartitionKeys, SerializationError
+from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
+from sekiban import (
+    ConfigurationError,
+    PartitionKeys,
+    SekibanExecutor,
+    SerializationError,
+    Serializer,
+)
+from sekiban.snapshot import EventReplayOptimizer, SnapshotConfiguration
+from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores.sqlite import SqliteEventStore
 from tests.support import stored_events
 
@@ -30,7 +39,7 @@ async def test_a_multi_event_append_is_one_row_and_the_view_shows_each_event(
             "SELECT position, id, aggregate_id, version, payload, timestamp, executed_user "
             "FROM events ORDER BY position"
         ).fetchall()
-    assert commits == [(1, 1, 3), (4, 1, 1), (5, 4, 5)]
+    assert commits == [(3, 1, 3), (4, 1, 1), (6, 4, 5)]
     assert events == [
         (
             i + 1,
@@ -77,3 +86,40 @@ async def test_a_damaged_commit_row_is_a_serialization_error(tmp_path: Path, dam
             [e async for batch in store.read_all() for e in batch]
     finally:
         await store.close()
+
+
+async def test_a_snapshot_load_is_one_statement_on_its_own_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    domain = bank_domain()
+    store = await SqliteEventStore.open(tmp_path / "events.db")
+    other = await SqliteEventStore.open(tmp_path / "other.db")
+    try:
+        assert store.reads_snapshots_of(store.snapshot_store())
+        assert not store.reads_snapshots_of(other.snapshot_store())
+        assert not store.reads_snapshots_of(InMemorySnapshotStore())
+        executor = SekibanExecutor(
+            domain,
+            store,
+            snapshot_store=store.snapshot_store(),
+            snapshot_config=SnapshotConfiguration(count_threshold=7),
+        )
+        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+        for _ in range(9):
+            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        statements: list[str] = []
+        connection = store._db.connection
+        assert connection is not None
+        connection.set_trace_callback(statements.append)
+        optimizer = EventReplayOptimizer(store, Serializer(domain), store.snapshot_store())
+        result = await optimizer.load(domain.projector(AccountProjector), keys)
+        assert len(statements) == 1, statements
+        assert result.statistics.from_snapshot and result.statistics.events_replayed == 3
+        connection.set_trace_callback(None)
+        replayed = await EventReplayOptimizer(store, Serializer(domain)).load(
+            domain.projector(AccountProjector), keys
+        )
+        assert result.aggregate == replayed.aggregate
+    finally:
+        await store.close()
+        await other.close()

@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.errors import SekibanError, SerializationError, UnknownTypeError
@@ -209,11 +209,9 @@ def restore_snapshot(
             RejectionReason.NEWER_FORMAT,
             f"format {m.format_version}, this code reads up to {FORMAT_VERSION}",
         )
-    if snapshot.version < 1 or (
-        snapshot.last_sortable_unique_id is not None
-        and not _is_sortable_id(snapshot.last_sortable_unique_id)
-    ):
-        _reject(RejectionReason.CORRUPT, f"invalid version {snapshot.version} or last id")
+    last_id = _sortable_id_or_none(snapshot.last_sortable_unique_id)
+    if not isinstance(snapshot.version, int) or snapshot.version < 1 or last_id is False:
+        _reject(RejectionReason.CORRUPT, f"invalid version {snapshot.version!r} or last id")
     if zlib.crc32(snapshot.payload) != m.checksum:
         _reject(RejectionReason.CORRUPT, "payload checksum mismatch")
     try:
@@ -231,9 +229,7 @@ def restore_snapshot(
         payload,
         snapshot.partition_keys,
         snapshot.version,
-        SortableUniqueId(snapshot.last_sortable_unique_id)
-        if snapshot.last_sortable_unique_id
-        else None,
+        last_id,
         projector.name,
         projector.version,
     )
@@ -254,9 +250,11 @@ def _reject(reason: RejectionReason, detail: str) -> NoReturn:
     raise SnapshotRejectedError(SnapshotRejection(reason, detail))
 
 
-def _is_sortable_id(value: str) -> bool:
+def _sortable_id_or_none(value: str | None) -> SortableUniqueId | Literal[False] | None:
+    """The id `value` holds, None for none, False if it is not a sortable id."""
+    if value is None:
+        return None
     try:
-        SortableUniqueId(value)
+        return SortableUniqueId(value)
     except SekibanError:
         return False
-    return True

@@ -16,6 +16,9 @@ from sekiban.snapshot.types import (
     SnapshotRejection,
 )
 
+# A dict lookup: calling the enum class costs more than the rest of the row.
+_ENCODINGS = {encoding.value: encoding for encoding in SnapshotEncoding}
+
 SNAPSHOT_COLUMNS = (
     "version, last_sortable_unique_id, payload, projector_version, payload_type, "
     "format_version, encoding, checksum, taken_at, events_since_previous"
@@ -58,13 +61,13 @@ def snapshot_from_columns(
                 row[3],
                 row[4],
                 row[5],
-                SnapshotEncoding(row[6]),
+                _ENCODINGS[row[6]],
                 row[7],
                 taken_at,
                 row[9],
             ),
         )
-    except (ValueError, TypeError, IndexError) as error:
+    except (ValueError, TypeError, IndexError, KeyError) as error:
         raise SnapshotRejectedError(
             SnapshotRejection(
                 RejectionReason.CORRUPT,

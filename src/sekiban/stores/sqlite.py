@@ -6,9 +6,11 @@ The INSERT is atomic by itself and also checks the expected version; it runs dir
 on the event loop unless another writer holds the lock (see `_Database`).
 
 Positions number events 1, 2, 3, ... in commit order: a commit's row key is the
-position of its first event, computed inside the write transaction, and SQLite runs
+position of its last event, computed inside the write transaction, and SQLite runs
 one write transaction at a time per database, so a reader resuming from its last
-position cannot miss an event. The view `events` shows one row per event for people
+position cannot miss an event. Rows are found by their last event (position, or
+version within the stream), so a read after any event starts at the commit holding
+the next one. The view `events` shows one row per event for people
 and ad-hoc SQL; the store itself never reads it.
 """
 
@@ -29,7 +31,7 @@ from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, rebatch
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, SnapshotStore, check_append, rebatch
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
     snapshot_columns,
@@ -49,11 +51,11 @@ CREATE TABLE IF NOT EXISTS commits (
     first_version INTEGER NOT NULL,
     last_version INTEGER NOT NULL,
     events TEXT NOT NULL,
-    UNIQUE (root_partition_key, aggregate_group, aggregate_id, first_version)
+    UNIQUE (root_partition_key, aggregate_group, aggregate_id, last_version)
 );
 CREATE VIEW IF NOT EXISTS events AS
 SELECT
-    c.position + e.key AS position,
+    c.position - c.last_version + c.first_version + e.key AS position,
     json_extract(e.value, '$[0]') AS id,
     json_extract(e.value, '$[1]') AS sortable_unique_id,
     c.root_partition_key,
@@ -95,32 +97,39 @@ _APPEND = f"""
 INSERT INTO commits
     (position, root_partition_key, aggregate_group, aggregate_id, first_version,
      last_version, events)
-SELECT COALESCE(
-    (SELECT position + last_version - first_version FROM commits
-     ORDER BY position DESC LIMIT 1), 0) + 1, ?, ?, ?, ?, ?, ?
-WHERE ? = 0 OR (
-    SELECT last_version FROM commits WHERE {_STREAM} AND first_version <= ?
-    ORDER BY first_version DESC LIMIT 1) = ?
+SELECT COALESCE((SELECT MAX(position) FROM commits), 0) + ?, ?, ?, ?, ?, ?, ?
+WHERE COALESCE((SELECT MAX(last_version) FROM commits WHERE {_STREAM}), 0) = ?
 """
 
-# The commits holding versions after ?: from the one holding the next version on.
+# The commits holding versions after ?, the first of them perhaps begun before it.
 _READ_STREAM = f"""
 SELECT first_version, events FROM commits
-WHERE {_STREAM} AND last_version > ? AND first_version >= COALESCE(
-    (SELECT first_version FROM commits WHERE {_STREAM} AND first_version <= ?
-     ORDER BY first_version DESC LIMIT 1), 0)
-ORDER BY first_version LIMIT ?
+WHERE {_STREAM} AND last_version > ? ORDER BY last_version LIMIT ?
+"""
+
+# The snapshot (if any) on a first row, then the commits from the one holding its version
+# (from version 1 without one).
+_SNAPSHOT_AND_STREAM = f"""
+SELECT NULL, NULL, {SNAPSHOT_COLUMNS} FROM snapshots WHERE {_STREAM} AND projector_name = ?
+UNION ALL
+SELECT * FROM (
+    SELECT first_version, events, {", ".join(["NULL"] * len(SNAPSHOT_COLUMNS.split(",")))}
+    FROM commits
+    WHERE {_STREAM} AND last_version >= COALESCE(
+        (SELECT version FROM snapshots WHERE {_STREAM} AND projector_name = ?), 1)
+    ORDER BY last_version LIMIT ?)
 """
 
 _READ_ALL = """
-SELECT position, root_partition_key, aggregate_group, aggregate_id, first_version, events
-FROM commits
-WHERE position + last_version - first_version > ? AND position >= COALESCE(
-    (SELECT position FROM commits WHERE position <= ? ORDER BY position DESC LIMIT 1), 0)
-ORDER BY position LIMIT ?
+SELECT position, root_partition_key, aggregate_group, aggregate_id, first_version,
+    last_version, events
+FROM commits WHERE position > ? ORDER BY position LIMIT ?
 """
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+# The decoder's scanner, called directly: `json.loads` costs as much again in Python
+# wrappers per call, and a command's commit is often a single event.
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _create_schema(connection: sqlite3.Connection) -> None:
@@ -236,11 +245,10 @@ class SqliteEventStore:
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         keys = check_append(events, expected_version)
         stream = _stream_key(keys)
-        last = expected_version + len(events)
-        commit = (*stream, expected_version + 1, last, _encode_events(events))
-        guard = (expected_version, *stream, expected_version, expected_version)
+        count = len(events)
+        commit = (*stream, expected_version + 1, expected_version + count, _encode_events(events))
         try:
-            inserted = await self._db.run(_insert, (*commit, *guard))
+            inserted = await self._db.run(_insert, (count, *commit, *stream, expected_version))
         except sqlite3.IntegrityError:
             inserted = False
         if not inserted:
@@ -255,18 +263,10 @@ class SqliteEventStore:
     ) -> AsyncIterator[list[StoredEvent]]:
         stream = _stream_key(partition_keys)
 
-        def fetch(connection: sqlite3.Connection, after: int) -> list[Any]:
-            return connection.execute(
-                _READ_STREAM, (*stream, after, *stream, after + 1, batch_size)
-            ).fetchall()
-
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(fetch, after)
-                page: list[StoredEvent] = []
-                for first_version, events in rows:
-                    skip = max(0, after + 1 - first_version)  # a commit begun before `after`
-                    page += _decode_events(events, partition_keys, first_version, None)[skip:]
+                rows = await self._db.run(_fetch_stream, stream, after, batch_size)
+                page = _stream_events(rows, partition_keys, after)
                 if page:
                     yield page
                     after = page[-1].version
@@ -275,27 +275,50 @@ class SqliteEventStore:
 
         return rebatch(pages(after_version), batch_size)
 
+    def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
+        """True for the snapshot store of this database (`snapshot_store()`): a load then
+        reads the snapshot and the events after it in one call."""
+        return isinstance(snapshot_store, SqliteSnapshotStore) and snapshot_store._db is self._db
+
+    async def read_snapshot_and_stream(
+        self, partition_keys: PartitionKeys, projector_name: str, batch_size: int
+    ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
+        """The snapshot and the first `batch_size` events from its version (from version
+        1 without one); see `SnapshotStreamReader`."""
+        stream = _stream_key(partition_keys)
+        rows = await self._db.run(
+            _fetch_all,
+            _SNAPSHOT_AND_STREAM,
+            (*stream, projector_name, *stream, *stream, projector_name, batch_size),
+        )
+        snapshot = None
+        if rows and rows[0][0] is None:  # the snapshot's row, its columns after two NULLs
+            snapshot = snapshot_from_columns(partition_keys, projector_name, rows.pop(0)[2:])
+        after = snapshot.version - 1 if snapshot is not None else 0
+        return snapshot, _stream_events(rows, partition_keys, after)[:batch_size]
+
     def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
         keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
 
         def fetch(connection: sqlite3.Connection, after: int) -> list[Any]:
-            return connection.execute(_READ_ALL, (after, after + 1, batch_size)).fetchall()
+            return connection.execute(_READ_ALL, (after, batch_size)).fetchall()
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
                 rows = await self._db.run(fetch, after)
                 page: list[StoredEvent] = []
-                for position, root, group, aggregate_id, first_version, events in rows:
+                for position, root, group, aggregate_id, first, last, events in rows:
                     stream = (root, group, aggregate_id)
                     keys = keys_cache.get(stream)
                     if keys is None:
                         keys = keys_cache[stream] = PartitionKeys.existing(
                             aggregate_id, group, root
                         )
-                    skip = max(0, after + 1 - position)
-                    page += _decode_events(events, keys, first_version, position)[skip:]
+                    first_position = position - last + first
+                    skip = max(0, after + 1 - first_position)
+                    page += _decode_events(events, keys, first, first_position)[skip:]
                 if page:
                     yield page
                     after = page[-1].position or after
@@ -305,16 +328,45 @@ class SqliteEventStore:
         return rebatch(pages(after_position), batch_size)
 
 
+def _fetch_all(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> Any:
+    return connection.execute(sql, parameters).fetchall()
+
+
+def _fetch_stream(
+    connection: sqlite3.Connection, stream: tuple[str, str, str], after: int, limit: int
+) -> list[Any]:
+    """Up to `limit` commits holding the stream's versions after `after`."""
+    return connection.execute(_READ_STREAM, (*stream, after, limit)).fetchall()
+
+
+def _stream_events(rows: list[Any], keys: PartitionKeys, after: int) -> list[StoredEvent]:
+    """The events of `_fetch_stream` rows after version `after`."""
+    events: list[StoredEvent] = []
+    for row in rows:
+        first_version, text = row[0], row[1]
+        skip = max(0, after + 1 - first_version)  # a commit begun before `after`
+        events += _decode_events(text, keys, first_version, None)[skip:]
+    return events
+
+
+def _fetch_snapshot(
+    connection: sqlite3.Connection, stream: tuple[str, str, str], projector_name: str
+) -> Any:
+    return connection.execute(
+        f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE {_STREAM} AND projector_name = ?",
+        (*stream, projector_name),
+    ).fetchone()
+
+
 def _insert(connection: sqlite3.Connection, parameters: tuple[Any, ...]) -> bool:
     return bool(connection.execute(_APPEND, parameters).rowcount)
 
 
 def _stream_version(connection: sqlite3.Connection, stream: tuple[str, str, str]) -> int:
-    row = connection.execute(
-        f"SELECT last_version FROM commits WHERE {_STREAM} ORDER BY first_version DESC LIMIT 1",
-        stream,
+    (version,) = connection.execute(
+        f"SELECT COALESCE(MAX(last_version), 0) FROM commits WHERE {_STREAM}", stream
     ).fetchone()
-    return 0 if row is None else int(row[0])
+    return int(version)
 
 
 def _encode_events(events: Sequence[StoredEvent]) -> str:
@@ -342,22 +394,17 @@ def _encode_events(events: Sequence[StoredEvent]) -> str:
 def _decode_events(
     text: str, keys: PartitionKeys, first_version: int, first_position: int | None
 ) -> list[StoredEvent]:
-    stamp = ""
-    timestamp: datetime | None = None
+    stamp, timestamp = "", None
+    events = []
     try:
-        events = []
-        for i, (
-            event_id,
-            sortable_id,
-            event_type,
-            payload,
-            at,
-            causation,
-            correlation,
-            user,
-        ) in enumerate(json.loads(text)):
+        rows, end = _scan_json(text, 0)
+        if end != len(text):
+            raise ValueError(f"extra data after the JSON array at {end}")
+        for i, row in enumerate(rows):
+            event_id, sortable_id, event_type, payload, at, causation, correlation, user = row
             if at != stamp:
                 stamp, timestamp = at, datetime.fromisoformat(at)
+            position = None if first_position is None else first_position + i
             events.append(
                 rebuild_stored_event(
                     event_id,
@@ -370,13 +417,13 @@ def _decode_events(
                     causation,
                     correlation,
                     user,
-                    None if first_position is None else first_position + i,
+                    position,
                 )
             )
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, StopIteration) as error:  # StopIteration: not JSON
         raise SerializationError(
-            f"the commit of {keys} from version {first_version} cannot be decoded: {error}"
-        ) from error
+            f"the commit of {keys} from version {first_version} cannot be decoded: {error!r}"
+        ) from None
     return events
 
 
@@ -389,13 +436,7 @@ class SqliteSnapshotStore:
     async def get(
         self, partition_keys: PartitionKeys, projector_name: str
     ) -> AggregateSnapshot | None:
-        def fetch(connection: sqlite3.Connection) -> Any:
-            return connection.execute(
-                f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE {_STREAM} AND projector_name = ?",
-                (*_stream_key(partition_keys), projector_name),
-            ).fetchone()
-
-        row = await self._db.run(fetch)
+        row = await self._db.run(_fetch_snapshot, _stream_key(partition_keys), projector_name)
         if row is None:
             return None
         return snapshot_from_columns(partition_keys, projector_name, row)
