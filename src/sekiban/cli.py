@@ -75,7 +75,7 @@ def bench(
         bool, typer.Option("--json", help="print one JSON object on stdout (quick: the summary)")
     ] = False,
     repeat: Annotated[
-        int | None, typer.Option(help="throughput repetitions (default 5, quick 1)")
+        int | None, typer.Option(help="throughput repetitions (default 5, quick 3)")
     ] = None,
     output: Annotated[Path, typer.Option(help="where results are written")] = Path(
         "benchmarks/results"

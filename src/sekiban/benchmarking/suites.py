@@ -59,7 +59,7 @@ class BenchOptions:
     @classmethod
     def for_quick(cls, **changes: Any) -> BenchOptions:
         options = cls(
-            stores=QUICK_STORES, histories=LoadPlan.quick().histories, repeat=1, quick=True
+            stores=QUICK_STORES, histories=LoadPlan.quick().histories, repeat=3, quick=True
         )
         return replace(options, **changes)
 

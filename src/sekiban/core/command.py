@@ -120,7 +120,7 @@ async def decide(
     if required and not isinstance(aggregate.payload, required):
         raise AggregateStateError(type(command).__name__, required, type(aggregate.payload))
     result = command.handle(CommandContext(aggregate))
-    if inspect.isawaitable(result):
+    if type(result) is not list and inspect.isawaitable(result):
         result = await result
     payloads = _as_payloads(type(command).__name__, result)
     now, keys, version = clock(), aggregate.partition_keys, aggregate.version
@@ -136,6 +136,8 @@ def _as_payloads(command_type: str, result: object) -> list[EventPayload]:
         return []
     if isinstance(result, EventPayload):
         return [result]
+    if type(result) is list and all(isinstance(p, EventPayload) for p in result):
+        return result  # the usual case, without the slower check for any iterable
     if isinstance(result, Iterable) and not isinstance(result, (str, bytes, BaseModel)):
         payloads = list(result)
         if all(isinstance(p, EventPayload) for p in payloads):

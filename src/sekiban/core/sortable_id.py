@@ -15,6 +15,8 @@ from sekiban.core.errors import InvalidSortableUniqueIdError
 _TICK_DIGITS = 19
 _RANDOM_DIGITS = 11
 _SUFFIX_BITS = 36  # 2**36 < 10**11: a random suffix that always fits its digits
+_SUFFIX_SPAN = 10**_RANDOM_DIGITS
+_ID_FORMAT = f"%0{_TICK_DIGITS + _RANDOM_DIGITS}d"  # ticks, then the suffix, zero-padded
 _PATTERN = re.compile(rf"\d{{{_TICK_DIGITS + _RANDOM_DIGITS}}}")
 _EPOCH_TICKS = 621_355_968_000_000_000  # ticks at 1970-01-01
 _DOTNET_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
@@ -58,7 +60,7 @@ class SortableUniqueId(str):
         # Not a secret, only a tie-breaker between processes: the seeded generator (reseeded
         # in forked children) costs a fraction of an OS random read per id.
         suffix = random.getrandbits(_SUFFIX_BITS)
-        return str.__new__(cls, f"{ticks:0{_TICK_DIGITS}d}{suffix:0{_RANDOM_DIGITS}d}")
+        return str.__new__(cls, _ID_FORMAT % (ticks * _SUFFIX_SPAN + suffix))
 
     @classmethod
     def generate_many(cls, count: int) -> list[SortableUniqueId]:
@@ -67,7 +69,7 @@ class SortableUniqueId(str):
         first = _next_ticks(time.time_ns(), count)
         bits = random.getrandbits
         return [
-            str.__new__(cls, f"{ticks:0{_TICK_DIGITS}d}{bits(_SUFFIX_BITS):0{_RANDOM_DIGITS}d}")
+            str.__new__(cls, _ID_FORMAT % (ticks * _SUFFIX_SPAN + bits(_SUFFIX_BITS)))
             for ticks in range(first, first + count)
         ]
 
