@@ -11,6 +11,10 @@ framework, with a snapshot at version n - `SNAPSHOT_LAG`. Then four loads are ti
 - eventsourcing, snapshot: `app.repository.get` with snapshotting on (snapshot +
   `SNAPSHOT_LAG` events, taken with `app.take_snapshot(id, version=n - SNAPSHOT_LAG)`).
 
+At `CURRENT_SNAPSHOT_HISTORY` events, both frameworks also load one more account whose
+snapshot is at its last event (lag 0: the snapshot read alone, as right after a command
+that took it).
+
 Each load is checked (right version, snapshot used or not) and timed alone, in rounds
 that take every case of every history in turn once all are seeded; the median of all
 runs is reported. Peak memory is one
@@ -36,6 +40,8 @@ from sekiban.snapshot import EventReplayOptimizer
 HISTORIES = (10, 100, 1_000, 10_000, 100_000)
 SNAPSHOT_LAG = 5
 """Events between the snapshot and the end of the stream: a snapshot load replays these."""
+CURRENT_SNAPSHOT_HISTORY = 10_000
+"""The history at which a snapshot at the last event (lag 0) is also timed."""
 COSMOS_MAX_HISTORY = 10_000
 """The local Cosmos DB server takes ~100-300 appends/s and reads slowly: longer
 histories there would take minutes to seed and read without saying more."""
@@ -68,6 +74,8 @@ class LoadCase:
     history: int
     seconds: list[float] = field(default_factory=list)
     peak_bytes: int | None = None
+    lag: int = SNAPSHOT_LAG
+    """Events between the snapshot and the end of the stream (snapshot loads)."""
 
     @property
     def median_ms(self) -> float:
@@ -79,14 +87,17 @@ class LoadResults:
     cases: list[LoadCase] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def get(self, engine: str, framework: str, snapshot: bool, history: int) -> LoadCase | None:
+    def get(
+        self,
+        engine: str,
+        framework: str,
+        snapshot: bool,
+        history: int,
+        lag: int = SNAPSHOT_LAG,
+    ) -> LoadCase | None:
+        key = (engine, framework, snapshot, history, lag)
         for case in self.cases:
-            if (case.engine, case.framework, case.snapshot, case.history) == (
-                engine,
-                framework,
-                snapshot,
-                history,
-            ):
+            if (case.engine, case.framework, case.snapshot, case.history, case.lag) == key:
                 return case
         return None
 
@@ -105,11 +116,11 @@ class LoadSubject(Protocol):
 
     framework: str
 
-    async def seed(self, history: int) -> Any:
-        """A new account of `history` events, snapshotted `SNAPSHOT_LAG` before its end."""
+    async def seed(self, history: int, lag: int) -> Any:
+        """A new account of `history` events, snapshotted `lag` events before its end."""
         ...
 
-    def loader(self, account: Any, history: int, snapshot: bool) -> Loader:
+    def loader(self, account: Any, history: int, snapshot: bool, lag: int) -> Loader:
         """A load of `account`, checked, with or without the snapshot."""
         ...
 
@@ -126,14 +137,14 @@ class SekibanLoads:
         self.replay = EventReplayOptimizer(stores.events, self.serializer)
         self.from_snapshot = EventReplayOptimizer(stores.events, self.serializer, stores.snapshots)
 
-    async def seed(self, history: int) -> PartitionKeys:
+    async def seed(self, history: int, lag: int) -> PartitionKeys:
         return await seed_sekiban(
-            self.stores, self.serializer, history, snapshot_at=history - SNAPSHOT_LAG or None
+            self.stores, self.serializer, history, snapshot_at=history - lag or None
         )
 
-    def loader(self, account: PartitionKeys, history: int, snapshot: bool) -> Loader:
+    def loader(self, account: PartitionKeys, history: int, snapshot: bool, lag: int) -> Loader:
         optimizer, projector = (self.from_snapshot if snapshot else self.replay), self.projector
-        expected = SNAPSHOT_LAG if snapshot else history
+        expected = lag if snapshot else history
 
         async def load() -> None:
             stats = (await optimizer.load(projector, account)).statistics
@@ -154,10 +165,10 @@ class EventsourcingLoads:
         self.app = app
         self.replay: Repository[uuid.UUID] = Repository(app.repository.event_store)
 
-    async def seed(self, history: int) -> uuid.UUID:
-        return seed_eventsourcing(self.app, history, snapshot_at=history - SNAPSHOT_LAG or None)
+    async def seed(self, history: int, lag: int) -> uuid.UUID:
+        return seed_eventsourcing(self.app, history, snapshot_at=history - lag or None)
 
-    def loader(self, account: uuid.UUID, history: int, snapshot: bool) -> Loader:
+    def loader(self, account: uuid.UUID, history: int, snapshot: bool, lag: int) -> Loader:
         repository = self.app.repository if snapshot else self.replay
 
         async def load() -> None:
@@ -193,15 +204,24 @@ async def run_loads(engines: list[Engine], plan: LoadPlan, progress: Progress) -
             cases: list[tuple[LoadCase, Loader]] = []
             for history in histories:
                 progress.step(f"{engine.name}: seeding {history:,}-event histories")
-                accounts = [await subject.seed(history) for subject in subjects]
+                accounts = [await subject.seed(history, SNAPSHOT_LAG) for subject in subjects]
                 cases += [
                     (
                         LoadCase(engine.name, subject.framework, snapshot, history),
-                        subject.loader(account, history, snapshot),
+                        subject.loader(account, history, snapshot, SNAPSHOT_LAG),
                     )
                     for snapshot in (False, True)
                     for subject, account in zip(subjects, accounts, strict=True)
                 ]
+                if history == CURRENT_SNAPSHOT_HISTORY:
+                    for subject in subjects:
+                        account = await subject.seed(history, 0)
+                        cases.append(
+                            (
+                                LoadCase(engine.name, subject.framework, True, history, lag=0),
+                                subject.loader(account, history, True, 0),
+                            )
+                        )
             # Rounds over every case in turn, all histories seeded first: a burst of load
             # on the machine (a neighbour, a server's housekeeping) or a slow drift then
             # spreads over all cases instead of skewing one of them.
@@ -227,10 +247,12 @@ async def run_loads(engines: list[Engine], plan: LoadPlan, progress: Progress) -
     return results
 
 
-def speedup(results: LoadResults, engine: str, framework: str, history: int) -> float | None:
-    """Full replay time / snapshot load time."""
+def speedup(
+    results: LoadResults, engine: str, framework: str, history: int, lag: int = SNAPSHOT_LAG
+) -> float | None:
+    """Full replay time / snapshot load time (snapshot `lag` events before the end)."""
     full = results.get(engine, framework, False, history)
-    snap = results.get(engine, framework, True, history)
+    snap = results.get(engine, framework, True, history, lag)
     return full.median_ms / snap.median_ms if full and snap else None
 
 

@@ -50,6 +50,8 @@ def snapshot_from_columns(
     """The snapshot a row of `SNAPSHOT_COLUMNS` holds; a row that cannot be one raises
     `SnapshotRejectedError` (corrupt), so the aggregate is replayed instead."""
     try:
+        if not isinstance(row[0], int):
+            raise TypeError(f"version {row[0]!r} is not an integer")
         taken_at = row[8] if isinstance(row[8], datetime) else datetime.fromisoformat(row[8])
         return AggregateSnapshot(
             partition_keys,

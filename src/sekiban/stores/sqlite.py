@@ -222,7 +222,8 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 class SqliteEventStore:
     """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
 
-    `read_stream` and `read_all` read up to `batch_size` commits (not events) per query.
+    `read_stream` and `read_all` query up to `batch_size` commits at a time and hand
+    them out in batches of `batch_size` events.
     """
 
     def __init__(self, database: _Database) -> None:
@@ -265,7 +266,7 @@ class SqliteEventStore:
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(_fetch_stream, stream, after, batch_size)
+                rows = await self._db.run(_fetch_all, _READ_STREAM, (*stream, after, batch_size))
                 page = _stream_events(rows, partition_keys, after)
                 if page:
                     yield page
@@ -302,12 +303,9 @@ class SqliteEventStore:
     ) -> AsyncIterator[list[StoredEvent]]:
         keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
 
-        def fetch(connection: sqlite3.Connection, after: int) -> list[Any]:
-            return connection.execute(_READ_ALL, (after, batch_size)).fetchall()
-
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(fetch, after)
+                rows = await self._db.run(_fetch_all, _READ_ALL, (after, batch_size))
                 page: list[StoredEvent] = []
                 for position, root, group, aggregate_id, first, last, events in rows:
                     stream = (root, group, aggregate_id)
@@ -332,15 +330,8 @@ def _fetch_all(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, 
     return connection.execute(sql, parameters).fetchall()
 
 
-def _fetch_stream(
-    connection: sqlite3.Connection, stream: tuple[str, str, str], after: int, limit: int
-) -> list[Any]:
-    """Up to `limit` commits holding the stream's versions after `after`."""
-    return connection.execute(_READ_STREAM, (*stream, after, limit)).fetchall()
-
-
 def _stream_events(rows: list[Any], keys: PartitionKeys, after: int) -> list[StoredEvent]:
-    """The events of `_fetch_stream` rows after version `after`."""
+    """The events after version `after` in rows of (first_version, events, ...)."""
     events: list[StoredEvent] = []
     for row in rows:
         first_version, text = row[0], row[1]
