@@ -2,6 +2,7 @@
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from sekiban import (
 )
 from sekiban.snapshot import EventReplayOptimizer, SnapshotConfiguration
 from sekiban.stores import InMemorySnapshotStore
+from sekiban.stores import sqlite as sqlite_store
 from sekiban.stores.sqlite import SqliteEventStore
 from tests.support import stored_events
 
@@ -123,3 +125,35 @@ async def test_a_snapshot_load_is_one_statement_on_its_own_database(
     finally:
         await store.close()
         await other.close()
+
+
+async def test_reads_fetch_only_the_commits_a_batch_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await SqliteEventStore.open(tmp_path / "events.db")
+    keys = PartitionKeys.generate()
+    for start in range(0, 2500, 500):
+        await store.append(stored_events(keys, start + 1, 500), start)
+    fetched: list[int] = []
+    take = sqlite_store._take
+
+    def counting_take(*args: Any, **kwargs: Any) -> list[Any]:
+        rows = take(*args, **kwargs)
+        fetched.append(sum(row[1] - row[0] + 1 for row in rows if row[0] is not None))
+        return rows
+
+    monkeypatch.setattr(sqlite_store, "_take", counting_take)
+    try:
+        batches = [b async for b in store.read_stream(keys, 0, batch_size=700)]
+        assert [len(b) for b in batches] == [700, 700, 700, 400]
+        # Two 500-event commits hold a 700-event batch: never the whole stream at once.
+        assert fetched == [1000, 1000, 500]
+        fetched.clear()
+        assert len([e async for b in store.read_all(0, batch_size=700) for e in b]) == 2500
+        assert fetched == [1000, 1000, 500]
+        fetched.clear()
+        _, head = await store.read_snapshot_and_stream(keys, "account", 700)
+        assert [e.version for e in head] == list(range(1, 701))
+        assert fetched == [1000]
+    finally:
+        await store.close()

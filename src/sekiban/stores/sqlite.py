@@ -17,6 +17,7 @@ and ad-hoc SQL; the store itself never reads it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -101,29 +102,36 @@ SELECT COALESCE((SELECT MAX(position) FROM commits), 0) + ?, ?, ?, ?, ?, ?, ?
 WHERE COALESCE((SELECT MAX(last_version) FROM commits WHERE {_STREAM}), 0) = ?
 """
 
+# Reads go through the commits in order and stop once they hold a batch of events
+# (`_take`): a commit may hold any number of events, so a row count bounds nothing.
+# Every read's rows start with (first, last): the commit's first and last version, or
+# position, to count its events by.
+
 # The commits holding versions after ?, the first of them perhaps begun before it.
 _READ_STREAM = f"""
-SELECT first_version, events FROM commits
-WHERE {_STREAM} AND last_version > ? ORDER BY last_version LIMIT ?
+SELECT first_version, last_version, events FROM commits
+WHERE {_STREAM} AND last_version > ? ORDER BY last_version
 """
 
-# The snapshot (if any) on a first row, then the commits from the one holding its version
-# (from version 1 without one).
+_SNAPSHOT_COLUMNS_COUNT = len(SNAPSHOT_COLUMNS.split(","))
+# The snapshot (if any) on a first row, its columns after two NULLs; then the commits from
+# the one holding its version (from version 1 without one).
 _SNAPSHOT_AND_STREAM = f"""
 SELECT NULL, NULL, {SNAPSHOT_COLUMNS} FROM snapshots WHERE {_STREAM} AND projector_name = ?
 UNION ALL
 SELECT * FROM (
-    SELECT first_version, events, {", ".join(["NULL"] * len(SNAPSHOT_COLUMNS.split(",")))}
+    SELECT first_version, last_version, events,
+        {", ".join(["NULL"] * (_SNAPSHOT_COLUMNS_COUNT - 1))}
     FROM commits
     WHERE {_STREAM} AND last_version >= COALESCE(
         (SELECT version FROM snapshots WHERE {_STREAM} AND projector_name = ?), 1)
-    ORDER BY last_version LIMIT ?)
+    ORDER BY last_version)
 """
 
 _READ_ALL = """
-SELECT position, root_partition_key, aggregate_group, aggregate_id, first_version,
-    last_version, events
-FROM commits WHERE position > ? ORDER BY position LIMIT ?
+SELECT position - last_version + first_version, position, events,
+    root_partition_key, aggregate_group, aggregate_id, first_version
+FROM commits WHERE position > ? ORDER BY position
 """
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
@@ -266,12 +274,12 @@ class SqliteEventStore:
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(_fetch_all, _READ_STREAM, (*stream, after, batch_size))
+                rows = await self._db.run(_read, _READ_STREAM, (*stream, after), after, batch_size)
                 page = _stream_events(rows, partition_keys, after)
                 if page:
                     yield page
                     after = page[-1].version
-                if len(rows) < batch_size:
+                if len(page) < batch_size:
                     return
 
         return rebatch(pages(after_version), batch_size)
@@ -287,14 +295,21 @@ class SqliteEventStore:
         """The snapshot and the first `batch_size` events from its version (from version
         1 without one); see `SnapshotStreamReader`."""
         stream = _stream_key(partition_keys)
-        rows = await self._db.run(
-            _fetch_all,
-            _SNAPSHOT_AND_STREAM,
-            (*stream, projector_name, *stream, *stream, projector_name, batch_size),
-        )
+
+        def read(connection: sqlite3.Connection) -> tuple[Any, list[Any]]:
+            parameters = (*stream, projector_name, *stream, *stream, projector_name)
+            cursor = connection.execute(_SNAPSHOT_AND_STREAM, parameters)
+            first = cursor.fetchone()
+            if first is None or first[0] is not None:  # no snapshot row
+                return None, _take(cursor, 0, batch_size, first)
+            version = first[2]
+            after = version - 1 if isinstance(version, int) and version > 0 else 0
+            return first, _take(cursor, after, batch_size)
+
+        row, rows = await self._db.run(read)
         snapshot = None
-        if rows and rows[0][0] is None:  # the snapshot's row, its columns after two NULLs
-            snapshot = snapshot_from_columns(partition_keys, projector_name, rows.pop(0)[2:])
+        if row is not None:
+            snapshot = snapshot_from_columns(partition_keys, projector_name, row[2:])
         after = snapshot.version - 1 if snapshot is not None else 0
         return snapshot, _stream_events(rows, partition_keys, after)[:batch_size]
 
@@ -305,36 +320,52 @@ class SqliteEventStore:
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(_fetch_all, _READ_ALL, (after, batch_size))
+                rows = await self._db.run(_read, _READ_ALL, (after,), after, batch_size)
                 page: list[StoredEvent] = []
-                for position, root, group, aggregate_id, first, last, events in rows:
+                for first_position, _, events, root, group, aggregate_id, first in rows:
                     stream = (root, group, aggregate_id)
                     keys = keys_cache.get(stream)
                     if keys is None:
                         keys = keys_cache[stream] = PartitionKeys.existing(
                             aggregate_id, group, root
                         )
-                    first_position = position - last + first
                     skip = max(0, after + 1 - first_position)
                     page += _decode_events(events, keys, first, first_position)[skip:]
                 if page:
                     yield page
                     after = page[-1].position or after
-                if len(rows) < batch_size:
+                if len(page) < batch_size:
                     return
 
         return rebatch(pages(after_position), batch_size)
 
 
-def _fetch_all(connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...]) -> Any:
-    return connection.execute(sql, parameters).fetchall()
+def _read(
+    connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...], after: int, limit: int
+) -> list[Any]:
+    return _take(connection.execute(sql, parameters), after, limit)
+
+
+def _take(cursor: sqlite3.Cursor, after: int, limit: int, first: Any = None) -> list[Any]:
+    """Rows of (first, last, ...) from `cursor` (after `first`, if given) until they hold
+    `limit` events after `after`, or the rows run out."""
+    rows, count = [], 0
+    try:
+        for row in cursor if first is None else itertools.chain([first], cursor):
+            rows.append(row)
+            count += row[1] - max(row[0], after + 1) + 1
+            if count >= limit:
+                break
+    finally:
+        cursor.close()
+    return rows
 
 
 def _stream_events(rows: list[Any], keys: PartitionKeys, after: int) -> list[StoredEvent]:
-    """The events after version `after` in rows of (first_version, events, ...)."""
+    """The events after version `after` in rows of (first_version, last_version, events)."""
     events: list[StoredEvent] = []
     for row in rows:
-        first_version, text = row[0], row[1]
+        first_version, text = row[0], row[2]
         skip = max(0, after + 1 - first_version)  # a commit begun before `after`
         events += _decode_events(text, keys, first_version, None)[skip:]
     return events
