@@ -3,6 +3,8 @@ PostgreSQL and SQLite) return what reading them apart returns."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,20 +12,22 @@ import pytest
 from sekiban import PartitionKeys
 from sekiban.stores import EventStore
 from sekiban.stores.protocols import SnapshotStreamReader
-from tests.conformance.backends import Stores
+from tests.conformance.backends import BACKENDS
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events
 
 SnapshotStreamReaderStore = Any  # an EventStore that is a SnapshotStreamReader
+READERS = ("postgres", "sqlite")
 
 
-@pytest.fixture
-def store(stores: Stores) -> SnapshotStreamReaderStore:
-    events, snapshots = stores
-    if not isinstance(events, SnapshotStreamReader):
-        pytest.skip(f"{type(events).__name__} reads snapshots and streams apart")
-    assert events.reads_snapshots_of(snapshots)
-    return events
+@pytest.fixture(params=READERS)
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SnapshotStreamReaderStore]:
+    async with BACKENDS[request.param](tmp_path) as (events, snapshots):
+        assert isinstance(events, SnapshotStreamReader)
+        assert events.reads_snapshots_of(snapshots)
+        yield events
 
 
 async def stream_of(store: EventStore, events: int) -> PartitionKeys:
