@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sekiban import PartitionKeys, SortableUniqueId, StoredEvent
+from examples.bank import DepositMoney, OpenAccount, bank_domain
+from sekiban import PartitionKeys, SekibanExecutor, SortableUniqueId, StoredEvent
+from sekiban.snapshot import SnapshotConfiguration
+from sekiban.stores import EventStore, SnapshotStore
 
 
 def stored_events(
@@ -33,3 +36,20 @@ def stored_events(
         )
         for i in range(count)
     ]
+
+
+async def bank_account_with_snapshot(
+    store: EventStore, snapshots: SnapshotStore, *, events: int = 10, every: int = 7
+) -> tuple[SekibanExecutor, PartitionKeys]:
+    """A bank account of `events` events (opened, then deposits of 1) written by an
+    executor that snapshots every `every` events; the executor and the account's keys."""
+    executor = SekibanExecutor(
+        bank_domain(),
+        store,
+        snapshot_store=snapshots,
+        snapshot_config=SnapshotConfiguration(count_threshold=every),
+    )
+    keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+    for _ in range(events - 1):
+        await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+    return executor, keys

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
+from examples.bank import AccountProjector, bank_domain
 from sekiban import SekibanExecutor
-from sekiban.snapshot import AggregateSnapshot, RejectionReason, SnapshotConfiguration
+from sekiban.snapshot import AggregateSnapshot, RejectionReason
 from tests.conformance.backends import Stores
+from tests.support import bank_account_with_snapshot
 
 
 def _meta(**changes: object) -> Callable[[AggregateSnapshot], AggregateSnapshot]:
@@ -39,15 +40,9 @@ async def test_bad_snapshot_is_reported_replayed_and_replaced(
     stores: Stores, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     event_store, snapshot_store = stores
-    executor = SekibanExecutor(
-        bank_domain(),
-        event_store,
-        snapshot_store=snapshot_store,
-        snapshot_config=SnapshotConfiguration(count_threshold=5),
+    executor, keys = await bank_account_with_snapshot(
+        event_store, snapshot_store, events=12, every=5
     )
-    keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-    for _ in range(11):
-        await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
     good = await snapshot_store.get(keys, AccountProjector.name)
     assert good is not None and good.version == 10
     mangle, reason = DAMAGE[damage]

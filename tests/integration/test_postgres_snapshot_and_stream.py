@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
-from sekiban import SekibanExecutor, Serializer
-from sekiban.snapshot import EventReplayOptimizer, SnapshotConfiguration
+from examples.bank import AccountProjector, bank_domain
+from sekiban import Serializer
+from sekiban.snapshot import EventReplayOptimizer
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores.postgres import PostgresEventStore
 from tests.conformance.backends import require_env
+from tests.support import bank_account_with_snapshot
 
 pytestmark = pytest.mark.postgres
 
@@ -51,15 +52,7 @@ async def test_a_snapshot_load_is_one_statement(
     store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     domain = bank_domain()
-    executor = SekibanExecutor(
-        domain,
-        store,
-        snapshot_store=store.snapshot_store(),
-        snapshot_config=SnapshotConfiguration(count_threshold=7),
-    )
-    keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-    for _ in range(9):
-        await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+    _, keys = await bank_account_with_snapshot(store, store.snapshot_store())
     pool = CountingPool(store._pool)
     monkeypatch.setattr(store, "_pool", pool)
     optimizer = EventReplayOptimizer(store, Serializer(domain), store.snapshot_store())

@@ -6,19 +6,18 @@ from typing import Any
 
 import pytest
 
-from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
+from examples.bank import AccountProjector, bank_domain
 from sekiban import (
     ConfigurationError,
     PartitionKeys,
-    SekibanExecutor,
     SerializationError,
     Serializer,
 )
-from sekiban.snapshot import EventReplayOptimizer, SnapshotConfiguration
+from sekiban.snapshot import EventReplayOptimizer
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores import sqlite as sqlite_store
 from sekiban.stores.sqlite import SqliteEventStore
-from tests.support import stored_events
+from tests.support import bank_account_with_snapshot, stored_events
 
 
 async def test_a_multi_event_append_is_one_row_and_the_view_shows_each_event(
@@ -100,15 +99,7 @@ async def test_a_snapshot_load_is_one_statement_on_its_own_database(
         assert store.reads_snapshots_of(store.snapshot_store())
         assert not store.reads_snapshots_of(other.snapshot_store())
         assert not store.reads_snapshots_of(InMemorySnapshotStore())
-        executor = SekibanExecutor(
-            domain,
-            store,
-            snapshot_store=store.snapshot_store(),
-            snapshot_config=SnapshotConfiguration(count_threshold=7),
-        )
-        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-        for _ in range(9):
-            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        _, keys = await bank_account_with_snapshot(store, store.snapshot_store())
         statements: list[str] = []
         connection = store._db.connection
         assert connection is not None
