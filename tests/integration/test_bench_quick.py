@@ -18,6 +18,7 @@ pytest.importorskip("eventsourcing", reason="needs the bench extra")
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = (
     "snapshot_load_speedup_10k",
+    "snapshot_load_speedup_10k_at_last_event",
     "replay_vs_eventsourcing",
     "append_vs_eventsourcing",
     "snapshot_load_vs_eventsourcing",
