@@ -113,7 +113,7 @@ from sekiban.stores.cosmos_connection import (
     settings_from_env,
     translate_errors,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, rebatch
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class CosmosEventStore:
             item async for page in _pages(self._events, query, parameters, pk=pk) for item in page
         ]
 
-    async def read_stream(
+    def read_stream(
         self,
         partition_keys: PartitionKeys,
         after_version: int = 0,
@@ -317,26 +317,24 @@ class CosmosEventStore:
     ) -> AsyncIterator[list[StoredEvent]]:
         pk = str(partition_keys)
         parameters = {"@pk": pk, "@after": after_version}
-        batch: list[StoredEvent] = []
-        with translate_errors(self._endpoint):
-            async for page in _pages(
-                self._events, _READ_STREAM, parameters, pk=pk, page_size=batch_size
-            ):
-                for commit in page:
-                    events = _stored_events(commit, partition_keys)
-                    if events:
-                        self._remember_boundary(pk, events[-1].version)
-                    for event in events:
-                        if event.version <= after_version:
-                            continue  # the first commit may start before after_version
-                        batch.append(event)
-                        if len(batch) == batch_size:
-                            yield batch
-                            batch = []
-        if batch:
-            yield batch
 
-    async def read_all(
+        async def pages() -> AsyncIterator[list[StoredEvent]]:
+            with translate_errors(self._endpoint):
+                async for page in _pages(
+                    self._events, _READ_STREAM, parameters, pk=pk, page_size=batch_size
+                ):
+                    events: list[StoredEvent] = []
+                    for commit in page:
+                        stored = _stored_events(commit, partition_keys)
+                        if stored:
+                            self._remember_boundary(pk, stored[-1].version)
+                        # The first commit may start before after_version.
+                        events += [e for e in stored if e.version > after_version]
+                    yield events
+
+        return rebatch(pages(), batch_size)
+
+    def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
         after_key, after_index = divmod(max(after_position, 0), 1 << _POSITION_BITS)
@@ -344,24 +342,23 @@ class CosmosEventStore:
         bound = SortableUniqueId.min_for(datetime.now(UTC) - self._safe_window)
         parameters = {"@from": f"{after_key:0{_KEY_DIGITS}d}", "@bound": bound}
         streams: dict[str, PartitionKeys] = {}
-        batch: list[StoredEvent] = []
-        with translate_errors(self._endpoint):
-            async for page in _pages(self._events, _READ_ALL, parameters, page_size=batch_size):
-                for commit in page:
-                    pk = commit.get("pk")
-                    keys = streams.get(pk) if isinstance(pk, str) else None
-                    if keys is None:
-                        keys = streams[pk] = _parse_keys(pk)
-                    events = _stored_events(commit, keys)
-                    if commit["ordering_key"] == parameters["@from"]:
-                        events = events[after_index + 1 :]  # the commit we stopped inside
-                    for event in events:
-                        batch.append(event)
-                        if len(batch) == batch_size:
-                            yield batch
-                            batch = []
-        if batch:
-            yield batch
+
+        async def pages() -> AsyncIterator[list[StoredEvent]]:
+            with translate_errors(self._endpoint):
+                async for page in _pages(self._events, _READ_ALL, parameters, page_size=batch_size):
+                    events: list[StoredEvent] = []
+                    for commit in page:
+                        pk = commit.get("pk")
+                        keys = streams.get(pk) if isinstance(pk, str) else None
+                        if keys is None:
+                            keys = streams[pk] = _parse_keys(pk)
+                        stored = _stored_events(commit, keys)
+                        if commit["ordering_key"] == parameters["@from"]:
+                            stored = stored[after_index + 1 :]  # the commit we stopped inside
+                        events += stored
+                    yield events
+
+        return rebatch(pages(), batch_size)
 
     async def drop(self) -> None:
         """Delete this store's two containers (for per-test containers)."""
