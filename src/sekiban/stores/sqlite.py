@@ -91,9 +91,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
 
 _STREAM = "root_partition_key = ? AND aggregate_group = ? AND aggregate_id = ?"
 
-# Insert one commit only if the stream is at the expected version: the unique
-# (stream, first_version) rejects a stale expected version, the WHERE one inside a
-# commit or beyond the end of the stream (which would leave a gap).
+# Insert one commit only if the stream ends at the expected version. The WHERE runs
+# inside the write transaction, which SQLite gives one writer at a time, so it sees
+# every commit before it; the unique (stream, last_version) is a second line. The key
+# is the position of the commit's last event (the first parameter: its event count).
 _APPEND = f"""
 INSERT INTO commits
     (position, root_partition_key, aggregate_group, aggregate_id, first_version,
