@@ -69,7 +69,14 @@ async def test_a_file_in_the_old_one_row_per_event_layout_is_refused(tmp_path: P
 
 @pytest.mark.parametrize(
     "damage",
-    ["'[[1, 2'", '\'{"not": "a list"}\'', '\'[["too", "short"]]\'', "'[3]'"],
+    [
+        "events = '[[1, 2'",
+        """events = '{"not": "a list"}'""",
+        """events = '[["too", "short"]]'""",
+        "events = '[3]'",
+        "events = json_remove(events, '$[1]')",  # fewer events than its versions
+        "last_version = 'two'",
+    ],
 )
 async def test_a_damaged_commit_row_is_a_serialization_error(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "events.db"
@@ -78,10 +85,10 @@ async def test_a_damaged_commit_row_is_a_serialization_error(tmp_path: Path, dam
     await store.append(stored_events(keys, 1, 2), 0)
     await store.close()
     with sqlite3.connect(path) as db:
-        db.execute(f"UPDATE commits SET events = {damage}")
+        db.execute(f"UPDATE commits SET {damage}")
     store = await SqliteEventStore.open(path)
     try:
-        with pytest.raises(SerializationError, match="from version 1 cannot be decoded"):
+        with pytest.raises(SerializationError, match="commit"):
             [e async for batch in store.read_stream(keys) for e in batch]
         with pytest.raises(SerializationError):
             [e async for batch in store.read_all() for e in batch]

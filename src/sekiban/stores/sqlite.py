@@ -131,7 +131,7 @@ SELECT * FROM (
 
 _READ_ALL = """
 SELECT position - last_version + first_version, position, events,
-    root_partition_key, aggregate_group, aggregate_id, first_version
+    root_partition_key, aggregate_group, aggregate_id, first_version, last_version
 FROM commits WHERE position > ? ORDER BY position
 """
 
@@ -323,7 +323,7 @@ class SqliteEventStore:
             while True:
                 rows = await self._db.run(_read, _READ_ALL, (after,), after, batch_size)
                 page: list[StoredEvent] = []
-                for first_position, _, events, root, group, aggregate_id, first in rows:
+                for first_position, _, events, root, group, aggregate_id, first, last in rows:
                     stream = (root, group, aggregate_id)
                     keys = keys_cache.get(stream)
                     if keys is None:
@@ -331,7 +331,7 @@ class SqliteEventStore:
                             aggregate_id, group, root
                         )
                     skip = max(0, after + 1 - first_position)
-                    page += _decode_events(events, keys, first, first_position)[skip:]
+                    page += _decode_events(events, keys, first, last, first_position)[skip:]
                 if page:
                     yield page
                     after = page[-1].position or after
@@ -354,7 +354,13 @@ def _take(cursor: sqlite3.Cursor, after: int, limit: int, first: Any = None) -> 
     try:
         for row in cursor if first is None else itertools.chain([first], cursor):
             rows.append(row)
-            count += row[1] - max(row[0], after + 1) + 1
+            try:
+                count += row[1] - max(row[0], after + 1) + 1
+            except TypeError:
+                raise SerializationError(
+                    f"a commit row holds {row[0]!r} and {row[1]!r} as its first and last "
+                    "version or position"
+                ) from None
             if count >= limit:
                 break
     finally:
@@ -366,9 +372,9 @@ def _stream_events(rows: list[Any], keys: PartitionKeys, after: int) -> list[Sto
     """The events after version `after` in rows of (first_version, last_version, events)."""
     events: list[StoredEvent] = []
     for row in rows:
-        first_version, text = row[0], row[2]
+        first_version, last_version, text = row[0], row[1], row[2]
         skip = max(0, after + 1 - first_version)  # a commit begun before `after`
-        events += _decode_events(text, keys, first_version, None)[skip:]
+        events += _decode_events(text, keys, first_version, last_version, None)[skip:]
     return events
 
 
@@ -415,7 +421,11 @@ def _encode_events(events: Sequence[StoredEvent]) -> str:
 
 
 def _decode_events(
-    text: str, keys: PartitionKeys, first_version: int, first_position: int | None
+    text: str,
+    keys: PartitionKeys,
+    first_version: int,
+    last_version: int,
+    first_position: int | None,
 ) -> list[StoredEvent]:
     stamp, timestamp = "", None
     events = []
@@ -423,6 +433,8 @@ def _decode_events(
         rows, end = _scan_json(text, 0)
         if end != len(text):
             raise ValueError(f"extra data after the JSON array at {end}")
+        if len(rows) != last_version - first_version + 1:
+            raise ValueError(f"{len(rows)} events for versions {first_version} to {last_version}")
         for i, row in enumerate(rows):
             event_id, sortable_id, event_type, payload, at, causation, correlation, user = row
             if at != stamp:
