@@ -56,17 +56,15 @@ class SortableUniqueId(str):
     @classmethod
     def generate(cls, now_ns: int | None = None) -> SortableUniqueId:
         """A new id for the current time (or `now_ns`, nanoseconds since the Unix epoch)."""
-        ticks = _next_ticks(time.time_ns() if now_ns is None else now_ns)
-        # Not a secret, only a tie-breaker between processes: the seeded generator (reseeded
-        # in forked children) costs a fraction of an OS random read per id.
-        suffix = random.getrandbits(_SUFFIX_BITS)
-        return str.__new__(cls, _ID_FORMAT % (ticks * _SUFFIX_SPAN + suffix))
+        return cls.generate_many(1, now_ns)[0]
 
     @classmethod
-    def generate_many(cls, count: int) -> list[SortableUniqueId]:
+    def generate_many(cls, count: int, now_ns: int | None = None) -> list[SortableUniqueId]:
         """`count` new ids in increasing order, for the events of one command: one clock
         read for all of them."""
-        first = _next_ticks(time.time_ns(), count)
+        first = _next_ticks(time.time_ns() if now_ns is None else now_ns, count)
+        # Not a secret, only a tie-breaker between processes: the seeded generator (reseeded
+        # in forked children) costs a fraction of an OS random read per id.
         bits = random.getrandbits
         return [
             str.__new__(cls, _ID_FORMAT % (ticks * _SUFFIX_SPAN + bits(_SUFFIX_BITS)))

@@ -231,8 +231,8 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 class SqliteEventStore:
     """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
 
-    `read_stream` and `read_all` query up to `batch_size` commits at a time and hand
-    them out in batches of `batch_size` events.
+    `read_stream` and `read_all` fetch commits until they hold a batch (at most one
+    commit more than `batch_size` events) and hand them out in batches of `batch_size`.
     """
 
     def __init__(self, database: _Database) -> None:
@@ -297,21 +297,20 @@ class SqliteEventStore:
         1 without one); see `SnapshotStreamReader`."""
         stream = _stream_key(partition_keys)
 
-        def read(connection: sqlite3.Connection) -> tuple[Any, list[Any]]:
+        def read(connection: sqlite3.Connection) -> tuple[Any, int, list[Any]]:
             parameters = (*stream, projector_name, *stream, *stream, projector_name)
             cursor = connection.execute(_SNAPSHOT_AND_STREAM, parameters)
             first = cursor.fetchone()
             if first is None or first[0] is not None:  # no snapshot row
-                return None, _take(cursor, 0, batch_size, first)
-            version = first[2]
+                return None, 0, _take(cursor, 0, batch_size, first)
+            version = first[2]  # the events are read from the snapshot's version on
             after = version - 1 if isinstance(version, int) and version > 0 else 0
-            return first, _take(cursor, after, batch_size)
+            return first, after, _take(cursor, after, batch_size)
 
-        row, rows = await self._db.run(read)
+        row, after, rows = await self._db.run(read)
         snapshot = None
         if row is not None:
             snapshot = snapshot_from_columns(partition_keys, projector_name, row[2:])
-        after = snapshot.version - 1 if snapshot is not None else 0
         return snapshot, _stream_events(rows, partition_keys, after)[:batch_size]
 
     def read_all(
