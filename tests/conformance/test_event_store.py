@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from sekiban import ConcurrencyError, PartitionKeys, StoredEvent
-from sekiban.stores import EventStore, InvalidAppendError
+from sekiban.stores import EventStore, InvalidAppendError, InvalidReadError
 from tests.conformance.backends import Stores
 from tests.support import stored_events
 
@@ -201,3 +201,15 @@ async def test_reads_resume_inside_a_multi_event_append(stores: Stores) -> None:
     later = await read_all(store, after=first_of_b, batch_size=2)
     expected = [(b, 2), (b, 3), (b, 4), (a, 4), (a, 5)]
     assert [(e.partition_keys, e.version) for e in later] == expected
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+async def test_a_batch_size_below_one_event_is_refused(stores: Stores, batch_size: int) -> None:
+    store, _ = stores
+    keys = PartitionKeys.generate()
+    await store.append(stored_events(keys, 1, 3), 0)
+    with pytest.raises(InvalidReadError, match="batch_size"):
+        await read_stream(store, keys, batch_size=batch_size)
+    with pytest.raises(InvalidReadError, match="batch_size"):
+        await read_all(store, batch_size=batch_size)
+    assert [e.version for e in await read_stream(store, keys)] == [1, 2, 3]

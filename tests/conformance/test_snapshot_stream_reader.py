@@ -11,7 +11,7 @@ import pytest
 
 from sekiban import PartitionKeys
 from sekiban.stores import EventStore
-from sekiban.stores.protocols import SnapshotStreamReader
+from sekiban.stores.protocols import InvalidReadError, SnapshotStreamReader
 from tests.conformance.backends import BACKENDS
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events
@@ -72,3 +72,9 @@ async def test_a_snapshot_ahead_of_the_stream_comes_alone(store: SnapshotStreamR
     snapshot, events = await store.read_snapshot_and_stream(keys, "account", 1000)
     assert snapshot is not None and snapshot.version == 50
     assert events == []
+
+
+async def test_a_batch_size_below_one_event_is_refused(store: SnapshotStreamReaderStore) -> None:
+    keys = await stream_of(store, 3)
+    with pytest.raises(InvalidReadError, match="batch_size"):
+        await store.read_snapshot_and_stream(keys, "account", 0)

@@ -24,7 +24,7 @@ from sekiban.snapshot import (
     SnapshotConfiguration,
     take_snapshot,
 )
-from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
+from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore, InvalidReadError
 
 DOMAIN = bank_domain()
 SERIALIZER = Serializer(DOMAIN)
@@ -188,3 +188,8 @@ async def test_expensive_load_triggers_a_snapshot() -> None:
     assert stored is not None and stored.version == 300
     again = await executor.load(AccountProjector, keys)
     assert again.statistics.events_replayed == 0
+
+
+def test_an_optimizer_reading_batches_of_no_events_is_refused_at_once() -> None:
+    with pytest.raises(InvalidReadError, match="batch_size"):
+        EventReplayOptimizer(InMemoryEventStore(), Serializer(bank_domain()), batch_size=0)

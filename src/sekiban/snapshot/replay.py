@@ -26,6 +26,7 @@ from sekiban.stores.protocols import (
     EventStore,
     SnapshotStore,
     SnapshotStreamReader,
+    check_batch_size,
 )
 
 log = logging.getLogger("sekiban.snapshot")
@@ -89,7 +90,7 @@ class EventReplayOptimizer:
         self.event_store = event_store
         self.serializer = serializer
         self.snapshot_store = snapshot_store
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self.timer = timer
         self.counters = counters or SnapshotCounters()
         self._reader = (

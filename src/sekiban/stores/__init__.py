@@ -8,7 +8,12 @@ from importlib import import_module
 from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
-from sekiban.stores.protocols import EventStore, InvalidAppendError, SnapshotStore
+from sekiban.stores.protocols import (
+    EventStore,
+    InvalidAppendError,
+    InvalidReadError,
+    SnapshotStore,
+)
 
 _LAZY = {
     "SqliteEventStore": "sekiban.stores.sqlite",
@@ -24,6 +29,7 @@ __all__ = [
     "InMemoryEventStore",
     "InMemorySnapshotStore",
     "InvalidAppendError",
+    "InvalidReadError",
     "SnapshotStore",
     *_LAZY,
 ]

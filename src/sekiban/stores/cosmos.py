@@ -113,7 +113,7 @@ from sekiban.stores.cosmos_connection import (
     settings_from_env,
     translate_errors,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, rebatch
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +315,7 @@ class CosmosEventStore:
         after_version: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         pk = str(partition_keys)
         parameters = {"@pk": pk, "@after": after_version}
 
@@ -337,6 +338,7 @@ class CosmosEventStore:
     def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         after_key, after_index = divmod(max(after_position, 0), 1 << _POSITION_BITS)
         # One bound for the whole read, so every page sees the same cut.
         bound = SortableUniqueId.min_for(datetime.now(UTC) - self._safe_window)

@@ -10,7 +10,7 @@ from sekiban.core.errors import ConcurrencyError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
 from sekiban.snapshot.types import AggregateSnapshot
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size
 
 
 class InMemoryEventStore:
@@ -38,6 +38,7 @@ class InMemoryEventStore:
         after_version: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         stream = self._streams.get(partition_keys, [])
         # Versions are 1..n, so version v sits at index v - 1.
         for start in range(max(after_version, 0), len(stream), batch_size):
@@ -46,6 +47,7 @@ class InMemoryEventStore:
     async def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         # Positions are 1..n, so position p sits at index p - 1.
         for start in range(max(after_position, 0), len(self._all), batch_size):
             yield self._all[start : start + batch_size]

@@ -69,7 +69,12 @@ from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, SnapshotStore, check_append
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    SnapshotStore,
+    check_append,
+    check_batch_size,
+)
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
     snapshot_columns,
@@ -247,6 +252,7 @@ SELECT e.*, s.* FROM e FULL JOIN s ON e.version = s.version ORDER BY e.version""
     ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
         """The snapshot and the first `batch_size` events from its version (from version
         1 without one), in one statement; see `SnapshotStreamReader`."""
+        check_batch_size(batch_size)
         rows = await self._pool.fetch(
             self._snapshot_and_stream_sql, *_key(partition_keys), projector_name, batch_size
         )
@@ -294,6 +300,7 @@ SELECT e.*, s.* FROM e FULL JOIN s ON e.version = s.version ORDER BY e.version""
         after_version: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         stream = _key(partition_keys)
         # Keyset pagination: each batch is its own query, so no connection is held
         # while the caller works between batches.
@@ -309,6 +316,7 @@ SELECT e.*, s.* FROM e FULL JOIN s ON e.version = s.version ORDER BY e.version""
     async def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         keys: dict[tuple[str, str, Any], PartitionKeys] = {}
         while True:
             rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)

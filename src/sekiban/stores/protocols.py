@@ -100,6 +100,17 @@ class InvalidAppendError(SekibanError, ValueError):
     """Events handed to `append` that are not one stream's next versions."""
 
 
+class InvalidReadError(SekibanError, ValueError):
+    """A read asked for something no store can give, such as batches of no events."""
+
+
+def check_batch_size(batch_size: int) -> int:
+    """`batch_size` if it is a whole number of events, at least 1; else `InvalidReadError`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidReadError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+    return batch_size
+
+
 def check_append(
     events: Sequence[StoredEvent], expected_version: int, max_events: int | None = None
 ) -> PartitionKeys:

@@ -32,7 +32,13 @@ from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, SnapshotStore, check_append, rebatch
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    SnapshotStore,
+    check_append,
+    check_batch_size,
+    rebatch,
+)
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
     snapshot_columns,
@@ -271,6 +277,7 @@ class SqliteEventStore:
         after_version: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         stream = _stream_key(partition_keys)
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
@@ -295,6 +302,7 @@ class SqliteEventStore:
     ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
         """The snapshot and the first `batch_size` events from its version (from version
         1 without one); see `SnapshotStreamReader`."""
+        check_batch_size(batch_size)
         stream = _stream_key(partition_keys)
 
         def read(connection: sqlite3.Connection) -> tuple[Any, int, list[Any]]:
@@ -316,6 +324,7 @@ class SqliteEventStore:
     def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
         keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
