@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from sekiban.dapr.sidecar import (
     find_binaries,
     postgres_actor_state_component,
 )
+from sekiban.stores.postgres import PostgresEventStore
 from tests.conformance.backends import require_env
 
 
@@ -22,24 +25,39 @@ def dapr_binaries() -> Path:
     try:
         return find_binaries()
     except SidecarError as error:
-        import os
-
         if os.environ.get("SEKIBAN_REQUIRE_SERVICES") == "1":
             pytest.fail(str(error))
         pytest.skip(str(error))
 
 
-@contextmanager
-def bank_cluster(
+@dataclass
+class BankCluster:
+    """A running cluster, its event store, and where daprd keeps the actor state."""
+
+    cluster: DaprCluster
+    store: PostgresEventStore
+    dsn: str
+    state_table: str  # schema-qualified
+
+
+@asynccontextmanager
+async def bank_cluster(
     tmp_path: Path,
     snapshot_count: int = 10,
     idle_seconds: int = 900,
     extra_env: dict[str, str] | None = None,
-) -> Iterator[tuple[DaprCluster, str]]:
-    """A cluster hosting the bank domain; yields it and the event store schema."""
+) -> AsyncIterator[BankCluster]:
+    """A cluster hosting the bank domain, with a schema of its own.
+
+    The event store and daprd's actor-state tables share that schema, created before
+    any process starts (daprd does not create schemas) and dropped afterwards, so a
+    test run leaves no tables behind.
+    """
     dsn = require_env("SEKIBAN_POSTGRES_DSN")
     schema = f"dapr_{uuid.uuid4().hex[:10]}"
-    component = postgres_actor_state_component("actorstate", dsn, f"{schema}_actor_state")
+    store = await PostgresEventStore.connect(dsn, schema=schema)
+    state_table = f"{schema}.actor_state"
+    component = postgres_actor_state_component("actorstate", dsn, state_table)
     env = {
         "SEKIBAN_POSTGRES_DSN": dsn,
         "SEKIBAN_POSTGRES_SCHEMA": schema,
@@ -47,7 +65,11 @@ def bank_cluster(
         "SEKIBAN_ACTOR_IDLE_SECONDS": str(idle_seconds),
         **(extra_env or {}),
     }
-    with DaprCluster(
-        tmp_path, "examples.dapr_host:app", component, app_env=env, binaries=dapr_binaries()
-    ) as cluster:
-        yield cluster, schema
+    try:
+        with DaprCluster(
+            tmp_path, "examples.dapr_host:app", component, app_env=env, binaries=dapr_binaries()
+        ) as cluster:
+            yield BankCluster(cluster, store, dsn, state_table)
+    finally:
+        await store.drop_schema()
+        await store.close()

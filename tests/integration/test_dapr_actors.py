@@ -15,86 +15,71 @@ from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
 from sekiban.dapr.messages import RemoteCommandError
 from sekiban.stores.postgres import PostgresEventStore
-from tests.conformance.backends import require_env
-from tests.integration.dapr_support import bank_cluster
+from tests.integration.dapr_support import BankCluster, bank_cluster
 
 pytestmark = pytest.mark.dapr
 
 
-async def actor_state_snapshot(
-    dsn: str, table: str, app_id: str, keys: PartitionKeys
-) -> dict | None:
+async def actor_state_snapshot(bank: BankCluster, app_id: str, keys: PartitionKeys) -> dict | None:
     key = f"{app_id}||{DaprAggregateActor.__name__}||{actor_id_for('account', keys)}||snapshot"
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(bank.dsn)
     try:
-        value = await connection.fetchval(f'SELECT value FROM "{table}" WHERE key = $1', key)
+        value = await connection.fetchval(
+            f"SELECT value FROM {bank.state_table} WHERE key = $1", key
+        )
     finally:
         await connection.close()
     return json.loads(value) if value else None
 
 
 async def test_commands_snapshots_and_reactivation_on_real_daprd(tmp_path: Path) -> None:
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    with bank_cluster(tmp_path, snapshot_count=10) as (cluster, schema):
+    async with bank_cluster(tmp_path, snapshot_count=10) as bank:
+        cluster, store = bank.cluster, bank.store
         node = cluster.start_node("bank")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
         executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
-        try:
-            opened = await executor.command(OpenAccount(owner="2024-01-01"))
-            keys = opened.partition_keys
-            for _ in range(24):
-                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=2))
-            aggregate = await executor.load_aggregate(AccountProjector, keys)
-            assert aggregate.version == 25
-            assert aggregate.payload == ActiveAccount(
-                owner="2024-01-01", balance=48, transactions=24
-            )
+        opened = await executor.command(OpenAccount(owner="2024-01-01"))
+        keys = opened.partition_keys
+        for _ in range(24):
+            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=2))
+        aggregate = await executor.load_aggregate(AccountProjector, keys)
+        assert aggregate.version == 25
+        assert aggregate.payload == ActiveAccount(owner="2024-01-01", balance=48, transactions=24)
 
-            snapshot = await actor_state_snapshot(dsn, f"{schema}_actor_state", "bank", keys)
-            assert snapshot is not None and snapshot["version"] == 20
+        snapshot = await actor_state_snapshot(bank, "bank", keys)
+        assert snapshot is not None and snapshot["version"] == 20
 
-            with pytest.raises(RemoteCommandError, match="AggregateStateError"):
-                await executor.command(OpenAccount(owner="again", account_id=keys.aggregate_id))
+        with pytest.raises(RemoteCommandError, match="AggregateStateError"):
+            await executor.command(OpenAccount(owner="again", account_id=keys.aggregate_id))
 
-            # Kill the host (no deactivation, so actor state keeps the snapshot at 20)
-            # and start it again: activation reads that snapshot plus the 5-event delta.
-            node.app.kill()
-            node.daprd.kill()
-            node = cluster.start_node("bank")
-            executor = DaprSekibanExecutor(
-                bank_domain(), store, dapr_http_endpoint=node.http_endpoint
-            )
-            loaded = await executor.load(AccountProjector, keys)
-            stats = loaded.statistics
-            assert stats.from_snapshot and stats.snapshot_version == 20
-            assert stats.events_replayed == 5
-            assert loaded.aggregate.version == 25
-        finally:
-            await store.drop_schema()
-            await store.close()
+        # Kill the host (no deactivation, so actor state keeps the snapshot at 20)
+        # and start it again: activation reads that snapshot plus the 5-event delta.
+        node.app.kill()
+        node.daprd.kill()
+        node = cluster.start_node("bank")
+        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        loaded = await executor.load(AccountProjector, keys)
+        stats = loaded.statistics
+        assert stats.from_snapshot and stats.snapshot_version == 20
+        assert stats.events_replayed == 5
+        assert loaded.aggregate.version == 25
 
 
 async def test_concurrent_clients_on_one_aggregate_lose_no_event(tmp_path: Path) -> None:
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    with bank_cluster(tmp_path) as (cluster, schema):
+    async with bank_cluster(tmp_path) as bank:
+        cluster, store = bank.cluster, bank.store
         node = cluster.start_node("bank")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
         executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
-        try:
-            keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
 
-            async def client() -> None:
-                for _ in range(10):
-                    await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        async def client() -> None:
+            for _ in range(10):
+                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
 
-            await asyncio.gather(*(client() for _ in range(8)))
-            versions = [e.version async for b in store.read_stream(keys) for e in b]
-            assert versions == list(range(1, 82))
-            aggregate = await executor.load_aggregate(AccountProjector, keys)
-            assert aggregate.payload == ActiveAccount(owner="ann", balance=80, transactions=80)
-        finally:
-            await store.drop_schema()
-            await store.close()
+        await asyncio.gather(*(client() for _ in range(8)))
+        versions = [e.version async for b in store.read_stream(keys) for e in b]
+        assert versions == list(range(1, 82))
+        aggregate = await executor.load_aggregate(AccountProjector, keys)
+        assert aggregate.payload == ActiveAccount(owner="ann", balance=80, transactions=80)
 
 
 async def test_missing_sidecar_is_a_clear_error() -> None:
@@ -116,60 +101,61 @@ async def active_actor_count(endpoint: str) -> int:
 
 
 async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: Path) -> None:
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    with bank_cluster(tmp_path) as (cluster, schema):
+    async with bank_cluster(tmp_path) as bank:
+        cluster, store = bank.cluster, bank.store
         first = cluster.start_node("bank")
         second = cluster.start_node("bank")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
         executor = DaprSekibanExecutor(
             bank_domain(), store, dapr_http_endpoint=first.http_endpoint, transient_retries=10
         )
-        try:
-            accounts = [
-                (await executor.command(OpenAccount(owner=f"owner-{i}"))).partition_keys
-                for i in range(24)
-            ]
-            for keys in accounts:
-                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=5))
-            on_first = await active_actor_count(first.http_endpoint)
-            on_second = await active_actor_count(second.http_endpoint)
-            assert on_first > 0 and on_second > 0 and on_first + on_second == 24
+        accounts = [
+            (await executor.command(OpenAccount(owner=f"owner-{i}"))).partition_keys
+            for i in range(24)
+        ]
+        for keys in accounts:
+            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=5))
+        on_first = await active_actor_count(first.http_endpoint)
+        on_second = await active_actor_count(second.http_endpoint)
+        assert on_first > 0 and on_second > 0 and on_first + on_second == 24
 
-            second.kill()
-            for keys in accounts:
-                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=7))
-            for keys in accounts:
-                aggregate = await executor.load_aggregate(AccountProjector, keys)
-                assert aggregate.version == 3
-                assert aggregate.payload.balance == 12  # type: ignore[attr-defined]
-                versions = [e.version async for b in store.read_stream(keys) for e in b]
-                assert versions == [1, 2, 3]
-            assert await active_actor_count(first.http_endpoint) == 24
-        finally:
-            await store.drop_schema()
-            await store.close()
+        second.kill()
+        for keys in accounts:
+            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=7))
+        for keys in accounts:
+            aggregate = await executor.load_aggregate(AccountProjector, keys)
+            assert aggregate.version == 3
+            assert aggregate.payload.balance == 12  # type: ignore[attr-defined]
+            versions = [e.version async for b in store.read_stream(keys) for e in b]
+            assert versions == [1, 2, 3]
+        assert await active_actor_count(first.http_endpoint) == 24
 
 
 async def test_timer_flushes_the_snapshot_of_a_quiet_actor(tmp_path: Path) -> None:
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
     env = {"SEKIBAN_SNAPSHOT_STRATEGY": "time", "SEKIBAN_SNAPSHOT_INTERVAL_MS": "1000"}
-    with bank_cluster(tmp_path, extra_env=env) as (cluster, schema):
+    async with bank_cluster(tmp_path, extra_env=env) as bank:
+        cluster, store = bank.cluster, bank.store
         node = cluster.start_node("bank")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
         executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
-        try:
-            keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-            for _ in range(5):
-                await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
-            table = f"{schema}_actor_state"
-            deadline = asyncio.get_running_loop().time() + 10
-            snapshot = await actor_state_snapshot(dsn, table, "bank", keys)
-            while (snapshot is None or snapshot["version"] < 6) and (
-                asyncio.get_running_loop().time() < deadline
-            ):
-                await asyncio.sleep(0.2)
-                snapshot = await actor_state_snapshot(dsn, table, "bank", keys)
-            assert snapshot is not None and snapshot["version"] == 6
-        finally:
-            await store.drop_schema()
-            await store.close()
+        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+        for _ in range(5):
+            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        deadline = asyncio.get_running_loop().time() + 10
+        snapshot = await actor_state_snapshot(bank, "bank", keys)
+        while (snapshot is None or snapshot["version"] < 6) and (
+            asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.2)
+            snapshot = await actor_state_snapshot(bank, "bank", keys)
+        assert snapshot is not None and snapshot["version"] == 6
+
+
+async def test_daprd_uses_the_loopback_name_resolver_and_a_private_component(
+    tmp_path: Path,
+) -> None:
+    async with bank_cluster(tmp_path) as bank:
+        node = bank.cluster.start_node("loopback")
+        log = node.daprd.log.read_text()
+        assert "Initialized name resolution to kubernetes" in log
+        assert "mdns" not in log.lower()
+        component = bank.cluster.components / "actorstate.yaml"
+        assert component.stat().st_mode & 0o077 == 0

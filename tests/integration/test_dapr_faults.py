@@ -13,10 +13,11 @@ import pytest
 from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
 from sekiban import PartitionKeys, SekibanExecutor
 from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
-from sekiban.dapr.sidecar import Node
+from sekiban.dapr.sidecar import DaprCluster, Node, in_memory_actor_state_component
+from sekiban.stores import InMemoryEventStore
 from sekiban.stores.postgres import PostgresEventStore
-from tests.conformance.backends import require_env
-from tests.integration.dapr_support import bank_cluster
+from tests.integration import cut_reply_host
+from tests.integration.dapr_support import bank_cluster, dapr_binaries
 
 pytestmark = pytest.mark.dapr
 
@@ -77,20 +78,13 @@ async def traffic_through_fault(
 async def test_restart_during_traffic_loses_and_repeats_nothing(
     restart: str, tmp_path: Path
 ) -> None:
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    with bank_cluster(tmp_path) as (cluster, schema):
+    async with bank_cluster(tmp_path) as bank:
+        cluster, store = bank.cluster, bank.store
         node = cluster.start_node("faults")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
-        try:
-            fault = node.restart_daprd if restart == "daprd" else node.restart_app
-            acknowledged, failed, stored = await traffic_through_fault(node, store, fault)
-            assert acknowledged > 100, (acknowledged, failed, stored)
-            print(
-                f"{restart} restart: {acknowledged} acknowledged, {failed} failed, {stored} stored"
-            )
-        finally:
-            await store.drop_schema()
-            await store.close()
+        fault = node.restart_daprd if restart == "daprd" else node.restart_app
+        acknowledged, failed, stored = await traffic_through_fault(node, store, fault)
+        assert acknowledged > 100, (acknowledged, failed, stored)
+        print(f"{restart} restart: {acknowledged} acknowledged, {failed} failed, {stored} stored")
 
 
 async def test_api_and_app_tokens_are_required_when_set(
@@ -98,39 +92,70 @@ async def test_api_and_app_tokens_are_required_when_set(
 ) -> None:
     from dapr.conf import settings
 
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
     tokens = {"DAPR_API_TOKEN": "api-secret", "APP_API_TOKEN": "app-secret"}
-    with bank_cluster(tmp_path, extra_env=tokens) as (cluster, schema):
+    async with bank_cluster(tmp_path, extra_env=tokens) as bank:
+        cluster, store = bank.cluster, bank.store
         node = cluster.start_node("tokens")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
-        try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                # The app refuses callers without daprd's app token ...
-                keys = PartitionKeys.generate("account")
-                url = (
-                    f"http://127.0.0.1:{node.app_port}/actors/DaprAggregateActor/"
-                    f"account:{keys}/method/LoadAggregate"
-                )
-                assert (await client.put(url)).status_code == 401
-                # ... and daprd refuses API callers without the API token.
-                metadata = f"{node.http_endpoint}/v1.0/metadata"
-                assert (await client.get(metadata)).status_code == 401
-                ok = await client.get(metadata, headers={"dapr-api-token": "api-secret"})
-                assert ok.status_code == 200
-
-            monkeypatch.setattr(settings, "DAPR_API_TOKEN", None)
-            anonymous = DaprSekibanExecutor(
-                bank_domain(), store, dapr_http_endpoint=node.http_endpoint, transient_retries=0
+        async with httpx.AsyncClient(timeout=5) as client:
+            # The app refuses callers without daprd's app token ...
+            keys = PartitionKeys.generate("account")
+            url = (
+                f"http://127.0.0.1:{node.app_port}/actors/DaprAggregateActor/"
+                f"account:{keys}/method/LoadAggregate"
             )
-            with pytest.raises(DaprUnavailableError):
-                await anonymous.command(OpenAccount(owner="nobody"))
+            assert (await client.put(url)).status_code == 401
+            # ... and daprd refuses API callers without the API token.
+            metadata = f"{node.http_endpoint}/v1.0/metadata"
+            assert (await client.get(metadata)).status_code == 401
+            ok = await client.get(metadata, headers={"dapr-api-token": "api-secret"})
+            assert ok.status_code == 200
 
-            monkeypatch.setattr(settings, "DAPR_API_TOKEN", "api-secret")
-            trusted = DaprSekibanExecutor(
-                bank_domain(), store, dapr_http_endpoint=node.http_endpoint
-            )
-            response = await trusted.command(OpenAccount(owner="somebody"))
-            assert response.version == 1
-        finally:
-            await store.drop_schema()
-            await store.close()
+        monkeypatch.setattr(settings, "DAPR_API_TOKEN", None)
+        anonymous = DaprSekibanExecutor(
+            bank_domain(), store, dapr_http_endpoint=node.http_endpoint, transient_retries=0
+        )
+        with pytest.raises(DaprUnavailableError):
+            await anonymous.command(OpenAccount(owner="nobody"))
+
+        monkeypatch.setattr(settings, "DAPR_API_TOKEN", "api-secret")
+        trusted = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        response = await trusted.command(OpenAccount(owner="somebody"))
+        assert response.version == 1
+
+
+async def test_daprd_passes_on_a_reply_cut_by_a_dying_host_as_a_success(
+    tmp_path: Path,
+) -> None:
+    """daprd, not the host, turns a dropped connection into status 200 with a cut body;
+    the executor treats that as a fault whose outcome is unknown."""
+    component = in_memory_actor_state_component("actorstate")
+    app_target = "tests.integration.cut_reply_host:app"
+    with DaprCluster(tmp_path, app_target, component, binaries=dapr_binaries()) as cluster:
+        node = cluster.start_node("cut")
+        keys = PartitionKeys.generate("account")
+        url = (
+            f"{node.http_endpoint}/v1.0/actors/DaprAggregateActor/"
+            f"account:{keys}/method/LoadAggregate"
+        )
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.put(url, content=b"")
+            deadline = time.monotonic() + 20
+            while response.status_code >= 500 and time.monotonic() < deadline:
+                # Placement has not yet told daprd where the actor type lives.
+                await asyncio.sleep(0.2)
+                response = await client.put(url, content=b"")
+        assert response.status_code == 200
+        assert response.content == cut_reply_host.PARTIAL_BODY
+        assert len(response.content) < cut_reply_host.DECLARED_LENGTH
+
+        executor = DaprSekibanExecutor(
+            bank_domain(),
+            InMemoryEventStore(),
+            dapr_http_endpoint=node.http_endpoint,
+            transient_retries=2,
+            retry_delay_seconds=0.05,
+        )
+        with pytest.raises(DaprUnavailableError, match="outcome is unknown"):
+            await executor.command(OpenAccount(owner="x"))
+        with pytest.raises(DaprUnavailableError, match="incomplete reply"):
+            await executor.load(AccountProjector, keys)

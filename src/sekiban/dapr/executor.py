@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TypeVar
 
 import aiohttp
 import httpx
 from dapr.actor import ActorProxy, ActorProxyFactory
 from dapr.actor.id import ActorId
-from dapr.clients.exceptions import DaprInternalError
+from dapr.clients.exceptions import DaprHttpError, DaprInternalError
 from dapr.conf import settings
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
@@ -30,11 +31,18 @@ from sekiban.snapshot.replay import LoadResult
 from sekiban.stores.protocols import EventStore
 
 R = TypeVar("R")
+T = TypeVar("T")
 log = logging.getLogger("sekiban.dapr")
 
 
 class DaprUnavailableError(SekibanError):
-    """The Dapr sidecar cannot be reached, or kept failing after retries."""
+    """The Dapr sidecar cannot be reached, or kept failing after retries.
+
+    For a command, the outcome is unknown: an attempt may have been applied before its
+    reply was lost. Sending the command again with the same `causation_id` (named in
+    the message) is safe: the actor answers a command it already applied with the
+    original reply instead of applying it again.
+    """
 
 
 class DaprSekibanExecutor:
@@ -93,16 +101,31 @@ class DaprSekibanExecutor:
         projector = self.domain.projector(type(command).projector)
         metadata = command_metadata(metadata)
         body = messages.command_request(self.serializer, command, metadata)
-        reply = await self._invoke(actor_id_for(projector.name, keys), "ExecuteCommand", body)
-        return messages.parse_command_reply(self.serializer, reply)
+        try:
+            return await self._invoke(
+                actor_id_for(projector.name, keys),
+                "ExecuteCommand",
+                body,
+                lambda reply: messages.parse_command_reply(self.serializer, reply),
+            )
+        except DaprUnavailableError as error:
+            raise DaprUnavailableError(
+                f"{error}. The command's outcome is unknown: it may have been applied. "
+                f"Send it again with causation_id={metadata.causation_id!r} to apply it "
+                "at most once."
+            ) from error.__cause__
 
     async def load(
         self, projector: type[AggregateProjector], partition_keys: PartitionKeys
     ) -> LoadResult:
         """The aggregate from its actor, with the statistics of the actor's activation."""
         name = self.domain.projector(projector).name
-        reply = await self._invoke(actor_id_for(name, partition_keys), "LoadAggregate", None)
-        return messages.parse_aggregate_reply(self.serializer, reply)
+        return await self._invoke(
+            actor_id_for(name, partition_keys),
+            "LoadAggregate",
+            None,
+            lambda reply: messages.parse_aggregate_reply(self.serializer, reply),
+        )
 
     async def load_aggregate(
         self, projector: type[AggregateProjector], partition_keys: PartitionKeys
@@ -112,29 +135,51 @@ class DaprSekibanExecutor:
     async def query(self, query: Query[R]) -> R:
         return await self.projections.query(query)
 
-    async def _invoke(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+    async def _invoke(
+        self, actor_id: str, method: str, body: bytes | None, parse: Callable[[bytes], T]
+    ) -> T:
+        """Call `method` on the actor and parse its reply, retrying transport faults.
+
+        A fault is anything that is not a whole reply from our actor: no connection, a
+        timeout, a Dapr error status, or a reply that is empty, cut short or not JSON.
+        Retrying a command is safe because the actor recognises its causation id.
+        """
+        fault = ""
         last_error: BaseException | None = None
         for attempt in range(self.transient_retries + 1):
             if attempt:
                 await asyncio.sleep(self.retry_delay_seconds * 2 ** (attempt - 1))
             try:
-                factory = await self._proxy_factory()
-                proxy = ActorProxy.create(
-                    DaprAggregateActor.__name__, ActorId(actor_id), actor_proxy_factory=factory
-                )
-                result: bytes = await proxy.invoke_method(method, body)
-                return result
-            except (TimeoutError, aiohttp.ClientError, DaprUnavailableError) as error:
-                last_error = error
-            except DaprInternalError as error:
-                # Our actor answers every command with a reply; a Dapr error means the
-                # call did not complete (placement moving, app restarting): retry.
-                last_error = error
-            log.warning("actor call %s.%s failed (%r), retrying", actor_id, method, last_error)
+                return parse(await self._call(actor_id, method, body))
+            except (
+                TimeoutError,
+                aiohttp.ClientError,
+                DaprUnavailableError,
+                DaprInternalError,
+                messages.IncompleteMessageError,
+            ) as error:
+                last_error, fault = error, describe_fault(error)
+            log.warning(
+                "actor call %s.%s failed (attempt %d of %d): %s",
+                actor_id,
+                method,
+                attempt + 1,
+                self.transient_retries + 1,
+                fault,
+            )
         raise DaprUnavailableError(
             f"calling {method} on actor {actor_id} through {self.endpoint} failed "
-            f"{self.transient_retries + 1} times: {last_error!r}"
+            f"{self.transient_retries + 1} times; last: {fault}"
         ) from last_error
+
+    async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+        """One actor call through the sidecar; the raw reply body."""
+        factory = await self._proxy_factory()
+        proxy = ActorProxy.create(
+            DaprAggregateActor.__name__, ActorId(actor_id), actor_proxy_factory=factory
+        )
+        reply: bytes = await proxy.invoke_method(method, body)
+        return reply
 
     async def _proxy_factory(self) -> ActorProxyFactory:
         if self._factory is None:
@@ -159,3 +204,22 @@ class DaprSekibanExecutor:
 def _token_headers() -> dict[str, str]:
     token = settings.DAPR_API_TOKEN
     return {"dapr-api-token": token} if token else {}
+
+
+def describe_fault(error: BaseException) -> str:
+    """One line for a failed actor call: HTTP status, Dapr error code, the body's start.
+
+    The SDK's `DaprHttpError` prints as its serializer object, so its fields are read here.
+    """
+    if isinstance(error, DaprHttpError):
+        raw = error.raw_response_bytes or b""
+        head = raw[:200].decode(errors="replace")
+        return (
+            f"HTTP {error.status_code} {error.reason or ''}, Dapr error code "
+            f"{error.error_code}, body {head!r} ({len(raw)} bytes)"
+        )
+    if isinstance(error, DaprInternalError):
+        return f"Dapr error code {error.error_code}: {error.message}"
+    if isinstance(error, messages.IncompleteMessageError):
+        return f"incomplete reply: {error}"
+    return f"{type(error).__name__}: {error}"

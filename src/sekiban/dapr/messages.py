@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +26,17 @@ class RemoteCommandError(SekibanError):
     def __init__(self, error_type: str, message: str) -> None:
         self.error_type, self.message = error_type, message
         super().__init__(f"{error_type}: {message}")
+
+
+class IncompleteMessageError(Exception):
+    """A request or reply that did not arrive whole: empty, truncated or not a JSON object.
+
+    Not a `SekibanError`: it never reaches a caller. It means the transport failed, not
+    that the caller's data is wrong, so the executor retries the call. daprd answers an
+    actor call with status 200 and whatever part of the body it got when the actor
+    host's connection drops mid-reply (it reads `io.ErrUnexpectedEOF` as a finished
+    body), so an empty or cut reply can come with a success status.
+    """
 
 
 def command_request(serializer: Serializer, command: Command, metadata: EventMetadata) -> bytes:
@@ -63,11 +76,12 @@ def error_reply(error: BaseException) -> str:
 
 def parse_command_reply(serializer: Serializer, body: bytes) -> CommandResponse:
     ok = _ok(body)
-    return CommandResponse(
-        PartitionKeys.parse(ok["partition_keys"]),
-        tuple(serializer.to_event(StoredEvent.from_dict(e)) for e in ok["events"]),
-        int(ok["version"]),
-    )
+    with _reply_fields("command"):
+        return CommandResponse(
+            PartitionKeys.parse(ok["partition_keys"]),
+            tuple(serializer.to_event(StoredEvent.from_dict(e)) for e in ok["events"]),
+            int(ok["version"]),
+        )
 
 
 def aggregate_reply(serializer: Serializer, result: LoadResult) -> str:
@@ -102,38 +116,45 @@ def aggregate_reply(serializer: Serializer, result: LoadResult) -> str:
 
 def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
     ok = _ok(body)
-    stats = ok["statistics"]
-    last = ok["last_sortable_unique_id"]
-    aggregate: Aggregate[AggregatePayload] = Aggregate(
-        serializer.load_payload(ok["payload_type"], ok["payload"].encode()),
-        PartitionKeys.parse(ok["partition_keys"]),
-        int(ok["version"]),
-        SortableUniqueId(last) if last else None,
-        ok["projector_name"],
-        ok["projector_version"],
-    )
-    taken_at, rejection = stats["snapshot_taken_at"], stats.get("rejection")
-    return LoadResult(
-        aggregate,
-        LoadStatistics(
-            bool(stats["from_snapshot"]),
-            int(stats["events_replayed"]),
-            float(stats["duration_ms"]),
-            int(stats["snapshot_version"]),
-            datetime.fromisoformat(taken_at) if taken_at else None,
-            SnapshotRejection(RejectionReason(rejection[0]), rejection[1]) if rejection else None,
-        ),
-    )
+    with _reply_fields("aggregate"):
+        stats = ok["statistics"]
+        last = ok["last_sortable_unique_id"]
+        aggregate: Aggregate[AggregatePayload] = Aggregate(
+            serializer.load_payload(ok["payload_type"], ok["payload"].encode()),
+            PartitionKeys.parse(ok["partition_keys"]),
+            int(ok["version"]),
+            SortableUniqueId(last) if last else None,
+            ok["projector_name"],
+            ok["projector_version"],
+        )
+        taken_at, rejection = stats["snapshot_taken_at"], stats.get("rejection")
+        return LoadResult(
+            aggregate,
+            LoadStatistics(
+                bool(stats["from_snapshot"]),
+                int(stats["events_replayed"]),
+                float(stats["duration_ms"]),
+                int(stats["snapshot_version"]),
+                datetime.fromisoformat(taken_at) if taken_at else None,
+                SnapshotRejection(RejectionReason(rejection[0]), rejection[1])
+                if rejection
+                else None,
+            ),
+        )
 
 
 def _ok(body: bytes) -> dict[str, Any]:
     data = _loads(body)
     if "error" in data:
         error = data["error"] if isinstance(data["error"], dict) else {}
-        raise RemoteCommandError(str(error.get("type")), str(error.get("message", "")))
+        error_type = str(error.get("type"))
+        if error_type == IncompleteMessageError.__name__:
+            # The actor got our request cut short and did nothing: a transport fault.
+            raise IncompleteMessageError(f"the actor got an incomplete request: {error}")
+        raise RemoteCommandError(error_type, str(error.get("message", "")))
     ok = data.get("ok")
     if not isinstance(ok, dict):
-        raise SerializationError("actor reply has neither 'ok' nor 'error'")
+        raise IncompleteMessageError(f"actor reply has neither 'ok' nor 'error': {_head(body)}")
     return ok
 
 
@@ -141,10 +162,30 @@ def _loads(body: str | bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except ValueError as error:
-        raise SerializationError(f"malformed actor message: {error}") from None
+        raise IncompleteMessageError(f"unreadable actor message ({error}): {_head(body)}") from None
     if not isinstance(data, dict):
-        raise SerializationError("actor message must be a JSON object")
+        raise IncompleteMessageError(f"actor message is not a JSON object: {_head(body)}")
     return data
+
+
+@contextmanager
+def _reply_fields(kind: str) -> Iterator[None]:
+    """A whole reply whose fields are not what this version of sekiban sends (e.g. an
+    actor host on another version) is a `SerializationError`, not a `KeyError`."""
+    try:
+        yield
+    except SekibanError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise SerializationError(
+            f"{kind} reply from the actor is not understood: {error!r}"
+        ) from error
+
+
+def _head(body: str | bytes, limit: int = 120) -> str:
+    """The first bytes of a message, for logs and errors."""
+    text = body if isinstance(body, str) else body[:limit].decode(errors="replace")
+    return repr(text[:limit]) + (" ..." if len(body) > limit else "") + f" ({len(body)} bytes)"
 
 
 def _metadata_dict(metadata: EventMetadata) -> dict[str, str]:

@@ -223,8 +223,11 @@ class DaprCluster:
         self.binaries = binaries or find_binaries()
         self.ready_timeout = ready_timeout
         self.components = work_dir / "components"
-        self.components.mkdir(parents=True, exist_ok=True)
-        (self.components / "actorstate.yaml").write_text(component)
+        self.components.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The component holds the database password: readable by this user only.
+        state_component = self.components / "actorstate.yaml"
+        state_component.touch(mode=0o600)
+        state_component.write_text(component)
         self.config = work_dir / "config.yaml"
         self.config.write_text(LOOPBACK_CONFIGURATION)
         self.placement_port = free_port()
@@ -241,6 +244,12 @@ class DaprCluster:
                 "127.0.0.1",
                 "--port",
                 str(self.placement_port),
+                # A one-node Raft cluster; its peer port defaults to a fixed 8201,
+                # which would make two clusters on one machine fail each other.
+                "--id",
+                "placement-0",
+                "--initial-cluster",
+                f"placement-0=127.0.0.1:{free_port()}",
                 "--healthz-port",
                 str(health),
                 "--enable-metrics=false",
@@ -302,9 +311,12 @@ class DaprCluster:
                 f"127.0.0.1:{self.placement_port}",
                 "--resources-path",
                 str(self.components),
+                "--config",
+                str(self.config),
                 "--enable-metrics=false",
+                # info, not warn: the log then says which name resolver daprd loaded.
                 "--log-level",
-                "warn",
+                "info",
             ],
             logs / "daprd.log",
             env={

@@ -102,7 +102,7 @@ class ActorHarness(DaprSekibanExecutor):
         )
         self.manager = ActorManager(context)
 
-    async def _invoke(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+    async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
         return await self.manager.dispatch(ActorId(actor_id), method, body or b"")
 
     async def fire_timers(self) -> int:
