@@ -7,8 +7,11 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import typer
-from rich.console import Console
+from sekiban._extras import require_extra
+
+with require_extra("cli", "the sekiban command"):
+    import typer
+    from rich.console import Console
 
 app = typer.Typer(help="sekiban: event sourcing with snapshot management.", no_args_is_help=True)
 db = typer.Typer(help="Event store databases.", no_args_is_help=True)

@@ -84,13 +84,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.cosmos.exceptions import (
-    CosmosHttpResponseError,
-    CosmosResourceExistsError,
-    CosmosResourceNotFoundError,
-)
-
+from sekiban._extras import require_extra
 from sekiban.core.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -113,6 +107,14 @@ from sekiban.stores.cosmos_connection import (
     settings_from_env,
     translate_errors,
 )
+
+with require_extra("cosmos", "sekiban.stores.cosmos"):
+    from azure.core import MatchConditions
+    from azure.cosmos.exceptions import (
+        CosmosHttpResponseError,
+        CosmosResourceExistsError,
+        CosmosResourceNotFoundError,
+    )
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
 
 log = logging.getLogger(__name__)
