@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,postgres,cosmos,dapr,bench]"
+	$(PY) -m pip install --quiet -e ".[all,dev,bench]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
