@@ -100,13 +100,7 @@ from sekiban.snapshot.types import (
     SnapshotRejectedError,
     SnapshotRejection,
 )
-from sekiban.stores.cosmos_connection import (
-    CosmosContainers,
-    open_containers,
-    parse_connection_string,
-    settings_from_env,
-    translate_errors,
-)
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
     from azure.core import MatchConditions
@@ -115,7 +109,14 @@ with require_extra("cosmos", "sekiban.stores.cosmos"):
         CosmosResourceExistsError,
         CosmosResourceNotFoundError,
     )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
+
+    from sekiban.stores.cosmos_connection import (
+        CosmosContainers,
+        open_containers,
+        parse_connection_string,
+        settings_from_env,
+        translate_errors,
+    )
 
 log = logging.getLogger(__name__)
 
