@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,postgres,cosmos,dapr,bench]"
+	$(PY) -m pip install --quiet -e ".[all,dev,bench]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -52,7 +52,7 @@ unit: $(STAMP)
 # Every benchmark suite on every store (about 20 minutes); results and plots go to
 # benchmarks/results/, the plots also to docs/img/ for the docs site.
 bench: $(STAMP) services
-	eval "$$(scripts/services.sh env)" && $(BIN)/sekiban bench --images docs/img
+	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks --images docs/img
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

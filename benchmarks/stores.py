@@ -3,8 +3,8 @@
     python -m benchmarks.stores [--quick] [--stores sqlite,sqlite-full,postgres] [--json]
 
 A thin wrapper kept for existing scripts: the benchmark lives in
-`sekiban.benchmarking.throughput` (workloads, levels and method are described there) and
-`sekiban bench --suite throughput` runs the same thing. Full runs write
+`benchmarks.throughput` (workloads, levels and method are described there) and
+`python -m benchmarks --suite throughput` runs the same thing. Full runs write
 `benchmarks/results/stores.{md,json}`.
 """
 
@@ -15,10 +15,11 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from sekiban.benchmarking.progress import SilentProgress
-from sekiban.benchmarking.suites import BenchOptions, run_bench, write_results
-from sekiban.benchmarking.throughput_report import throughput_document, throughput_markdown
+from benchmarks.progress import SilentProgress
+from benchmarks.suites import BenchOptions, run_bench, write_results
+from benchmarks.throughput_report import throughput_document, throughput_markdown
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, help="repetitions (default 5, quick 1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
-    changes = {
+    changes: dict[str, Any] = {
         "suites": ("throughput",),
         "stores": tuple(args.stores.split(",")),
         "command": " ".join(["python -m benchmarks.stores", *argv]),

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import typer
-from rich.console import Console
-from rich.table import Table
+from sekiban._extras import require_extra
+
+with require_extra("cli", "the sekiban command"):
+    import typer
+    from rich.console import Console
 
 app = typer.Typer(help="sekiban: event sourcing with snapshot management.", no_args_is_help=True)
 db = typer.Typer(help="Event store databases.", no_args_is_help=True)
@@ -53,96 +53,6 @@ async def _init(postgres: str | None, schema: str, prefix: str, sqlite: Path | N
     console.print(
         f"PostgreSQL tables {schema}.{prefix}_events and {schema}.{prefix}_snapshots ready"
     )
-
-
-@app.command()
-def bench(
-    suite: Annotated[
-        str, typer.Option(help="comma-separated suites: loads, throughput")
-    ] = "loads,throughput",
-    stores: Annotated[
-        str | None,
-        typer.Option(
-            help="comma-separated: memory, sqlite, sqlite-full, postgres, cosmos "
-            "(default: all; --quick: memory,sqlite). Stores without a server are skipped."
-        ),
-    ] = None,
-    histories: Annotated[str | None, typer.Option(help="history lengths, e.g. 10,100,1000")] = None,
-    quick: Annotated[
-        bool, typer.Option(help="small sizes on memory and SQLite, within a minute; saves nothing")
-    ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="print one JSON object on stdout (quick: the summary)")
-    ] = False,
-    repeat: Annotated[
-        int | None, typer.Option(help="throughput repetitions (default 5, quick 3)")
-    ] = None,
-    output: Annotated[Path, typer.Option(help="where results are written")] = Path(
-        "benchmarks/results"
-    ),
-    save: Annotated[
-        bool | None, typer.Option(help="write results to --output (default: unless --quick)")
-    ] = None,
-    images: Annotated[
-        Path | None, typer.Option(help="also write the plots here (e.g. docs/img)")
-    ] = None,
-) -> None:
-    """Benchmark loads (snapshot vs replay), snapshot sizes and throughput vs eventsourcing.
-
-    Needs the `bench` extra. Progress goes to stderr; --json prints one JSON object.
-    """
-    import importlib.util
-
-    if importlib.util.find_spec("eventsourcing") is None:
-        raise typer.BadParameter(
-            "the eventsourcing package is missing: pip install 'sekiban[bench]'"
-        )
-    from sekiban.benchmarking.progress import ProgressBars
-    from sekiban.benchmarking.suites import BenchOptions, run_bench, summary, write_results
-
-    changes: dict[str, Any] = {
-        "suites": tuple(_names(suite)),
-        "command": " ".join(["sekiban", *sys.argv[1:]]),
-    }
-    if stores is not None:
-        changes["stores"] = tuple(_names(stores))
-    if histories is not None:
-        changes["histories"] = tuple(int(h) for h in _names(histories))
-    if repeat is not None:
-        changes["repeat"] = repeat
-    options = BenchOptions.for_quick(**changes) if quick else BenchOptions(**changes)
-    errors = Console(stderr=True)
-    try:
-        with ProgressBars(errors) as progress:
-            run = asyncio.run(run_bench(options, progress))
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    written = write_results(run, output, images) if (not quick if save is None else save) else []
-    figures = summary(run)
-    if json_output:
-        if quick:
-            print(json.dumps(figures))
-        else:
-            print(json.dumps({"summary": figures, "files": [str(p) for p in written]}))
-        return
-    table = Table("figure (sekiban / eventsourcing on SQLite unless named)", "value")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:,.2f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    if run.loads is not None:
-        from sekiban.benchmarking.loads_report import load_targets
-
-        targets = Table("target", "measured", "met")
-        for target in load_targets(run.loads):
-            met = "n/a" if target.met is None else ("yes" if target.met else "NO")
-            targets.add_row(target.name, target.measured, met)
-        console.print(targets)
-    for path in written:
-        console.print(f"wrote {path}")
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 if __name__ == "__main__":

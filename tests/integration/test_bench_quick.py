@@ -1,4 +1,4 @@
-"""`sekiban bench --quick --json` runs end to end and prints one JSON object.
+"""`python -m benchmarks --quick --json` runs end to end and prints one JSON object.
 
 Speed lives in benchmarks/, not here: this only checks that the command works and that
 its figures are there and make sense, never how large they are.
@@ -27,7 +27,7 @@ KEYS = (
 
 def test_quick_bench_prints_one_json_object_with_positive_figures(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sekiban.cli", "bench", "--quick", "--json"],
+        [sys.executable, "-m", "benchmarks", "--quick", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,

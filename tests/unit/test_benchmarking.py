@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("eventsourcing", reason="needs the bench extra")
 
-from sekiban.benchmarking.domains import Bank
-from sekiban.benchmarking.engines import Stores
-from sekiban.benchmarking.loads import SNAPSHOT_LAG, EventsourcingLoads, SekibanLoads
-from sekiban.benchmarking.seeding import SINGLE_TAIL, commit_sizes
+from benchmarks.domains import Bank
+from benchmarks.engines import Stores
+from benchmarks.loads import SNAPSHOT_LAG, EventsourcingLoads, SekibanLoads
+from benchmarks.seeding import SINGLE_TAIL, commit_sizes
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
 
 

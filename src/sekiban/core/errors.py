@@ -97,3 +97,16 @@ class PayloadTooLargeError(SekibanError, ValueError):
 
 class ConfigurationError(SekibanError, ValueError):
     """Invalid framework configuration."""
+
+
+class MissingExtraError(SekibanError, ModuleNotFoundError):
+    """A module needs a package from an extra that is not installed; the message says
+    which extra to install. `name` is the missing package's module."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        self.feature, self.extra, self.missing = feature, extra, missing
+        super().__init__(
+            f"{feature} needs the {extra!r} extra ({missing} is not installed): "
+            f"pip install 'sekiban[{extra}]'",
+            name=missing,
+        )

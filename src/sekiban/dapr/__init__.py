@@ -1,9 +1,13 @@
 """Aggregates as Dapr virtual actors (needs the `dapr` extra)."""
 
-from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
-from sekiban.dapr.app import create_actor_app
-from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
-from sekiban.dapr.messages import RemoteCommandError
+from sekiban._extras import require_extra
+
+# Every sekiban.dapr module is imported through here, so this one guard covers them all.
+with require_extra("dapr", "sekiban.dapr"):
+    from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
+    from sekiban.dapr.app import create_actor_app
+    from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
+    from sekiban.dapr.messages import RemoteCommandError
 
 __all__ = [
     "DaprAggregateActor",

@@ -84,13 +84,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.cosmos.exceptions import (
-    CosmosHttpResponseError,
-    CosmosResourceExistsError,
-    CosmosResourceNotFoundError,
-)
-
+from sekiban._extras import require_extra
 from sekiban.core.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -106,14 +100,23 @@ from sekiban.snapshot.types import (
     SnapshotRejectedError,
     SnapshotRejection,
 )
-from sekiban.stores.cosmos_connection import (
-    CosmosContainers,
-    open_containers,
-    parse_connection_string,
-    settings_from_env,
-    translate_errors,
-)
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
+
+with require_extra("cosmos", "sekiban.stores.cosmos"):
+    from azure.core import MatchConditions
+    from azure.cosmos.exceptions import (
+        CosmosHttpResponseError,
+        CosmosResourceExistsError,
+        CosmosResourceNotFoundError,
+    )
+
+    from sekiban.stores.cosmos_connection import (
+        CosmosContainers,
+        open_containers,
+        parse_connection_string,
+        settings_from_env,
+        translate_errors,
+    )
 
 log = logging.getLogger(__name__)
 

@@ -21,18 +21,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-from azure.cosmos import PartitionKey, ThroughputProperties
-from azure.cosmos.aio import CosmosClient
-from azure.cosmos.exceptions import (
-    CosmosClientTimeoutError,
-    CosmosHttpResponseError,
-    CosmosResourceExistsError,
-    CosmosResourceNotFoundError,
-)
-
+from sekiban._extras import require_extra
 from sekiban.core.errors import ConfigurationError
 from sekiban.stores.protocols import StoreAuthenticationError, StoreConnectionError
+
+with require_extra("cosmos", "sekiban.stores.cosmos_connection"):
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+    from azure.cosmos import PartitionKey, ThroughputProperties
+    from azure.cosmos.aio import CosmosClient
+    from azure.cosmos.exceptions import (
+        CosmosClientTimeoutError,
+        CosmosHttpResponseError,
+        CosmosResourceExistsError,
+        CosmosResourceNotFoundError,
+    )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 

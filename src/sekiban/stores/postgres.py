@@ -61,8 +61,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import asyncpg
-
+from sekiban._extras import require_extra
 from sekiban.core.errors import ConcurrencyError, ConfigurationError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
@@ -80,6 +79,9 @@ from sekiban.stores.snapshot_rows import (
     snapshot_columns,
     snapshot_from_columns,
 )
+
+with require_extra("postgres", "sekiban.stores.postgres"):
+    import asyncpg
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _POSITION_BITS = 16

@@ -12,24 +12,27 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from dapr.actor.id import ActorId
-from dapr.actor.runtime._type_information import ActorTypeInformation
-from dapr.actor.runtime.context import ActorRuntimeContext
-from dapr.actor.runtime.manager import ActorManager
-from dapr.clients.base import DaprActorClientBase
-
+from sekiban._extras import require_extra
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.dapr.actor import SNAPSHOT_STATE_KEY, DaprAggregateActor, actor_id_for
-from sekiban.dapr.app import aggregate_actor_factory
-from sekiban.dapr.executor import DaprSekibanExecutor
-from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
 from sekiban.executor import utc_now
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.memory import InMemoryEventStore
 from sekiban.stores.protocols import EventStore
+
+with require_extra("testing", "sekiban.testing.actors"):
+    from dapr.actor.id import ActorId
+    from dapr.actor.runtime._type_information import ActorTypeInformation
+    from dapr.actor.runtime.context import ActorRuntimeContext
+    from dapr.actor.runtime.manager import ActorManager
+    from dapr.clients.base import DaprActorClientBase
+
+    from sekiban.dapr.actor import SNAPSHOT_STATE_KEY, DaprAggregateActor, actor_id_for
+    from sekiban.dapr.app import aggregate_actor_factory
+    from sekiban.dapr.executor import DaprSekibanExecutor
+    from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
 
 
 class InMemoryActorClient(DaprActorClientBase):

@@ -33,16 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sekiban import (
-    Aggregate,
-    AggregatePayload,
-    Command,
-    EventMetadata,
-    PartitionKeys,
-    SekibanExecutor,
-    Serializer,
-)
-from sekiban.benchmarking.domains import (
+from benchmarks.domains import (
     SNAPSHOT_EVERY,
     Account,
     AccountProjector,
@@ -52,9 +43,18 @@ from sekiban.benchmarking.domains import (
     account_keys,
     bench_domain,
 )
-from sekiban.benchmarking.engines import Engine, Stores
-from sekiban.benchmarking.progress import Progress
-from sekiban.benchmarking.seeding import FILL_CHUNK
+from benchmarks.engines import Engine, Stores
+from benchmarks.progress import Progress
+from benchmarks.seeding import FILL_CHUNK
+from sekiban import (
+    Aggregate,
+    AggregatePayload,
+    Command,
+    EventMetadata,
+    PartitionKeys,
+    SekibanExecutor,
+    Serializer,
+)
 from sekiban.core.command import decide
 from sekiban.executor import utc_now
 from sekiban.snapshot import EventReplayOptimizer, SnapshotConfiguration

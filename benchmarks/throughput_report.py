@@ -6,9 +6,9 @@ import statistics
 from dataclasses import asdict
 from typing import Any
 
-from sekiban.benchmarking.domains import SNAPSHOT_EVERY
-from sekiban.benchmarking.environment import environment_markdown
-from sekiban.benchmarking.throughput import LEVELS, Result, ratios
+from benchmarks.domains import SNAPSHOT_EVERY
+from benchmarks.environment import environment_markdown
+from benchmarks.throughput import LEVELS, Result, ratios
 
 
 def throughput_document(env: dict[str, Any], results: list[Result], repeat: int) -> dict[str, Any]:

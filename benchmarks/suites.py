@@ -1,4 +1,4 @@
-"""`sekiban bench`: which suites run where, the headline figures, the files written.
+"""`python -m benchmarks`: which suites run where, the headline figures, the files written.
 
 Suites:
 - `loads`: aggregate load time against history length, with and without snapshots,
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sekiban.benchmarking.engines import engines_for
-from sekiban.benchmarking.environment import environment, load_average
-from sekiban.benchmarking.loads import (
+from benchmarks.engines import engines_for
+from benchmarks.environment import environment, load_average
+from benchmarks.loads import (
     HISTORIES,
     LoadPlan,
     LoadResults,
@@ -28,9 +28,9 @@ from sekiban.benchmarking.loads import (
     speedup,
     versus_eventsourcing,
 )
-from sekiban.benchmarking.progress import Progress
-from sekiban.benchmarking.snapshot_sizes import SnapshotSize, measure_snapshot_sizes
-from sekiban.benchmarking.throughput import (
+from benchmarks.progress import Progress
+from benchmarks.snapshot_sizes import SnapshotSize, measure_snapshot_sizes
+from benchmarks.throughput import (
     Result,
     append_name,
     ratios,
@@ -54,7 +54,7 @@ class BenchOptions:
     histories: tuple[int, ...] = HISTORIES
     repeat: int = 5
     quick: bool = False
-    command: str = "sekiban bench"
+    command: str = "python -m benchmarks"
 
     @classmethod
     def for_quick(cls, **changes: Any) -> BenchOptions:
@@ -155,9 +155,9 @@ def write_results(run: BenchRun, directory: Path, images: Path | None = None) ->
     the docs site's image folder); returns the files written."""
     import json
 
-    from sekiban.benchmarking.loads_report import loads_document, loads_markdown
-    from sekiban.benchmarking.plots import plot_load_times, plot_peak_memory
-    from sekiban.benchmarking.throughput_report import throughput_document, throughput_markdown
+    from benchmarks.loads_report import loads_document, loads_markdown
+    from benchmarks.plots import plot_load_times, plot_peak_memory
+    from benchmarks.throughput_report import throughput_document, throughput_markdown
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []

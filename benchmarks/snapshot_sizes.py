@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sekiban import Aggregate, AggregatePayload, Serializer, SortableUniqueId
-from sekiban.benchmarking.domains import (
+from benchmarks.domains import (
     AccountProjector,
     ActiveAccount,
     LedgerAccount,
@@ -25,7 +24,8 @@ from sekiban.benchmarking.domains import (
     account_keys,
     bench_domain,
 )
-from sekiban.benchmarking.timing import median, time_calls
+from benchmarks.timing import median, time_calls
+from sekiban import Aggregate, AggregatePayload, Serializer, SortableUniqueId
 from sekiban.snapshot import (
     AggregateSnapshot,
     SnapshotConfiguration,

@@ -1,6 +1,6 @@
 """How a benchmark tells the person running it where it is.
 
-Suites report through this small protocol; `sekiban bench` shows it as rich progress
+Suites report through this small protocol; `python -m benchmarks` shows it as rich progress
 bars on stderr, so stdout stays free for the results.
 """
 

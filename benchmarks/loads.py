@@ -29,12 +29,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from benchmarks.domains import AccountProjector, Bank, bench_domain
+from benchmarks.engines import Engine, Stores
+from benchmarks.progress import Progress
+from benchmarks.seeding import seed_eventsourcing, seed_sekiban
+from benchmarks.timing import median, peak_memory, time_calls
 from sekiban import PartitionKeys, Serializer
-from sekiban.benchmarking.domains import AccountProjector, Bank, bench_domain
-from sekiban.benchmarking.engines import Engine, Stores
-from sekiban.benchmarking.progress import Progress
-from sekiban.benchmarking.seeding import seed_eventsourcing, seed_sekiban
-from sekiban.benchmarking.timing import median, peak_memory, time_calls
 from sekiban.snapshot import EventReplayOptimizer
 
 HISTORIES = (10, 100, 1_000, 10_000, 100_000)

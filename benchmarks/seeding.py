@@ -12,8 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sekiban import Aggregate, AggregatePayload, Event, EventMetadata, Serializer, SortableUniqueId
-from sekiban.benchmarking.domains import (
+from benchmarks.domains import (
     Account,
     AccountOpened,
     AccountProjector,
@@ -21,7 +20,8 @@ from sekiban.benchmarking.domains import (
     MoneyDeposited,
     account_keys,
 )
-from sekiban.benchmarking.engines import Stores
+from benchmarks.engines import Stores
+from sekiban import Aggregate, AggregatePayload, Event, EventMetadata, Serializer, SortableUniqueId
 from sekiban.core.events import EventPayload, new_event_id
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.snapshot import SnapshotConfiguration, take_snapshot

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sekiban.benchmarking.loads import LoadCase, LoadResults
+from benchmarks.loads import LoadCase, LoadResults
 
 # (framework, snapshot) -> label and line style; one colour per framework.
 LINES = {
@@ -52,7 +52,7 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sekiban.benchmarking.loads import SNAPSHOT_LAG
+    from benchmarks.loads import SNAPSHOT_LAG
 
     engines = results.engines()
     columns = min(len(engines), 2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sekiban.benchmarking.environment import environment_markdown
-from sekiban.benchmarking.loads import (
+from benchmarks.environment import environment_markdown
+from benchmarks.loads import (
     CURRENT_SNAPSHOT_HISTORY,
     SNAPSHOT_LAG,
     LoadCase,
@@ -14,7 +14,7 @@ from sekiban.benchmarking.loads import (
     speedup,
     versus_eventsourcing,
 )
-from sekiban.benchmarking.snapshot_sizes import SnapshotSize
+from benchmarks.snapshot_sizes import SnapshotSize
 
 TARGET_SPEEDUP_10K = 1000.0
 TARGET_REPLAY_RATIO = 2.0

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sekiban.benchmarking.domains import Bank, SnapshottingBank
+from benchmarks.domains import Bank, SnapshottingBank
 from sekiban.stores import EventStore, InMemoryEventStore, InMemorySnapshotStore, SnapshotStore
 
 ENGINE_NAMES = ("memory", "sqlite", "sqlite-full", "postgres", "cosmos")
