@@ -39,9 +39,9 @@ from sekiban import (
     SortableUniqueId,
 )
 from sekiban.dapr.executor import DaprSekibanExecutor
-from sekiban.dapr.sidecar import DaprCluster, postgres_actor_state_component
 from sekiban.snapshot import SnapshotConfiguration
 from sekiban.stores.postgres import PostgresEventStore
+from sekiban.testing.sidecar import DaprCluster, postgres_actor_state_component
 
 RESULTS = Path(__file__).parent / "results"
 console = Console()

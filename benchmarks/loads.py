@@ -35,7 +35,7 @@ from benchmarks.progress import Progress
 from benchmarks.seeding import seed_eventsourcing, seed_sekiban
 from benchmarks.timing import median, peak_memory, time_calls
 from sekiban import PartitionKeys, Serializer
-from sekiban.snapshot import EventReplayOptimizer
+from sekiban.loading import EventReplayOptimizer
 
 HISTORIES = (10, 100, 1_000, 10_000, 100_000)
 SNAPSHOT_LAG = 5

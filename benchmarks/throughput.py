@@ -55,9 +55,10 @@ from sekiban import (
     SekibanExecutor,
     Serializer,
 )
+from sekiban.core.clock import utc_now
 from sekiban.core.command import decide
-from sekiban.executor import utc_now
-from sekiban.snapshot import EventReplayOptimizer, SnapshotConfiguration
+from sekiban.loading import EventReplayOptimizer
+from sekiban.snapshot import SnapshotConfiguration
 
 DOMAIN = bench_domain()
 LEVELS = ("store", "executor")

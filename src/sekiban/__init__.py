@@ -3,21 +3,6 @@
 from sekiban.core.aggregate import Aggregate, AggregatePayload, EmptyAggregatePayload
 from sekiban.core.command import Command, CommandContext, CommandResponse
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import (
-    AggregateStateError,
-    CommandValidationError,
-    ConcurrencyError,
-    ConfigurationError,
-    DuplicateTypeError,
-    EventStreamCorruptError,
-    InvalidPartitionKeysError,
-    InvalidSortableUniqueIdError,
-    MissingExtraError,
-    PayloadTooLargeError,
-    SekibanError,
-    SerializationError,
-    UnknownTypeError,
-)
 from sekiban.core.events import Event, EventMetadata, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
@@ -30,6 +15,30 @@ from sekiban.core.query import (
 )
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.errors import (
+    AggregateStateError,
+    CommandValidationError,
+    ConcurrencyError,
+    ConfigurationError,
+    DaprUnavailableError,
+    DuplicateTypeError,
+    EventStreamCorruptError,
+    InvalidAppendError,
+    InvalidHandlerResultError,
+    InvalidPartitionKeysError,
+    InvalidReadError,
+    InvalidSortableUniqueIdError,
+    MissingExtraError,
+    PayloadTooLargeError,
+    RemoteCommandError,
+    SekibanError,
+    SerializationError,
+    SidecarError,
+    SnapshotRejectedError,
+    StoreAuthenticationError,
+    StoreConnectionError,
+    UnknownTypeError,
+)
 from sekiban.executor import SekibanExecutor
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "CommandValidationError",
     "ConcurrencyError",
     "ConfigurationError",
+    "DaprUnavailableError",
     "DomainTypes",
     "DuplicateTypeError",
     "EmptyAggregatePayload",
@@ -51,7 +61,10 @@ __all__ = [
     "EventMetadata",
     "EventPayload",
     "EventStreamCorruptError",
+    "InvalidAppendError",
+    "InvalidHandlerResultError",
     "InvalidPartitionKeysError",
+    "InvalidReadError",
     "InvalidSortableUniqueIdError",
     "ListQuery",
     "ListQueryResult",
@@ -60,11 +73,16 @@ __all__ = [
     "PartitionKeys",
     "PayloadTooLargeError",
     "Query",
+    "RemoteCommandError",
     "SekibanError",
     "SekibanExecutor",
     "SerializationError",
     "Serializer",
+    "SidecarError",
+    "SnapshotRejectedError",
     "SortableUniqueId",
+    "StoreAuthenticationError",
+    "StoreConnectionError",
     "StoredEvent",
     "UnknownTypeError",
 ]

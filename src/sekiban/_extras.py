@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sekiban.core.errors import MissingExtraError
+from sekiban.errors import MissingExtraError
 
 
 @contextmanager

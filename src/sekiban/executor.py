@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.clock import Clock, utc_now
 from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import ConcurrencyError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
+from sekiban.errors import ConcurrencyError
+from sekiban.loading import LoadResult, SnapshotCounters
 from sekiban.projections import Projections
 from sekiban.repository import DEFAULT_MAX_PAYLOAD_BYTES, AggregateRepository
 from sekiban.snapshot.config import SnapshotConfiguration
-from sekiban.snapshot.replay import LoadResult, SnapshotCounters
 from sekiban.stores.memory import InMemoryEventStore
 from sekiban.stores.protocols import EventStore, SnapshotStore
 
 R = TypeVar("R")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SekibanExecutor:
@@ -44,7 +39,7 @@ class SekibanExecutor:
         snapshot_store: SnapshotStore | None = None,
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retries: int = 0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.domain = domain

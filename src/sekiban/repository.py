@@ -7,20 +7,20 @@ warm between commands. Neither repeats any of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.clock import Clock
 from sekiban.core.command import Command, CommandResponse, decide
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import PayloadTooLargeError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer
+from sekiban.errors import PayloadTooLargeError
+from sekiban.loading import EventReplayOptimizer, LoadStatistics, SnapshotCounters
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
-from sekiban.snapshot.replay import EventReplayOptimizer, LoadStatistics, SnapshotCounters
 from sekiban.snapshot.strategies import SnapshotContext, SnapshotStrategy
 from sekiban.snapshot.types import RejectionReason, take_snapshot
 from sekiban.stores.protocols import EventStore, SnapshotStore
@@ -54,7 +54,7 @@ class AggregateRepository:
         snapshot_store: SnapshotStore | None = None,
         snapshot_config: SnapshotConfiguration | None = None,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.domain = domain

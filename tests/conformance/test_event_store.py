@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from sekiban import ConcurrencyError, PartitionKeys, StoredEvent
-from sekiban.stores import EventStore, InvalidAppendError, InvalidReadError
+from sekiban.errors import InvalidAppendError, InvalidReadError
+from sekiban.stores import EventStore
 from tests.conformance.backends import Stores
 from tests.support import stored_events
 

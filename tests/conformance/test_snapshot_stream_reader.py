@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from sekiban import PartitionKeys
+from sekiban.errors import InvalidReadError
 from sekiban.stores import EventStore
-from sekiban.stores.protocols import InvalidReadError, SnapshotStreamReader
+from sekiban.stores.protocols import SnapshotStreamReader
 from tests.conformance.backends import BACKENDS
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events

@@ -11,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sekiban.dapr.sidecar import (
-    DaprCluster,
-    SidecarError,
-    find_binaries,
-    postgres_actor_state_component,
-)
+from sekiban.errors import SidecarError
 from sekiban.stores.postgres import PostgresEventStore
+from sekiban.testing.sidecar import DaprCluster, find_binaries, postgres_actor_state_component
 from tests.conformance.backends import require_env
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from examples.bank import DepositMoney, OpenAccount
 from sekiban import CommandResponse, ConcurrencyError, PartitionKeys
-from sekiban.dapr.messages import RemoteCommandError
+from sekiban.errors import RemoteCommandError
 
 CLIENTS = 8
 COMMANDS_PER_CLIENT = 500

@@ -21,10 +21,14 @@ import pytest
 from aiohttp import web
 
 from sekiban import ConcurrencyError, PartitionKeys, StoredEvent
-from sekiban.core.errors import ConfigurationError, PayloadTooLargeError
+from sekiban.errors import (
+    ConfigurationError,
+    PayloadTooLargeError,
+    StoreAuthenticationError,
+    StoreConnectionError,
+)
 from sekiban.stores.cosmos import CosmosEventStore, CosmosSnapshotStore
 from sekiban.stores.cosmos_connection import parse_connection_string
-from sekiban.stores.protocols import StoreAuthenticationError, StoreConnectionError
 from tests.conformance.backends import require_env
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events
@@ -223,7 +227,7 @@ async def test_racing_snapshot_saves_keep_the_newest(store: CosmosEventStore) ->
 
 
 async def test_corrupt_snapshot_document_is_rejected(store: CosmosEventStore) -> None:
-    from sekiban.snapshot import SnapshotRejectedError
+    from sekiban.errors import SnapshotRejectedError
     from sekiban.snapshot.types import RejectionReason
 
     snapshots = store.snapshot_store()

@@ -37,7 +37,8 @@ import pytest
 from examples.bank import ActiveAccount, CloseAccount, DepositMoney, OpenAccount
 from sekiban import Command, EventMetadata, PartitionKeys, SekibanExecutor
 from sekiban.core.serialization import Serializer
-from sekiban.snapshot import SnapshotConfiguration, SnapshotRejectedError
+from sekiban.errors import SnapshotRejectedError
+from sekiban.snapshot import SnapshotConfiguration
 from sekiban.snapshot.types import check_snapshot, restore_snapshot
 from sekiban.stores import EventStore, SnapshotStore
 from tests.conformance.backends import require_env

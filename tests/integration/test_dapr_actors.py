@@ -12,8 +12,8 @@ import pytest
 from examples.bank import AccountProjector, ActiveAccount, DepositMoney, OpenAccount, bank_domain
 from sekiban import PartitionKeys
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
-from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
-from sekiban.dapr.messages import RemoteCommandError
+from sekiban.dapr.executor import DaprSekibanExecutor
+from sekiban.errors import DaprUnavailableError, RemoteCommandError
 from sekiban.stores.postgres import PostgresEventStore
 from tests.integration.dapr_support import BankCluster, bank_cluster
 

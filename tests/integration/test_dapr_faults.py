@@ -12,10 +12,11 @@ import pytest
 
 from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
 from sekiban import PartitionKeys, SekibanExecutor
-from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
-from sekiban.dapr.sidecar import DaprCluster, Node, in_memory_actor_state_component
+from sekiban.dapr.executor import DaprSekibanExecutor
+from sekiban.errors import DaprUnavailableError
 from sekiban.stores import InMemoryEventStore
 from sekiban.stores.postgres import PostgresEventStore
+from sekiban.testing.sidecar import DaprCluster, Node, in_memory_actor_state_component
 from tests.integration import cut_reply_host
 from tests.integration.dapr_support import bank_cluster, dapr_binaries
 

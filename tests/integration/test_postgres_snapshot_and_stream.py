@@ -9,7 +9,7 @@ import pytest
 
 from examples.bank import AccountProjector, bank_domain
 from sekiban import Serializer
-from sekiban.snapshot import EventReplayOptimizer
+from sekiban.loading import EventReplayOptimizer
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores.postgres import PostgresEventStore
 from tests.conformance.backends import require_env

@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from sekiban import ConcurrencyError, ConfigurationError, PartitionKeys, StoredEvent
-from sekiban.snapshot import RejectionReason, SnapshotRejectedError
+from sekiban.errors import SnapshotRejectedError
+from sekiban.snapshot import RejectionReason
 from sekiban.stores.postgres import PostgresEventStore
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events

@@ -15,7 +15,7 @@ from examples.bank import (
 )
 from sekiban import InvalidPartitionKeysError, PartitionKeys, SekibanExecutor, StoredEvent
 from sekiban.dapr.actor import actor_id_for, parse_actor_id
-from sekiban.dapr.messages import RemoteCommandError
+from sekiban.errors import RemoteCommandError
 from sekiban.snapshot import SnapshotConfiguration
 from sekiban.stores import InMemoryEventStore
 from sekiban.testing.actors import ActorHarness

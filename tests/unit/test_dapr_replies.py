@@ -18,7 +18,8 @@ from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_doma
 from sekiban import EventMetadata, SerializationError
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
-from sekiban.dapr.executor import DaprUnavailableError, describe_fault
+from sekiban.dapr.executor import describe_fault
+from sekiban.errors import DaprUnavailableError
 from sekiban.stores import InMemoryEventStore
 from sekiban.testing.actors import ActorHarness
 

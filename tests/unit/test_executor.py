@@ -33,7 +33,7 @@ from sekiban import (
     SekibanExecutor,
     UnknownTypeError,
 )
-from sekiban.core.command import InvalidHandlerResultError
+from sekiban.errors import InvalidHandlerResultError
 from sekiban.stores import InMemoryEventStore
 from sekiban.stores.sqlite import SqliteEventStore
 

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from sekiban import PartitionKeys, StoredEvent
-from sekiban.snapshot import AggregateSnapshot, EventReplayOptimizer, LoadResult, RejectionReason
+from sekiban.loading import EventReplayOptimizer, LoadResult
+from sekiban.snapshot import AggregateSnapshot, RejectionReason
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore, SnapshotStore
 from sekiban.stores.protocols import SnapshotStreamReader
-from tests.unit.test_replay import PROJECTOR, SERIALIZER, account_with, snapshot_at
+from tests.unit.test_loading import PROJECTOR, SERIALIZER, account_with, snapshot_at
 
 
 class CombinedReads(InMemoryEventStore):

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from examples.bank import AccountProjector, DepositMoney, OpenAccount, WithdrawMoney, bank_domain
 from sekiban import SekibanExecutor, Serializer
-from sekiban.snapshot import AggregateSnapshot, EventReplayOptimizer, take_snapshot
+from sekiban.loading import EventReplayOptimizer
+from sekiban.snapshot import AggregateSnapshot, take_snapshot
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
 
 DOMAIN = bank_domain()

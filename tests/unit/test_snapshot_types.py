@@ -6,11 +6,11 @@ import pytest
 
 from examples.bank import AccountProjector, ActiveAccount, bank_domain
 from sekiban import PartitionKeys, Serializer
+from sekiban.errors import SnapshotRejectedError
 from sekiban.snapshot import (
     AggregateSnapshot,
     RejectionReason,
     SnapshotEncoding,
-    SnapshotRejectedError,
     SnapshotVersion,
     check_snapshot,
     restore_snapshot,

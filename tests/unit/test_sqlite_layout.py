@@ -13,7 +13,7 @@ from sekiban import (
     SerializationError,
     Serializer,
 )
-from sekiban.snapshot import EventReplayOptimizer
+from sekiban.loading import EventReplayOptimizer
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores import sqlite as sqlite_store
 from sekiban.stores.sqlite import SqliteEventStore

@@ -3,7 +3,19 @@
 from sekiban.core.aggregate import Aggregate, AggregatePayload, EmptyAggregatePayload
 from sekiban.core.command import Command, CommandContext, CommandResponse
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import (
+from sekiban.core.events import Event, EventMetadata, EventPayload
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.projector import AggregateProjector
+from sekiban.core.query import (
+    AggregateListProjector,
+    ListQuery,
+    ListQueryResult,
+    MultiProjector,
+    Query,
+)
+from sekiban.core.serialization import Serializer, StoredEvent
+from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.errors import (
     AggregateStateError,
     CommandValidationError,
     ConcurrencyError,
@@ -17,18 +29,6 @@ from sekiban.core.errors import (
     SerializationError,
     UnknownTypeError,
 )
-from sekiban.core.events import Event, EventMetadata, EventPayload
-from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.projector import AggregateProjector
-from sekiban.core.query import (
-    AggregateListProjector,
-    ListQuery,
-    ListQueryResult,
-    MultiProjector,
-    Query,
-)
-from sekiban.core.serialization import Serializer, StoredEvent
-from sekiban.core.sortable_id import SortableUniqueId
 
 __all__ = [
     "Aggregate",

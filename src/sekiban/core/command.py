@@ -5,19 +5,19 @@ from __future__ import annotations
 import inspect
 import uuid
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
-from sekiban.core.errors import AggregateStateError, InvalidPartitionKeysError, SekibanError
+from sekiban.core.clock import Clock
 from sekiban.core.events import Event, EventMetadata, EventPayload, new_event_id, rebuild_event
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.errors import AggregateStateError, InvalidHandlerResultError, InvalidPartitionKeysError
 
 T = TypeVar("T", bound=AggregatePayload, covariant=True)
 
@@ -101,15 +101,11 @@ def command_metadata(metadata: EventMetadata | None) -> EventMetadata:
     )
 
 
-class InvalidHandlerResultError(SekibanError, TypeError):
-    """A command handler returned something other than event payloads."""
-
-
 async def decide(
     command: Command,
     aggregate: Aggregate[AggregatePayload],
     metadata: EventMetadata,
-    clock: Callable[[], datetime],
+    clock: Clock,
 ) -> list[Event[EventPayload]]:
     """Run the handler and wrap its payloads in envelopes at the next versions.
 

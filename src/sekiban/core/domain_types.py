@@ -6,10 +6,10 @@ from typing import Any, TypeVar
 
 from sekiban.core.aggregate import AggregatePayload, EmptyAggregatePayload
 from sekiban.core.command import Command
-from sekiban.core.errors import DuplicateTypeError, UnknownTypeError
 from sekiban.core.events import EventPayload
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import MultiProjector, Query
+from sekiban.errors import DuplicateTypeError, UnknownTypeError
 
 K = TypeVar("K")
 

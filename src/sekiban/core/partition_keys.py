@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sekiban.core.errors import InvalidPartitionKeysError
+from sekiban.errors import InvalidPartitionKeysError
 
 DEFAULT = "default"
 _NAME = re.compile(r"[a-z0-9_-]{1,36}")

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload, EmptyAggregatePayload
-from sekiban.core.errors import EventStreamCorruptError
 from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
+from sekiban.errors import EventStreamCorruptError
 
 
 def _kebab(name: str) -> str:

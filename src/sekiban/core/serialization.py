@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from sekiban.core.aggregate import AggregatePayload
 from sekiban.core.command import Command
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import CommandValidationError, SekibanError, SerializationError
 from sekiban.core.events import Event, EventMetadata, EventPayload, rebuild_event, uuid_from_int
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.records import trusted_constructor
 from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.errors import CommandValidationError, SekibanError, SerializationError
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from sekiban.core.errors import InvalidSortableUniqueIdError
+from sekiban.errors import InvalidSortableUniqueIdError
 
 # The same shape as Sekiban's C# ids: 19 digits of .NET ticks (100 ns since 0001-01-01)
 # then 11 random digits, so ids from either implementation sort together.

@@ -6,14 +6,11 @@ from sekiban._extras import require_extra
 with require_extra("dapr", "sekiban.dapr"):
     from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
     from sekiban.dapr.app import create_actor_app
-    from sekiban.dapr.executor import DaprSekibanExecutor, DaprUnavailableError
-    from sekiban.dapr.messages import RemoteCommandError
+    from sekiban.dapr.executor import DaprSekibanExecutor
 
 __all__ = [
     "DaprAggregateActor",
     "DaprSekibanExecutor",
-    "DaprUnavailableError",
-    "RemoteCommandError",
     "actor_id_for",
     "create_actor_app",
 ]

@@ -5,24 +5,23 @@
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from dapr.actor import Actor, ActorInterface, actormethod
 from dapr.actor.id import ActorId
 from dapr.actor.runtime.context import ActorRuntimeContext
 
+from sekiban.core.clock import Clock, utc_now
 from sekiban.core.command import CommandResponse
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import InvalidPartitionKeysError, SekibanError
 from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.dapr import messages
-from sekiban.executor import utc_now
+from sekiban.errors import InvalidPartitionKeysError, SekibanError
+from sekiban.loading import LoadResult, LoadStatistics
 from sekiban.repository import AggregateRepository, AggregateState
 from sekiban.snapshot.config import SnapshotConfiguration
-from sekiban.snapshot.replay import LoadResult, LoadStatistics
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.protocols import EventStore
 
@@ -111,7 +110,7 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         event_store: EventStore,
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retries: int = 10,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         remembered_commands: int = 200,
     ) -> None:
         super().__init__(ctx, actor_id)

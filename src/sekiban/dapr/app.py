@@ -6,7 +6,7 @@ import hmac
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from dapr.actor import Actor, ActorRuntime
 from dapr.actor.id import ActorId
@@ -16,10 +16,10 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
+from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
-from sekiban.executor import utc_now
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
 
@@ -31,7 +31,7 @@ def aggregate_actor_factory(
     event_store: EventStore,
     snapshot_config: SnapshotConfiguration | None = None,
     conflict_retries: int = 10,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
 ) -> ActorFactory:
     """What `register_actor(actor_factory=...)` calls to build each actor instance."""
 

@@ -17,7 +17,6 @@ from dapr.conf import settings
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.errors import SekibanError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
@@ -26,23 +25,14 @@ from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.dapr.serializer import RawJsonSerializer
+from sekiban.errors import DaprUnavailableError
+from sekiban.loading import LoadResult
 from sekiban.projections import Projections
-from sekiban.snapshot.replay import LoadResult
 from sekiban.stores.protocols import EventStore
 
 R = TypeVar("R")
 T = TypeVar("T")
 log = logging.getLogger("sekiban.dapr")
-
-
-class DaprUnavailableError(SekibanError):
-    """The Dapr sidecar cannot be reached, or kept failing after retries.
-
-    For a command, the outcome is unknown: an attempt may have been applied before its
-    reply was lost. Sending the command again with the same `causation_id` (named in
-    the message) is safe: the actor answers a command it already applied with the
-    original reply instead of applying it again.
-    """
 
 
 class DaprSekibanExecutor:

@@ -10,22 +10,13 @@ from typing import Any
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse
-from sekiban.core.errors import SekibanError, SerializationError
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.core.sortable_id import SortableUniqueId
-from sekiban.snapshot.replay import LoadResult, LoadStatistics
+from sekiban.errors import RemoteCommandError, SekibanError, SerializationError
+from sekiban.loading import LoadResult, LoadStatistics
 from sekiban.snapshot.types import RejectionReason, SnapshotRejection
-
-
-class RemoteCommandError(SekibanError):
-    """The aggregate actor refused a command; `error_type` names the error it raised
-    (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        self.error_type, self.message = error_type, message
-        super().__init__(f"{error_type}: {message}")
 
 
 class IncompleteMessageError(Exception):

@@ -1,12 +1,14 @@
-"""Snapshot management: types, strategies, the replay optimizer and configuration."""
+"""Snapshot management: snapshot types, strategies and configuration.
+
+The replay optimizer (snapshot + delta) lives in `sekiban.loading`, one layer up, since
+it reads stores; its names are also reachable here, resolved on first use so that
+importing a snapshot type never imports the loading layer.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
-from sekiban.snapshot.replay import (
-    EventReplayOptimizer,
-    LoadResult,
-    LoadStatistics,
-    SnapshotCounters,
-)
 from sekiban.snapshot.strategies import (
     AnyOfSnapshotStrategy,
     CountBasedSnapshotStrategy,
@@ -22,13 +24,15 @@ from sekiban.snapshot.types import (
     RejectionReason,
     SnapshotEncoding,
     SnapshotMetadata,
-    SnapshotRejectedError,
     SnapshotRejection,
     SnapshotVersion,
     check_snapshot,
     restore_snapshot,
     take_snapshot,
 )
+
+if TYPE_CHECKING:
+    from sekiban.loading import EventReplayOptimizer, LoadResult, LoadStatistics, SnapshotCounters
 
 __all__ = [
     "AggregateSnapshot",
@@ -46,7 +50,6 @@ __all__ = [
     "SnapshotCounters",
     "SnapshotEncoding",
     "SnapshotMetadata",
-    "SnapshotRejectedError",
     "SnapshotRejection",
     "SnapshotStrategy",
     "SnapshotStrategyFactory",
@@ -56,3 +59,11 @@ __all__ = [
     "restore_snapshot",
     "take_snapshot",
 ]
+
+_LOADING = ("EventReplayOptimizer", "LoadResult", "LoadStatistics", "SnapshotCounters")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOADING:
+        return getattr(import_module("sekiban.loading"), name)
+    raise AttributeError(f"module 'sekiban.snapshot' has no attribute {name!r}")

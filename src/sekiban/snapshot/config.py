@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from sekiban.core.errors import ConfigurationError
+from sekiban.errors import ConfigurationError
 from sekiban.snapshot.strategies import (
     AnyOfSnapshotStrategy,
     CountBasedSnapshotStrategy,

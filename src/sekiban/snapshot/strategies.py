@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from sekiban.core.errors import ConfigurationError
+from sekiban.errors import ConfigurationError
 
 
 @dataclass(frozen=True, slots=True)

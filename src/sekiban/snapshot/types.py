@@ -11,11 +11,11 @@ from enum import StrEnum
 from typing import Any, Literal, NoReturn
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
-from sekiban.core.errors import SekibanError, SerializationError, UnknownTypeError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer
 from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.errors import SekibanError, SerializationError, SnapshotRejectedError, UnknownTypeError
 
 FORMAT_VERSION = 1
 """The snapshot layout this code writes; snapshots with a higher one are not read."""
@@ -146,14 +146,6 @@ class SnapshotRejection:
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.detail}"
-
-
-class SnapshotRejectedError(SekibanError):
-    """A snapshot that cannot be used; the aggregate must be replayed from its events."""
-
-    def __init__(self, rejection: SnapshotRejection) -> None:
-        self.rejection = rejection
-        super().__init__(f"snapshot rejected ({rejection}); replay the events instead")
 
 
 def take_snapshot(

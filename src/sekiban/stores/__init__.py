@@ -8,12 +8,7 @@ from importlib import import_module
 from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
-from sekiban.stores.protocols import (
-    EventStore,
-    InvalidAppendError,
-    InvalidReadError,
-    SnapshotStore,
-)
+from sekiban.stores.protocols import EventStore, SnapshotStore
 
 _LAZY = {
     "SqliteEventStore": "sekiban.stores.sqlite",
@@ -28,8 +23,6 @@ __all__ = [
     "EventStore",
     "InMemoryEventStore",
     "InMemorySnapshotStore",
-    "InvalidAppendError",
-    "InvalidReadError",
     "SnapshotStore",
     *_LAZY,
 ]

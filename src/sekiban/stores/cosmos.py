@@ -81,25 +81,22 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sekiban._extras import require_extra
-from sekiban.core.errors import (
+from sekiban.core.clock import utc_now
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import StoredEvent
+from sekiban.core.sortable_id import SortableUniqueId
+from sekiban.errors import (
     ConcurrencyError,
     ConfigurationError,
     EventStreamCorruptError,
     PayloadTooLargeError,
-)
-from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent
-from sekiban.core.sortable_id import SortableUniqueId
-from sekiban.snapshot.types import (
-    AggregateSnapshot,
-    RejectionReason,
     SnapshotRejectedError,
-    SnapshotRejection,
 )
+from sekiban.snapshot.types import AggregateSnapshot, RejectionReason, SnapshotRejection
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
@@ -344,7 +341,7 @@ class CosmosEventStore:
         check_batch_size(batch_size)
         after_key, after_index = divmod(max(after_position, 0), 1 << _POSITION_BITS)
         # One bound for the whole read, so every page sees the same cut.
-        bound = SortableUniqueId.min_for(datetime.now(UTC) - self._safe_window)
+        bound = SortableUniqueId.min_for(utc_now() - self._safe_window)
         parameters = {"@from": f"{after_key:0{_KEY_DIGITS}d}", "@bound": bound}
         streams: dict[str, PartitionKeys] = {}
 

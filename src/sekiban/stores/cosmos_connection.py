@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sekiban._extras import require_extra
-from sekiban.core.errors import ConfigurationError
-from sekiban.stores.protocols import StoreAuthenticationError, StoreConnectionError
+from sekiban.errors import ConfigurationError, StoreAuthenticationError, StoreConnectionError
 
 with require_extra("cosmos", "sekiban.stores.cosmos_connection"):
     from azure.core.exceptions import ServiceRequestError, ServiceResponseError

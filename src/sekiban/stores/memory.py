@@ -6,9 +6,9 @@ import dataclasses
 import threading
 from collections.abc import AsyncIterator, Sequence
 
-from sekiban.core.errors import ConcurrencyError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
+from sekiban.errors import ConcurrencyError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size
 

@@ -62,9 +62,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sekiban._extras import require_extra
-from sekiban.core.errors import ConcurrencyError, ConfigurationError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
+from sekiban.errors import ConcurrencyError, ConfigurationError
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )

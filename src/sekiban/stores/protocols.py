@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from sekiban.core.errors import SekibanError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
+from sekiban.errors import InvalidAppendError, InvalidReadError
 from sekiban.snapshot.types import AggregateSnapshot
 
 DEFAULT_BATCH_SIZE = 1000
@@ -96,14 +96,6 @@ class SnapshotStreamReader(Protocol):
         ...
 
 
-class InvalidAppendError(SekibanError, ValueError):
-    """Events handed to `append` that are not one stream's next versions."""
-
-
-class InvalidReadError(SekibanError, ValueError):
-    """A read asked for something no store can give, such as batches of no events."""
-
-
 def check_batch_size(batch_size: int) -> int:
     """`batch_size` if it is a whole number of events, at least 1; else `InvalidReadError`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -157,14 +149,3 @@ async def rebatch(
         del pending[:full]
     if pending:
         yield pending
-
-
-class StoreConnectionError(SekibanError):
-    """A store's server could not be reached. Check its address and that it is running.
-
-    A write interrupted this way may or may not have landed: reload before retrying.
-    """
-
-
-class StoreAuthenticationError(StoreConnectionError):
-    """A store's server refused the credentials. Check the configured key or password."""

@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sekiban.core.partition_keys import PartitionKeys
+from sekiban.errors import SnapshotRejectedError
 from sekiban.snapshot.types import (
     AggregateSnapshot,
     RejectionReason,
     SnapshotEncoding,
     SnapshotMetadata,
-    SnapshotRejectedError,
     SnapshotRejection,
 )
 

@@ -26,9 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sekiban.core.errors import ConcurrencyError, ConfigurationError, SerializationError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
+from sekiban.errors import ConcurrencyError, ConfigurationError, SerializationError
 from sekiban.snapshot.types import (
     AggregateSnapshot,
 )

@@ -8,15 +8,13 @@ with an in-memory actor client standing in for daprd's state API.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sekiban._extras import require_extra
+from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.executor import utc_now
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.memory import InMemoryEventStore
@@ -90,7 +88,7 @@ class ActorHarness(DaprSekibanExecutor):
         *,
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retries: int = 10,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         super().__init__(domain, event_store or InMemoryEventStore(), transient_retries=0)
         self.actor_client = InMemoryActorClient()

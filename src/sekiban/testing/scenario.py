@@ -6,10 +6,10 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.clock import utc_now
 from sekiban.core.command import Command, CommandResponse
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import Event, EventMetadata, EventPayload
@@ -101,7 +101,7 @@ class Scenario:
         """Append events to a stream directly, after whatever it already holds."""
         serializer = self.executor.repository.serializer
         version = await self.aggregate_version(partition_keys)
-        now = datetime.now(UTC)
+        now = utc_now()
         events: list[Event[EventPayload]] = [
             Event(
                 uuid.uuid4(),

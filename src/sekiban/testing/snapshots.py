@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.clock import utc_now
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.snapshot.replay import LoadResult
+from sekiban.errors import SnapshotRejectedError
+from sekiban.loading import LoadResult
 from sekiban.snapshot.types import (
     AggregateSnapshot,
     RejectionReason,
-    SnapshotRejectedError,
     SnapshotRejection,
     check_snapshot,
     restore_snapshot,
@@ -35,7 +34,7 @@ async def given_snapshot(
     snapshot = take_snapshot(
         aggregate,
         scenario.executor.repository.serializer,
-        taken_at=datetime.now(UTC),
+        taken_at=utc_now(),
         events_since_previous=version,
     )
     await scenario.snapshot_store.save(snapshot)

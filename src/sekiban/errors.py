@@ -1,4 +1,8 @@
-"""The framework's errors. Every one derives from `SekibanError` and says what to do."""
+"""Every error a user can catch. Each derives from `SekibanError` and says what to do.
+
+One module, imported by every layer and importing none: `sekiban.__all__` exports
+all of them (a test keeps the two in step).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sekiban.core.partition_keys import PartitionKeys
+    from sekiban.snapshot.types import SnapshotRejection
 
 
 class SekibanError(Exception):
@@ -110,3 +115,57 @@ class MissingExtraError(SekibanError, ModuleNotFoundError):
             f"pip install 'sekiban[{extra}]'",
             name=missing,
         )
+
+
+class InvalidHandlerResultError(SekibanError, TypeError):
+    """A command handler returned something other than event payloads."""
+
+
+class InvalidAppendError(SekibanError, ValueError):
+    """Events handed to `append` that are not one stream's next versions."""
+
+
+class InvalidReadError(SekibanError, ValueError):
+    """A read asked for something no store can give, such as batches of no events."""
+
+
+class StoreConnectionError(SekibanError):
+    """A store's server could not be reached. Check its address and that it is running.
+
+    A write interrupted this way may or may not have landed: reload before retrying.
+    """
+
+
+class StoreAuthenticationError(StoreConnectionError):
+    """A store's server refused the credentials. Check the configured key or password."""
+
+
+class SnapshotRejectedError(SekibanError):
+    """A snapshot that cannot be used; the aggregate must be replayed from its events."""
+
+    def __init__(self, rejection: SnapshotRejection) -> None:
+        self.rejection = rejection
+        super().__init__(f"snapshot rejected ({rejection}); replay the events instead")
+
+
+class RemoteCommandError(SekibanError):
+    """The aggregate actor refused a command; `error_type` names the error it raised
+    (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        self.error_type, self.message = error_type, message
+        super().__init__(f"{error_type}: {message}")
+
+
+class DaprUnavailableError(SekibanError):
+    """The Dapr sidecar cannot be reached, or kept failing after retries.
+
+    For a command, the outcome is unknown: an attempt may have been applied before its
+    reply was lost. Sending the command again with the same `causation_id` (named in
+    the message) is safe: the actor answers a command it already applied with the
+    original reply instead of applying it again.
+    """
+
+
+class SidecarError(SekibanError):
+    """A Dapr process could not be found, started, or did not become ready."""

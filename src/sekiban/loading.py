@@ -10,14 +10,13 @@ from datetime import datetime
 from typing import NoReturn
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
-from sekiban.core.errors import EventStreamCorruptError
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer, StoredEvent
+from sekiban.errors import EventStreamCorruptError, SnapshotRejectedError
 from sekiban.snapshot.types import (
     AggregateSnapshot,
     RejectionReason,
-    SnapshotRejectedError,
     SnapshotRejection,
     restore_snapshot,
 )

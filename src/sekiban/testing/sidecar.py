@@ -18,13 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sekiban.core.errors import SekibanError
+from sekiban.errors import SidecarError
 
 CACHE = Path(os.environ.get("SEKIBAN_CACHE", Path.home() / ".cache" / "sekiban"))
-
-
-class SidecarError(SekibanError):
-    """A Dapr process could not be found, started, or did not become ready."""
 
 
 def find_binaries() -> Path:

@@ -17,6 +17,7 @@ from sekiban import (
     SekibanExecutor,
     Serializer,
 )
+from sekiban.errors import InvalidReadError
 from sekiban.snapshot import (
     AggregateSnapshot,
     EventReplayOptimizer,
@@ -24,7 +25,7 @@ from sekiban.snapshot import (
     SnapshotConfiguration,
     take_snapshot,
 )
-from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore, InvalidReadError
+from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
 
 DOMAIN = bank_domain()
 SERIALIZER = Serializer(DOMAIN)
