@@ -159,3 +159,20 @@ async def test_daprd_uses_the_loopback_name_resolver_and_a_private_component(
         assert "mdns" not in log.lower()
         component = bank.cluster.components / "actorstate.yaml"
         assert component.stat().st_mode & 0o077 == 0
+
+
+async def test_two_clusters_run_side_by_side_on_one_machine(tmp_path: Path) -> None:
+    """Every port a cluster opens is a free one (placement's Raft port was a fixed 8201)."""
+    async with (
+        bank_cluster(tmp_path / "one") as one,
+        bank_cluster(tmp_path / "two") as two,
+    ):
+        for bank in (one, two):
+            node = bank.cluster.start_node("bank")
+            executor = DaprSekibanExecutor(
+                bank_domain(), bank.store, dapr_http_endpoint=node.http_endpoint
+            )
+            opened = await executor.command(OpenAccount(owner="side-by-side"))
+            assert opened.version == 1
+        assert one.cluster.placement is not None and one.cluster.placement.running
+        assert two.cluster.placement is not None and two.cluster.placement.running
