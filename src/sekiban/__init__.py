@@ -17,6 +17,7 @@ from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.core.sortable_id import SortableUniqueId
 from sekiban.errors import (
     AggregateStateError,
+    CommandIdMismatchError,
     CommandValidationError,
     ConcurrencyError,
     ConfigurationError,
@@ -39,7 +40,8 @@ from sekiban.errors import (
     StoreConnectionError,
     UnknownTypeError,
 )
-from sekiban.executor import SekibanExecutor
+from sekiban.executor import Executor, SekibanExecutor
+from sekiban.retry import RetryPolicy
 
 __all__ = [
     "Aggregate",
@@ -49,6 +51,7 @@ __all__ = [
     "AggregateStateError",
     "Command",
     "CommandContext",
+    "CommandIdMismatchError",
     "CommandResponse",
     "CommandValidationError",
     "ConcurrencyError",
@@ -61,6 +64,7 @@ __all__ = [
     "EventMetadata",
     "EventPayload",
     "EventStreamCorruptError",
+    "Executor",
     "InvalidAppendError",
     "InvalidHandlerResultError",
     "InvalidPartitionKeysError",
@@ -74,6 +78,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Query",
     "RemoteCommandError",
+    "RetryPolicy",
     "SekibanError",
     "SekibanExecutor",
     "SerializationError",

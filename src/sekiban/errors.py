@@ -117,6 +117,21 @@ class MissingExtraError(SekibanError, ModuleNotFoundError):
         )
 
 
+class CommandIdMismatchError(SekibanError, ValueError):
+    """`command(..., command_id=...)` and `metadata.causation_id` name different ids.
+
+    The command id *is* the causation id the events carry; give one of them, or the
+    same value in both. Nothing was sent or appended.
+    """
+
+    def __init__(self, command_id: str, causation_id: str) -> None:
+        self.command_id, self.causation_id = command_id, causation_id
+        super().__init__(
+            f"command_id {command_id!r} differs from metadata.causation_id "
+            f"{causation_id!r}; the command id is the causation id, so give one of them"
+        )
+
+
 class InvalidHandlerResultError(SekibanError, TypeError):
     """A command handler returned something other than event payloads."""
 

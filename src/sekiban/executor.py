@@ -1,8 +1,13 @@
-"""SekibanExecutor: runs commands, loads aggregates and answers queries in one process."""
+"""The `Executor` protocol, and `SekibanExecutor`, its host in one process.
+
+Every host of a domain (this one, `sekiban.dapr.DaprSekibanExecutor`, the test
+harness `sekiban.testing.actors.ActorHarness`) has the same four async methods, so
+application code and tests can take an `Executor` and not care where aggregates live.
+"""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.clock import Clock, utc_now
@@ -12,10 +17,10 @@ from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
-from sekiban.errors import ConcurrencyError
 from sekiban.loading import LoadResult, SnapshotCounters
 from sekiban.projections import Projections
 from sekiban.repository import DEFAULT_MAX_PAYLOAD_BYTES, AggregateRepository
+from sekiban.retry import RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.memory import InMemoryEventStore
 from sekiban.stores.protocols import EventStore, SnapshotStore
@@ -23,12 +28,50 @@ from sekiban.stores.protocols import EventStore, SnapshotStore
 R = TypeVar("R")
 
 
+class Executor(Protocol):
+    """What every host of a domain offers: commands, loads and queries, all async.
+
+    `command_id` identifies the command: it becomes the events' causation id (so it
+    must agree with `metadata.causation_id` when both are given, or
+    `CommandIdMismatchError` is raised). Hosts that apply a command id at most once
+    (the Dapr actor: a resend with the same id is answered with the first response)
+    make a retry after a lost reply safe; without one, each call gets a fresh id.
+    """
+
+    async def command(
+        self,
+        command: Command,
+        metadata: EventMetadata | None = None,
+        *,
+        command_id: str | None = None,
+    ) -> CommandResponse:
+        """Decide and append the command's events; raise if it is refused."""
+        ...
+
+    async def load(
+        self, projector: type[AggregateProjector], partition_keys: PartitionKeys
+    ) -> LoadResult:
+        """The aggregate and the statistics of the load that built it."""
+        ...
+
+    async def load_aggregate(
+        self, projector: type[AggregateProjector], partition_keys: PartitionKeys
+    ) -> Aggregate[AggregatePayload]:
+        """The aggregate at its latest version (version 0 if it has no events)."""
+        ...
+
+    async def query(self, query: Query[R]) -> R:
+        """Answer `query` from its multi-projection, caught up to the latest event."""
+        ...
+
+
 class SekibanExecutor:
     """Executes a domain's commands and queries against an event store.
 
-    `conflict_retries` is how often a command that lost a race (`ConcurrencyError`) is
-    reloaded and decided again before the error is raised; 0 raises at once. Either
-    way no event is ever lost or duplicated.
+    `conflict_retry` says how often, and after what pause, a command that lost a race
+    (`ConcurrencyError`, or a refusal decided on a state another writer had moved on)
+    catches up and is decided again before the error is raised; the default never
+    retries. Either way no event is ever lost or duplicated.
     """
 
     def __init__(
@@ -38,7 +81,7 @@ class SekibanExecutor:
         *,
         snapshot_store: SnapshotStore | None = None,
         snapshot_config: SnapshotConfiguration | None = None,
-        conflict_retries: int = 0,
+        conflict_retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
@@ -52,7 +95,7 @@ class SekibanExecutor:
             clock=clock,
             max_payload_bytes=max_payload_bytes,
         )
-        self.conflict_retries = conflict_retries
+        self.conflict_retry = conflict_retry or RetryPolicy.never()
         self.projections = Projections(domain, self.event_store)
 
     @property
@@ -61,26 +104,29 @@ class SekibanExecutor:
         return self.repository.snapshots
 
     async def command(
-        self, command: Command, metadata: EventMetadata | None = None
+        self,
+        command: Command,
+        metadata: EventMetadata | None = None,
+        *,
+        command_id: str | None = None,
     ) -> CommandResponse:
         """Decide and append the command's events.
 
-        Raises `AggregateStateError` for an aggregate in the wrong state, the handler's
-        own errors, and `ConcurrencyError` when retries are exhausted; in each case
-        nothing was appended.
+        `command_id` (or `metadata.causation_id`) becomes the events' causation id; this
+        host does not yet recognise a resent id, so send a command again only after
+        checking that its events are not in the stream. Raises `AggregateStateError`
+        for an aggregate in the wrong state, the handler's own errors, and
+        `ConcurrencyError` when `conflict_retry` is exhausted; in each case nothing was
+        appended.
         """
         keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)
-        metadata = command_metadata(metadata)
-        for attempt in range(self.conflict_retries + 1):
-            state = await self.repository.load(projector, keys)
-            try:
-                response, _ = await self.repository.execute(projector, command, state, metadata)
-                return response
-            except ConcurrencyError:
-                if attempt == self.conflict_retries:
-                    raise
-        raise AssertionError("unreachable")
+        metadata = command_metadata(metadata, command_id)
+        state = await self.repository.load(projector, keys)
+        response, _ = await self.repository.execute_with_retry(
+            projector, command, state, metadata, self.conflict_retry
+        )
+        return response
 
     async def load_aggregate(
         self, projector: type[AggregateProjector], partition_keys: PartitionKeys

@@ -6,7 +6,9 @@ warm between commands. Neither repeats any of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -18,8 +20,9 @@ from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer
-from sekiban.errors import PayloadTooLargeError
+from sekiban.errors import ConcurrencyError, PayloadTooLargeError, StoreConnectionError
 from sekiban.loading import EventReplayOptimizer, LoadStatistics, SnapshotCounters
+from sekiban.retry import RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
 from sekiban.snapshot.strategies import SnapshotContext, SnapshotStrategy
 from sekiban.snapshot.types import RejectionReason, take_snapshot
@@ -28,6 +31,8 @@ from sekiban.stores.protocols import EventStore, SnapshotStore
 log = logging.getLogger("sekiban")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+
+Sleep = Callable[[float], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,51 @@ class AggregateRepository:
         return CommandResponse(aggregate.partition_keys, tuple(events), aggregate.version), replace(
             state, load=None
         )
+
+    async def execute_with_retry(
+        self,
+        projector: AggregateProjector,
+        command: Command,
+        state: AggregateState,
+        metadata: EventMetadata,
+        retry: RetryPolicy,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> tuple[CommandResponse, AggregateState]:
+        """`execute`, tried again while the stream moves under it, as `retry` allows.
+
+        A `ConcurrencyError` (another writer appended first) or a refusal decided on a
+        state that turns out to be stale makes it catch up on the delta, wait as the
+        policy says and decide again. A refusal on an up-to-date state, an exhausted
+        policy, or a `StoreConnectionError` (the write may have landed: deciding again
+        could apply the command twice) is raised as is. The returned state is the one
+        the command was applied to; after a failure, callers that keep a state warm
+        must catch it up themselves.
+        """
+        attempt = 1
+        while True:
+            try:
+                return await self.execute(projector, command, state, metadata)
+            except StoreConnectionError:
+                raise
+            except Exception as error:
+                if not retry.retries_left(attempt):
+                    raise
+                caught_up = await self.catch_up(projector, state)
+                moved = caught_up.aggregate.version != state.aggregate.version
+                if not moved and not isinstance(error, ConcurrencyError):
+                    raise
+                state = caught_up
+            attempt += 1
+            log.debug(
+                "retrying %s on %s at version %d (attempt %d of %d)",
+                type(command).__name__,
+                state.aggregate.partition_keys,
+                state.aggregate.version,
+                attempt,
+                retry.attempts,
+            )
+            await sleep(retry.delay_before(attempt).total_seconds())
 
     async def snapshot_if_due(
         self, state: AggregateState, *, force: bool = False

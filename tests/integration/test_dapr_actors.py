@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from examples.bank import AccountProjector, ActiveAccount, DepositMoney, OpenAccount, bank_domain
-from sekiban import PartitionKeys
+from sekiban import Executor, PartitionKeys, RetryPolicy
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.dapr.executor import DaprSekibanExecutor
 from sekiban.errors import DaprUnavailableError, RemoteCommandError
+from sekiban.stores import EventStore
 from sekiban.stores.postgres import PostgresEventStore
 from tests.integration.dapr_support import BankCluster, bank_cluster
 
@@ -85,17 +88,21 @@ async def test_concurrent_clients_on_one_aggregate_lose_no_event(tmp_path: Path)
 async def test_missing_sidecar_is_a_clear_error() -> None:
     store = PostgresEventStore.__new__(PostgresEventStore)
     executor = DaprSekibanExecutor(
-        bank_domain(), store, dapr_http_endpoint="http://127.0.0.1:9", transient_retries=0
+        bank_domain(),
+        store,
+        dapr_http_endpoint="http://127.0.0.1:9",
+        transient_retry=RetryPolicy.never(),
     )
     with pytest.raises(DaprUnavailableError, match="no Dapr sidecar"):
         await executor.command(OpenAccount(owner="x"))
 
 
 async def active_actor_count(endpoint: str) -> int:
-    import httpx
-
-    async with httpx.AsyncClient(timeout=5) as client:
-        metadata = (await client.get(f"{endpoint}/v1.0/metadata")).json()
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client,
+        client.get(f"{endpoint}/v1.0/metadata") as response,
+    ):
+        metadata = await response.json()
     actors = metadata.get("actorRuntime", {}).get("activeActors") or metadata.get("actors") or []
     return sum(a.get("count", 0) for a in actors if a.get("type") == DaprAggregateActor.__name__)
 
@@ -106,7 +113,10 @@ async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: P
         first = cluster.start_node("bank")
         second = cluster.start_node("bank")
         executor = DaprSekibanExecutor(
-            bank_domain(), store, dapr_http_endpoint=first.http_endpoint, transient_retries=10
+            bank_domain(),
+            store,
+            dapr_http_endpoint=first.http_endpoint,
+            transient_retry=RetryPolicy(attempts=11, base_delay=timedelta(milliseconds=200)),
         )
         accounts = [
             (await executor.command(OpenAccount(owner=f"owner-{i}"))).partition_keys
@@ -176,3 +186,26 @@ async def test_two_clusters_run_side_by_side_on_one_machine(tmp_path: Path) -> N
             assert opened.version == 1
         assert one.cluster.placement is not None and one.cluster.placement.running
         assert two.cluster.placement is not None and two.cluster.placement.running
+
+
+async def test_the_executor_contract_holds_on_real_daprd(tmp_path: Path) -> None:
+    """The host-independent cases of tests/unit/test_executor_contract.py, run against
+    `DaprSekibanExecutor` and a real sidecar (cold-load statistics and conflict retries
+    are covered above and by the in-process harness)."""
+    from tests.unit import test_executor_contract as contract
+
+    async with bank_cluster(tmp_path) as bank:
+        node = bank.cluster.start_node("bank")
+
+        def dapr(store: EventStore, retry: RetryPolicy) -> Executor:
+            return DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+
+        host = ("dapr", dapr, bank.store)
+        await contract.test_a_command_round_trips_to_the_aggregate(host)
+        await contract.test_an_aggregate_without_events_loads_at_version_zero(host)
+        await contract.test_a_refused_command_names_its_error_and_appends_nothing(host)
+        await contract.test_the_command_id_is_the_causation_id_of_its_events(host)
+        await contract.test_a_command_id_that_contradicts_the_metadata_is_refused_before_sending(
+            host
+        )
+        await contract.test_a_resent_command_id_is_applied_once(host)

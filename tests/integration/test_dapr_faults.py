@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-import httpx
+import aiohttp
 import pytest
 
 from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
-from sekiban import PartitionKeys, SekibanExecutor
+from sekiban import PartitionKeys, RetryPolicy, SekibanExecutor
 from sekiban.dapr.executor import DaprSekibanExecutor
 from sekiban.errors import DaprUnavailableError
 from sekiban.stores import InMemoryEventStore
@@ -32,8 +33,7 @@ async def traffic_through_fault(
         bank_domain(),
         store,
         dapr_http_endpoint=node.http_endpoint,
-        transient_retries=12,
-        retry_delay_seconds=0.1,
+        transient_retry=RetryPolicy(attempts=13, base_delay=timedelta(milliseconds=100)),
     )
     accounts = [
         (await executor.command(OpenAccount(owner=f"f{i}"))).partition_keys for i in range(8)
@@ -75,6 +75,11 @@ async def traffic_through_fault(
     return acknowledged, failed, stored
 
 
+async def put(client: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+    async with client.put(url, data=b"") as response:
+        return response.status, await response.read()
+
+
 @pytest.mark.parametrize("restart", ["daprd", "app"])
 async def test_restart_during_traffic_loses_and_repeats_nothing(
     restart: str, tmp_path: Path
@@ -91,37 +96,47 @@ async def test_restart_during_traffic_loses_and_repeats_nothing(
 async def test_api_and_app_tokens_are_required_when_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dapr.conf import settings
-
     tokens = {"DAPR_API_TOKEN": "api-secret", "APP_API_TOKEN": "app-secret"}
     async with bank_cluster(tmp_path, extra_env=tokens) as bank:
         cluster, store = bank.cluster, bank.store
         node = cluster.start_node("tokens")
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client:
             # The app refuses callers without daprd's app token ...
             keys = PartitionKeys.generate("account")
             url = (
                 f"http://127.0.0.1:{node.app_port}/actors/DaprAggregateActor/"
                 f"account:{keys}/method/LoadAggregate"
             )
-            assert (await client.put(url)).status_code == 401
+            async with client.put(url) as refused:
+                assert refused.status == 401
             # ... and daprd refuses API callers without the API token.
             metadata = f"{node.http_endpoint}/v1.0/metadata"
-            assert (await client.get(metadata)).status_code == 401
-            ok = await client.get(metadata, headers={"dapr-api-token": "api-secret"})
-            assert ok.status_code == 200
+            async with client.get(metadata) as refused:
+                assert refused.status == 401
+            async with client.get(metadata, headers={"dapr-api-token": "api-secret"}) as ok:
+                assert ok.status == 200
 
-        monkeypatch.setattr(settings, "DAPR_API_TOKEN", None)
         anonymous = DaprSekibanExecutor(
-            bank_domain(), store, dapr_http_endpoint=node.http_endpoint, transient_retries=0
+            bank_domain(),
+            store,
+            dapr_http_endpoint=node.http_endpoint,
+            api_token="",
+            transient_retry=RetryPolicy.never(),
         )
-        with pytest.raises(DaprUnavailableError):
+        with pytest.raises(DaprUnavailableError, match="HTTP 401"):
             await anonymous.command(OpenAccount(owner="nobody"))
 
-        monkeypatch.setattr(settings, "DAPR_API_TOKEN", "api-secret")
-        trusted = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        # Two executors with different tokens in one process: each sends its own.
+        trusted = DaprSekibanExecutor(
+            bank_domain(), store, dapr_http_endpoint=node.http_endpoint, api_token="api-secret"
+        )
         response = await trusted.command(OpenAccount(owner="somebody"))
         assert response.version == 1
+        monkeypatch.setenv("DAPR_API_TOKEN", "api-secret")
+        from_environment = DaprSekibanExecutor(
+            bank_domain(), store, dapr_http_endpoint=node.http_endpoint
+        )
+        assert (await from_environment.command(OpenAccount(owner="env"))).version == 1
 
 
 async def test_daprd_passes_on_a_reply_cut_by_a_dying_host_as_a_success(
@@ -138,23 +153,22 @@ async def test_daprd_passes_on_a_reply_cut_by_a_dying_host_as_a_success(
             f"{node.http_endpoint}/v1.0/actors/DaprAggregateActor/"
             f"account:{keys}/method/LoadAggregate"
         )
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.put(url, content=b"")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
+            status, content = await put(client, url)
             deadline = time.monotonic() + 20
-            while response.status_code >= 500 and time.monotonic() < deadline:
+            while status >= 500 and time.monotonic() < deadline:
                 # Placement has not yet told daprd where the actor type lives.
                 await asyncio.sleep(0.2)
-                response = await client.put(url, content=b"")
-        assert response.status_code == 200
-        assert response.content == cut_reply_host.PARTIAL_BODY
-        assert len(response.content) < cut_reply_host.DECLARED_LENGTH
+                status, content = await put(client, url)
+        assert status == 200
+        assert content == cut_reply_host.PARTIAL_BODY
+        assert len(content) < cut_reply_host.DECLARED_LENGTH
 
         executor = DaprSekibanExecutor(
             bank_domain(),
             InMemoryEventStore(),
             dapr_http_endpoint=node.http_endpoint,
-            transient_retries=2,
-            retry_delay_seconds=0.05,
+            transient_retry=RetryPolicy(attempts=3, base_delay=timedelta(milliseconds=50)),
         )
         with pytest.raises(DaprUnavailableError, match="outcome is unknown"):
             await executor.command(OpenAccount(owner="x"))

@@ -78,12 +78,28 @@ def test_overrides_apply_per_projector() -> None:
     assert config.for_projector("account") is config
 
 
-def test_custom_strategies_can_be_registered_by_name() -> None:
-    class Always:
-        def should_snapshot(self, context: SnapshotContext) -> bool:
-            return True
+class Always:
+    def should_snapshot(self, context: SnapshotContext) -> bool:
+        return True
 
-    SnapshotStrategyFactory.register("always", lambda c: Always())
-    assert isinstance(
-        SnapshotStrategyFactory.create(SnapshotConfiguration(strategy="always")), Always
-    )
+
+def test_a_custom_strategy_is_named_in_the_configuration_itself() -> None:
+    config = SnapshotConfiguration(strategy="always", strategies={"always": lambda c: Always()})
+    assert isinstance(SnapshotStrategyFactory.create(config), Always)
+
+
+def test_a_custom_strategy_instance_is_used_as_given() -> None:
+    always = Always()
+    assert SnapshotStrategyFactory.create(SnapshotConfiguration(strategy=always)) is always
+
+
+def test_a_custom_name_in_one_configuration_is_unknown_to_another() -> None:
+    SnapshotConfiguration(strategy="always", strategies={"always": lambda c: Always()})
+    with pytest.raises(ConfigurationError, match="unknown snapshot strategy 'always'"):
+        SnapshotConfiguration(strategy="always")
+    assert not hasattr(SnapshotStrategyFactory, "register")
+
+
+def test_a_strategy_that_is_neither_a_name_nor_a_strategy_is_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="strategy must be"):
+        SnapshotConfiguration(strategy=42)  # type: ignore[arg-type]

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
-from dapr.clients.exceptions import DaprHttpError
-from dapr.serializers import DefaultJSONSerializer
 
 from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
-from sekiban import EventMetadata, SerializationError
+from sekiban import EventMetadata, RetryPolicy, SerializationError
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
-from sekiban.dapr.executor import describe_fault
+from sekiban.dapr.executor import SidecarStatusError, describe_fault
 from sekiban.errors import DaprUnavailableError
 from sekiban.stores import InMemoryEventStore
 from sekiban.testing.actors import ActorHarness
@@ -38,7 +37,7 @@ class FaultyHarness(ActorHarness):
     def __init__(self, fault: Fault, retries: int = 3) -> None:
         self.store = InMemoryEventStore()
         super().__init__(bank_domain(), self.store)
-        self.transient_retries, self.retry_delay_seconds = retries, 0.0
+        self.transient_retry = RetryPolicy(attempts=retries + 1, base_delay=timedelta(0))
         self.fault: Fault | None = None
         self.pending_fault = fault
         self.calls = 0
@@ -159,9 +158,7 @@ async def test_failed_calls_are_logged_with_status_error_code_and_body(
         attempt: int, request: bytes | None
     ) -> tuple[bytes | None, Callable[[bytes], bytes]]:
         if attempt == 1:
-            raise DaprHttpError(
-                DefaultJSONSerializer(), body, status_code=500, reason="Internal Server Error"
-            )
+            raise SidecarStatusError(500, "Internal Server Error", body)
         return request, untouched
 
     h = FaultyHarness(sidecar_error)

@@ -34,6 +34,7 @@ from sekiban import (
     UnknownTypeError,
 )
 from sekiban.errors import InvalidHandlerResultError
+from sekiban.retry import RetryPolicy
 from sekiban.stores import InMemoryEventStore
 from sekiban.stores.sqlite import SqliteEventStore
 
@@ -178,7 +179,9 @@ def _race(
     async def client() -> None:
         nonlocal successes, conflicts
         store = await SqliteEventStore.open(path)
-        executor = SekibanExecutor(bank_domain(), store, conflict_retries=retries)
+        executor = SekibanExecutor(
+            bank_domain(), store, conflict_retry=RetryPolicy(attempts=retries + 1)
+        )
         try:
             for _ in range(each):
                 try:

@@ -17,7 +17,12 @@ from sekiban.core.events import Event, EventMetadata, EventPayload, new_event_id
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.sortable_id import SortableUniqueId
-from sekiban.errors import AggregateStateError, InvalidHandlerResultError, InvalidPartitionKeysError
+from sekiban.errors import (
+    AggregateStateError,
+    CommandIdMismatchError,
+    InvalidHandlerResultError,
+    InvalidPartitionKeysError,
+)
 
 T = TypeVar("T", bound=AggregatePayload, covariant=True)
 
@@ -88,10 +93,20 @@ def command_keys(command: Command) -> PartitionKeys:
     return keys
 
 
-def command_metadata(metadata: EventMetadata | None) -> EventMetadata:
-    """`metadata` with a fresh causation id (the command's identity) and correlation id
-    where the caller gave none."""
+def command_metadata(
+    metadata: EventMetadata | None, command_id: str | None = None
+) -> EventMetadata:
+    """`metadata` with the command's identity as causation id (`command_id`, else the
+    one in `metadata`, else a fresh one) and a fresh correlation id where none was given.
+
+    Raises `CommandIdMismatchError` when `command_id` and `metadata.causation_id` are
+    both given and differ.
+    """
     metadata = metadata or EventMetadata()
+    if command_id:
+        if metadata.causation_id and metadata.causation_id != command_id:
+            raise CommandIdMismatchError(command_id, metadata.causation_id)
+        metadata = replace(metadata, causation_id=command_id)
     if metadata.causation_id and metadata.correlation_id:
         return metadata
     return replace(

@@ -21,6 +21,7 @@ from sekiban.dapr import messages
 from sekiban.errors import InvalidPartitionKeysError, SekibanError
 from sekiban.loading import LoadResult, LoadStatistics
 from sekiban.repository import AggregateRepository, AggregateState
+from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.protocols import EventStore
@@ -92,8 +93,9 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
     Activation loads the snapshot from actor state and the delta from the event store
     through the same `EventReplayOptimizer` as the single-process executor. A command
     appends with the warm version as expected version; on `ConcurrencyError` (another
-    writer got there first) the actor catches up on the delta and decides again, up to
-    `conflict_retries` times. Errors come back as an error reply, never half-saved state.
+    writer got there first) the actor catches up on the delta and decides again as
+    `conflict_retry` allows (the repository's one retry loop, shared with
+    `SekibanExecutor`). Errors come back as an error reply, never half-saved state.
 
     Commands are applied at most once per causation id: the executor gives every call
     one and reuses it when it retries a call whose reply was lost, and the actor answers
@@ -109,7 +111,7 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         domain: DomainTypes,
         event_store: EventStore,
         snapshot_config: SnapshotConfiguration | None = None,
-        conflict_retries: int = 10,
+        conflict_retry: RetryPolicy = CONFLICT_RETRY,
         clock: Clock = utc_now,
         remembered_commands: int = 200,
     ) -> None:
@@ -119,8 +121,11 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         self.repository = AggregateRepository(
             domain, event_store, ActorStateSnapshotStore(self), snapshot_config, clock=clock
         )
-        self.conflict_retries = conflict_retries
+        self.conflict_retry = conflict_retry
         self.state: AggregateState | None = None
+        # After a failed command the warm state may be behind the stream (the failure
+        # may have been a conflict): catch up before the next use.
+        self.stale = False
         self.activation: LoadStatistics | None = None
         # Replies of recent commands by causation id: the executor retries a call whose
         # reply was lost, and a command must not be applied twice.
@@ -163,25 +168,14 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
             done = self.applied.get(metadata.causation_id)
             if done is not None:
                 return done  # a retry of a command already applied: answer, do not redo
-            for attempt in range(self.conflict_retries + 1):
-                try:
-                    response, self.state = await self.repository.execute(
-                        self.projector, command, state, metadata
-                    )
-                    reply = messages.command_reply(serializer, response)
-                    self._remember(metadata.causation_id, reply)
-                    return reply
-                except Exception:
-                    # Another writer may have moved the stream: a conflict, or a refusal
-                    # decided on a stale warm state. Catch up; if nothing changed, the
-                    # error stands.
-                    caught_up = await self.repository.catch_up(self.projector, state)
-                    moved = caught_up.aggregate.version != state.aggregate.version
-                    state = self.state = caught_up
-                    if not moved or attempt == self.conflict_retries:
-                        raise
-            raise AssertionError("unreachable")
+            response, self.state = await self.repository.execute_with_retry(
+                self.projector, command, state, metadata, self.conflict_retry
+            )
+            reply = messages.command_reply(serializer, response)
+            self._remember(metadata.causation_id, reply)
+            return reply
         except Exception as error:  # every failure becomes an error reply
+            self.stale = True
             # The SDK drops pending state changes only on Dapr errors; drop ours so a
             # later call cannot save something this failed call half-made.
             await self._state_manager.clear_cache()
@@ -228,6 +222,9 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         if self.state is None:
             await self._on_activate()
         assert self.state is not None
+        if self.stale:
+            self.state = await self.repository.catch_up(self.projector, self.state)
+            self.stale = False
         return self.state
 
     def _check_target(self, keys: PartitionKeys, projector: type[AggregateProjector]) -> None:

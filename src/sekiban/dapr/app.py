@@ -20,6 +20,7 @@ from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
 
@@ -30,7 +31,7 @@ def aggregate_actor_factory(
     domain: DomainTypes,
     event_store: EventStore,
     snapshot_config: SnapshotConfiguration | None = None,
-    conflict_retries: int = 10,
+    conflict_retry: RetryPolicy = CONFLICT_RETRY,
     clock: Clock = utc_now,
 ) -> ActorFactory:
     """What `register_actor(actor_factory=...)` calls to build each actor instance."""
@@ -42,7 +43,7 @@ def aggregate_actor_factory(
             domain=domain,
             event_store=event_store,
             snapshot_config=snapshot_config,
-            conflict_retries=conflict_retries,
+            conflict_retry=conflict_retry,
             clock=clock,
         )
 
@@ -64,7 +65,7 @@ def create_actor_app(
     open_event_store: Callable[[], Awaitable[EventStore]],
     *,
     snapshot_config: SnapshotConfiguration | None = None,
-    conflict_retries: int = 10,
+    conflict_retry: RetryPolicy = CONFLICT_RETRY,
     actor_idle_timeout: timedelta = timedelta(minutes=15),
     app_api_token: str | None = None,
 ) -> FastAPI:
@@ -81,7 +82,7 @@ def create_actor_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         event_store = await open_event_store()
         ActorRuntime.set_actor_config(ActorRuntimeConfig(actor_idle_timeout=actor_idle_timeout))
-        factory = aggregate_actor_factory(domain, event_store, snapshot_config, conflict_retries)
+        factory = aggregate_actor_factory(domain, event_store, snapshot_config, conflict_retry)
         await register_aggregate_actor(factory)
         try:
             yield

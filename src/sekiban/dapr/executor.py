@@ -1,18 +1,16 @@
-"""DaprSekibanExecutor: the executor interface, with aggregates in Dapr actors."""
+"""DaprSekibanExecutor: the `Executor` protocol, with aggregates in Dapr actors."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import aiohttp
-import httpx
-from dapr.actor import ActorProxy, ActorProxyFactory
-from dapr.actor.id import ActorId
-from dapr.clients.exceptions import DaprHttpError, DaprInternalError
-from dapr.conf import settings
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
@@ -24,10 +22,10 @@ from sekiban.core.query import Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
-from sekiban.dapr.serializer import RawJsonSerializer
 from sekiban.errors import DaprUnavailableError
 from sekiban.loading import LoadResult
 from sekiban.projections import Projections
+from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
 from sekiban.stores.protocols import EventStore
 
 R = TypeVar("R")
@@ -35,18 +33,35 @@ T = TypeVar("T")
 log = logging.getLogger("sekiban.dapr")
 
 
+class SidecarStatusError(Exception):
+    """daprd answered an actor call with a non-2xx status: a transport fault, retried.
+
+    Internal: after the last retry it is the `__cause__` of `DaprUnavailableError`.
+    """
+
+    def __init__(self, status: int, reason: str, body: bytes) -> None:
+        self.status, self.reason, self.body = status, reason, body
+        self.error_code = _dapr_error_code(body)
+        super().__init__(f"HTTP {status} {reason}")
+
+
 class DaprSekibanExecutor:
     """Sends commands and loads to aggregate actors; answers queries locally.
 
-    `command` and `load_aggregate` go through the SDK's `ActorProxy` to the
-    `DaprAggregateActor` of the aggregate (one per partition keys and projector).
+    `command` and `load_aggregate` call the `DaprAggregateActor` of the aggregate (one
+    per partition keys and projector) through daprd's actor API over HTTP.
     `query` catches multi-projections up from `event_store` in this process: the events
     are the truth, and a local catch-up needs no extra actor round trip. Sidecar
-    failures (connection refused, timeouts, 5xx before the actor ran) are retried
-    `transient_retries` times; an unreachable sidecar raises `DaprUnavailableError`.
+    failures (connection refused, timeouts, non-2xx statuses, replies cut short) are
+    retried as `transient_retry` says; when it is exhausted, `DaprUnavailableError`.
 
-    `dapr_http_endpoint` (e.g. "http://127.0.0.1:3500") sets the SDK's process-wide
-    endpoint; by default the SDK reads `DAPR_HTTP_PORT` like every Dapr app.
+    Every setting belongs to this executor; no Dapr SDK global is read or written, so
+    executors with different sidecars or tokens coexist in one process.
+    `dapr_http_endpoint` (e.g. "http://127.0.0.1:3500") defaults to the
+    `DAPR_HTTP_ENDPOINT` environment variable, else `http://127.0.0.1:$DAPR_HTTP_PORT`
+    (port 3500 when unset), as every Dapr app reads them. `api_token` (sent as
+    `dapr-api-token`) defaults to `DAPR_API_TOKEN`; "" sends none. `timeout` bounds one
+    actor call.
     """
 
     def __init__(
@@ -55,41 +70,37 @@ class DaprSekibanExecutor:
         event_store: EventStore,
         *,
         dapr_http_endpoint: str | None = None,
-        timeout_seconds: int = 60,
-        transient_retries: int = 5,
-        retry_delay_seconds: float = 0.2,
+        api_token: str | None = None,
+        timeout: timedelta = timedelta(seconds=60),
+        transient_retry: RetryPolicy = TRANSIENT_RETRY,
     ) -> None:
         self.domain = domain
         self.event_store = event_store
         self.serializer = Serializer(domain)
         self.projections = Projections(domain, event_store)
-        if dapr_http_endpoint is not None:
-            setattr(settings, "DAPR_HTTP_ENDPOINT", dapr_http_endpoint.rstrip("/"))  # noqa: B010
-        self.timeout_seconds = timeout_seconds
-        self.transient_retries = transient_retries
-        self.retry_delay_seconds = retry_delay_seconds
-        self._factory: ActorProxyFactory | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return str(
-            getattr(settings, "DAPR_HTTP_ENDPOINT", None)
-            or f"http://{settings.DAPR_RUNTIME_HOST}:{settings.DAPR_HTTP_PORT}"
-        )
+        self.endpoint = (dapr_http_endpoint or _endpoint_from_environment()).rstrip("/")
+        self.api_token = os.environ.get("DAPR_API_TOKEN", "") if api_token is None else api_token
+        self.timeout = timeout
+        self.transient_retry = transient_retry
 
     async def command(
-        self, command: Command, metadata: EventMetadata | None = None
+        self,
+        command: Command,
+        metadata: EventMetadata | None = None,
+        *,
+        command_id: str | None = None,
     ) -> CommandResponse:
         """Run `command` in its aggregate's actor. A refusal raises `RemoteCommandError`
         naming the actor-side error (e.g. "AggregateStateError").
 
-        `metadata.causation_id` identifies the command (a fresh one by default): calls
-        retried after a lost reply, or repeated by the caller with the same causation
-        id, are applied once and answered with the original reply.
+        `command_id` (or `metadata.causation_id`; a fresh one by default) identifies the
+        command: calls retried after a lost reply, or repeated by the caller with the
+        same id, are applied once and answered with the original reply. Both given and
+        different: `CommandIdMismatchError`.
         """
         keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)
-        metadata = command_metadata(metadata)
+        metadata = command_metadata(metadata, command_id)
         body = messages.command_request(self.serializer, command, metadata)
         try:
             return await self._invoke(
@@ -101,7 +112,7 @@ class DaprSekibanExecutor:
         except DaprUnavailableError as error:
             raise DaprUnavailableError(
                 f"{error}. The command's outcome is unknown: it may have been applied. "
-                f"Send it again with causation_id={metadata.causation_id!r} to apply it "
+                f"Send it again with command_id={metadata.causation_id!r} to apply it "
                 "at most once."
             ) from error.__cause__
 
@@ -131,85 +142,89 @@ class DaprSekibanExecutor:
         """Call `method` on the actor and parse its reply, retrying transport faults.
 
         A fault is anything that is not a whole reply from our actor: no connection, a
-        timeout, a Dapr error status, or a reply that is empty, cut short or not JSON.
+        timeout, a non-2xx status, or a reply that is empty, cut short or not JSON.
         Retrying a command is safe because the actor recognises its causation id.
         """
-        fault = ""
-        last_error: BaseException | None = None
-        for attempt in range(self.transient_retries + 1):
-            if attempt:
-                await asyncio.sleep(self.retry_delay_seconds * 2 ** (attempt - 1))
+        retry = self.transient_retry
+        attempt = 1
+        while True:
             try:
                 return parse(await self._call(actor_id, method, body))
             except (
                 TimeoutError,
                 aiohttp.ClientError,
-                DaprUnavailableError,
-                DaprInternalError,
+                SidecarStatusError,
                 messages.IncompleteMessageError,
             ) as error:
-                last_error, fault = error, describe_fault(error)
-            log.warning(
-                "actor call %s.%s failed (attempt %d of %d): %s",
-                actor_id,
-                method,
-                attempt + 1,
-                self.transient_retries + 1,
-                fault,
-            )
-        raise DaprUnavailableError(
-            f"calling {method} on actor {actor_id} through {self.endpoint} failed "
-            f"{self.transient_retries + 1} times; last: {fault}"
-        ) from last_error
+                fault = describe_fault(error)
+                log.warning(
+                    "actor call %s.%s failed (attempt %d of %d): %s",
+                    actor_id,
+                    method,
+                    attempt,
+                    retry.attempts,
+                    fault,
+                )
+                if not retry.retries_left(attempt):
+                    raise DaprUnavailableError(
+                        f"calling {method} on actor {actor_id} through {self.endpoint} "
+                        f"failed {attempt} times; last: {fault}. Check that daprd runs "
+                        "there (dapr_http_endpoint, or DAPR_HTTP_ENDPOINT / DAPR_HTTP_PORT)"
+                    ) from error
+            attempt += 1
+            await asyncio.sleep(retry.delay_before(attempt).total_seconds())
 
     async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
-        """One actor call through the sidecar; the raw reply body."""
-        factory = await self._proxy_factory()
-        proxy = ActorProxy.create(
-            DaprAggregateActor.__name__, ActorId(actor_id), actor_proxy_factory=factory
+        """One actor call through the sidecar; the raw reply body of a 2xx answer.
+
+        The call the Dapr SDK's `DaprActorHttpClient.invoke_method` makes, with this
+        executor's endpoint, token and timeout. Raises `SidecarStatusError` otherwise.
+        """
+        url = (
+            f"{self.endpoint}/v1.0/actors/{DaprAggregateActor.__name__}/{actor_id}/method/{method}"
         )
-        reply: bytes = await proxy.invoke_method(method, body)
-        return reply
-
-    async def _proxy_factory(self) -> ActorProxyFactory:
-        if self._factory is None:
-            # The SDK's client waits for the sidecar synchronously when it is built;
-            # ask first, without blocking the event loop, and fail clearly.
-            url = f"{self.endpoint}/v1.0/healthz/outbound"
-            try:
-                async with httpx.AsyncClient(timeout=2.0) as client:
-                    response = await client.get(url, headers=_token_headers())
-                response.raise_for_status()
-            except httpx.HTTPError as error:
-                raise DaprUnavailableError(
-                    f"no Dapr sidecar answers at {self.endpoint} ({error!r}); start daprd "
-                    "or set DAPR_HTTP_PORT / dapr_http_endpoint"
-                ) from error
-            self._factory = ActorProxyFactory(
-                message_serializer=RawJsonSerializer(), http_timeout_seconds=self.timeout_seconds
-            )
-        return self._factory
+        headers = {"Content-Type": "application/json"}
+        if self.api_token:
+            headers["dapr-api-token"] = self.api_token
+        timeout = aiohttp.ClientTimeout(total=self.timeout.total_seconds())
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.put(url, data=body or b"", headers=headers) as response,
+        ):
+            reply = await response.read()
+            if 200 <= response.status < 300:
+                return reply
+            raise SidecarStatusError(response.status, response.reason or "", reply)
 
 
-def _token_headers() -> dict[str, str]:
-    token = settings.DAPR_API_TOKEN
-    return {"dapr-api-token": token} if token else {}
+def _endpoint_from_environment() -> str:
+    endpoint = os.environ.get("DAPR_HTTP_ENDPOINT")
+    if endpoint:
+        return endpoint
+    host = os.environ.get("DAPR_RUNTIME_HOST", "127.0.0.1")
+    return f"http://{host}:{os.environ.get('DAPR_HTTP_PORT', '3500')}"
+
+
+def _dapr_error_code(body: bytes) -> str:
+    """The `errorCode` of a Dapr error body, or "" when the body is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    code = data.get("errorCode") if isinstance(data, dict) else None
+    return str(code) if code else ""
 
 
 def describe_fault(error: BaseException) -> str:
-    """One line for a failed actor call: HTTP status, Dapr error code, the body's start.
-
-    The SDK's `DaprHttpError` prints as its serializer object, so its fields are read here.
-    """
-    if isinstance(error, DaprHttpError):
-        raw = error.raw_response_bytes or b""
-        head = raw[:200].decode(errors="replace")
+    """One line for a failed actor call: HTTP status, Dapr error code, the body's start."""
+    if isinstance(error, SidecarStatusError):
+        head = error.body[:200].decode(errors="replace")
         return (
-            f"HTTP {error.status_code} {error.reason or ''}, Dapr error code "
-            f"{error.error_code}, body {head!r} ({len(raw)} bytes)"
+            f"HTTP {error.status} {error.reason}, Dapr error code "
+            f"{error.error_code or 'none'}, body {head!r} ({len(error.body)} bytes)"
         )
-    if isinstance(error, DaprInternalError):
-        return f"Dapr error code {error.error_code}: {error.message}"
     if isinstance(error, messages.IncompleteMessageError):
         return f"incomplete reply: {error}"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"no Dapr sidecar answers ({type(error).__name__}: {error})"
     return f"{type(error).__name__}: {error}"

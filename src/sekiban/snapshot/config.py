@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from sekiban.errors import ConfigurationError
@@ -23,14 +24,18 @@ from sekiban.snapshot.strategies import (
 class SnapshotConfiguration:
     """When to snapshot and how to store snapshots.
 
-    `strategy` is a name known to `SnapshotStrategyFactory` ("count", "time", "hybrid",
-    "none", or one registered there). `load_events_threshold` / `load_time_ms_threshold`
-    add a load-cost trigger to any strategy. Payloads larger than `compress_above_bytes`
-    are zlib-compressed (None: never). `overrides` maps projector names to their own
-    configuration. Invalid values raise `ConfigurationError`.
+    `strategy` is a built-in name ("count", "time", "hybrid", "none"), a name in
+    `strategies` (custom names mapped to builders: `config -> SnapshotStrategy`), or a
+    `SnapshotStrategy` instance. Custom strategies are part of the configuration value,
+    never registered process-wide, so differently configured executors do not meet.
+    `load_events_threshold` / `load_time_ms_threshold` add a load-cost trigger to any
+    strategy. Payloads larger than `compress_above_bytes` are zlib-compressed (None:
+    never). `overrides` maps projector names to their own configuration (an override
+    naming a custom strategy carries its own `strategies`). Invalid values raise
+    `ConfigurationError`.
     """
 
-    strategy: str = "count"
+    strategy: str | SnapshotStrategy = "count"
     count_threshold: int = 50
     time_interval_ms: int = 60_000
     load_events_threshold: int | None = None
@@ -38,6 +43,7 @@ class SnapshotConfiguration:
     compress_above_bytes: int | None = 16_384
     compression_level: int = 6
     overrides: Mapping[str, SnapshotConfiguration] = field(default_factory=dict)
+    strategies: Mapping[str, StrategyBuilder] = field(default_factory=dict)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
@@ -48,7 +54,7 @@ class SnapshotConfiguration:
     }
 
     def __post_init__(self) -> None:
-        SnapshotStrategyFactory.require_known(self.strategy)
+        SnapshotStrategyFactory.require_known(self)
         _at_least("count_threshold", self.count_threshold, 1)
         _at_least("time_interval_ms", self.time_interval_ms, 1)
         _at_least("compression_level", self.compression_level, 0)
@@ -88,11 +94,8 @@ def _at_least(name: str, value: object, minimum: int) -> None:
 
 StrategyBuilder = Callable[[SnapshotConfiguration], SnapshotStrategy]
 
-
-class SnapshotStrategyFactory:
-    """Builds the strategy a configuration names; custom names can be registered."""
-
-    _builders: ClassVar[dict[str, StrategyBuilder]] = {
+BUILT_IN_STRATEGIES: Mapping[str, StrategyBuilder] = MappingProxyType(
+    {
         "count": lambda c: CountBasedSnapshotStrategy(c.count_threshold),
         "time": lambda c: TimeBasedSnapshotStrategy(timedelta(milliseconds=c.time_interval_ms)),
         "hybrid": lambda c: HybridSnapshotStrategy(
@@ -100,24 +103,42 @@ class SnapshotStrategyFactory:
         ),
         "none": lambda c: NoSnapshotStrategy(),
     }
+)
+
+
+class SnapshotStrategyFactory:
+    """Builds the strategy a configuration names, from the built-in names and the
+    configuration's own `strategies`; it holds no state of its own."""
+
+    @staticmethod
+    def builders(config: SnapshotConfiguration) -> Mapping[str, StrategyBuilder]:
+        """The strategy names `config` may use: built-in ones, then its own."""
+        return {**BUILT_IN_STRATEGIES, **config.strategies}
 
     @classmethod
-    def register(cls, name: str, builder: StrategyBuilder) -> None:
-        """Make `SnapshotConfiguration(strategy=name)` build a custom strategy."""
-        cls._builders[name] = builder
-
-    @classmethod
-    def require_known(cls, name: str) -> None:
-        if name not in cls._builders:
+    def require_known(cls, config: SnapshotConfiguration) -> None:
+        """Raise `ConfigurationError` unless `config.strategy` can be built."""
+        strategy = config.strategy
+        if isinstance(strategy, str):
+            names = cls.builders(config)
+            if strategy not in names:
+                raise ConfigurationError(
+                    f"unknown snapshot strategy {strategy!r}; choose one of {sorted(names)}, "
+                    "name a custom one in SnapshotConfiguration(strategies=...), or pass a "
+                    "SnapshotStrategy instance"
+                )
+        elif not isinstance(strategy, SnapshotStrategy):
             raise ConfigurationError(
-                f"unknown snapshot strategy {name!r}; choose one of {sorted(cls._builders)} "
-                "or register it with SnapshotStrategyFactory.register"
+                f"strategy must be a strategy name or a SnapshotStrategy, got {strategy!r}"
             )
 
     @classmethod
     def create(cls, config: SnapshotConfiguration) -> SnapshotStrategy:
-        cls.require_known(config.strategy)
-        strategy = cls._builders[config.strategy](config)
+        """The strategy `config` describes, with its load-cost trigger if it has one."""
+        cls.require_known(config)
+        strategy = config.strategy
+        if isinstance(strategy, str):
+            strategy = cls.builders(config)[strategy](config)
         if config.load_events_threshold is None and config.load_time_ms_threshold is None:
             return strategy
         load_cost = LoadCostSnapshotStrategy(

@@ -15,6 +15,7 @@ from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
+from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.memory import InMemoryEventStore
@@ -77,6 +78,9 @@ class InMemoryActorClient(DaprActorClientBase):
 class ActorHarness(DaprSekibanExecutor):
     """The Dapr executor with in-process actors, for fast tests of actor-hosted domains.
 
+    An `Executor` like the others: the same `command`, `load`, `load_aggregate` and
+    `query`, with the Dapr host's at-most-once handling of command ids.
+
     Everything an actor does runs for real (snapshot in actor state, warm aggregate,
     conflict retries); only the network hop and daprd are replaced.
     """
@@ -87,10 +91,12 @@ class ActorHarness(DaprSekibanExecutor):
         event_store: EventStore | None = None,
         *,
         snapshot_config: SnapshotConfiguration | None = None,
-        conflict_retries: int = 10,
+        conflict_retry: RetryPolicy = CONFLICT_RETRY,
         clock: Clock = utc_now,
     ) -> None:
-        super().__init__(domain, event_store or InMemoryEventStore(), transient_retries=0)
+        super().__init__(
+            domain, event_store or InMemoryEventStore(), transient_retry=RetryPolicy.never()
+        )
         self.actor_client = InMemoryActorClient()
         context = ActorRuntimeContext(
             ActorTypeInformation.create(DaprAggregateActor),
@@ -98,7 +104,7 @@ class ActorHarness(DaprSekibanExecutor):
             RawStateSerializer(),
             self.actor_client,
             aggregate_actor_factory(
-                domain, self.event_store, snapshot_config, conflict_retries, clock
+                domain, self.event_store, snapshot_config, conflict_retry, clock
             ),
         )
         self.manager = ActorManager(context)
