@@ -3,7 +3,7 @@
 One row per commit: an append inserts a single row holding the command's events as a
 JSON array, so a ten-event command costs SQLite one row and one index entry, not ten.
 The INSERT is atomic by itself and also checks the expected version; it runs directly
-on the event loop unless another writer holds the lock (see `_Database`).
+on the event loop unless another writer holds the lock (see `database.Database`).
 
 Positions number events 1, 2, 3, ... in commit order: a commit's row key is the
 position of its last event, computed inside the write transaction, and SQLite runs
