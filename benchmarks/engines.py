@@ -227,7 +227,7 @@ class CosmosEngine:
     eventsourcing = False
 
     def __init__(self) -> None:
-        from sekiban.stores.cosmos_connection import settings_from_env
+        from sekiban.stores.cosmos.connection import settings_from_env
 
         self._settings = settings_from_env()
         self.settings = {"endpoint": self._settings["endpoint"]}

@@ -28,7 +28,7 @@ from sekiban.errors import (
     StoreConnectionError,
 )
 from sekiban.stores.cosmos import CosmosEventStore, CosmosSnapshotStore
-from sekiban.stores.cosmos_connection import parse_connection_string
+from sekiban.stores.cosmos.connection import parse_connection_string
 from tests.conformance.backends import require_env
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events

@@ -15,8 +15,8 @@ from sekiban import (
 )
 from sekiban.loading import EventReplayOptimizer
 from sekiban.stores import InMemorySnapshotStore
-from sekiban.stores import sqlite as sqlite_store
 from sekiban.stores.sqlite import SqliteEventStore
+from sekiban.stores.sqlite import reading as sqlite_reading
 from tests.support import bank_account_with_snapshot, stored_events
 
 
@@ -133,14 +133,14 @@ async def test_reads_fetch_only_the_commits_a_batch_needs(
     for start in range(0, 2500, 500):
         await store.append(stored_events(keys, start + 1, 500), start)
     fetched: list[int] = []
-    take = sqlite_store._take
+    take = sqlite_reading.take
 
     def counting_take(*args: Any, **kwargs: Any) -> list[Any]:
         rows = take(*args, **kwargs)
         fetched.append(sum(row[1] - row[0] + 1 for row in rows if row[0] is not None))
         return rows
 
-    monkeypatch.setattr(sqlite_store, "_take", counting_take)
+    monkeypatch.setattr(sqlite_reading, "take", counting_take)
     try:
         batches = [b async for b in store.read_stream(keys, 0, batch_size=700)]
         assert [len(b) for b in batches] == [700, 700, 700, 400]

@@ -24,7 +24,7 @@ from typing import Any
 from sekiban._extras import require_extra
 from sekiban.errors import ConfigurationError, StoreAuthenticationError, StoreConnectionError
 
-with require_extra("cosmos", "sekiban.stores.cosmos_connection"):
+with require_extra("cosmos", "sekiban.stores.cosmos"):
     from azure.core.exceptions import ServiceRequestError, ServiceResponseError
     from azure.cosmos import PartitionKey, ThroughputProperties
     from azure.cosmos.aio import CosmosClient

@@ -1,0 +1,88 @@
+"""Cosmos DB event and snapshot stores on the async `azure-cosmos` SDK.
+
+Containers. `<container_prefix>-events` and `<container_prefix>-snapshots` in one
+database, both partitioned on `/pk` = `str(partition_keys)` (`root@group@uuid`): an
+aggregate's commits share one logical partition, and so do its snapshots. Opening the
+client and containers, connection strings and connection errors are in
+`sekiban.stores.cosmos.connection`.
+
+Appends: one document per commit. A command's events are ONE document,
+`{"id": f"{expected_version:010d}", "pk", "first_version", "last_version",
+"ordering_key", "events": [StoredEvent.to_dict() without partition_keys and position]}`.
+Creating one document is atomic on every Cosmos DB, so no partial commit is ever
+visible, and ids are unique within a logical partition, so of two writers at the same
+expected version exactly one create succeeds; the other gets 409 → `ConcurrencyError`.
+Because a commit's id is the stream version *before* it, a writer whose expected
+version was ever the head collides with the commit that moved the stream on from there.
+A writer whose expected version was never a head (inside a multi-event commit, or past
+the end) would not collide, so an append at `expected_version > 0` first checks, with one
+partition-scoped query, that a commit ends at exactly that version. Check-then-create is
+race-free because boundaries never disappear: a checked boundary is either still the
+head (one create at that id wins) or already followed by a commit (the create gets 409).
+A stale read can only miss boundaries, which rejects a valid append (the caller reloads
+and retries) and never accepts an invalid one. For the same reason the store remembers
+the newest boundary it has seen per stream (its own appends, reads, conflicts) and skips
+the query when appending there: the usual load-then-append costs one request.
+This relies on commits never being deleted (no TTL, no manual deletes in the container).
+
+A commit document must stay under `max_commit_bytes` (default 1,900,000: Cosmos items
+are limited to 2 MB), measured as the ASCII JSON the SDK sends; a larger one raises
+`PayloadTooLargeError` and nothing is written. At most 2**16 events per commit.
+On 409 the store reads the commit it collided with: if that holds this append's first
+event id, an earlier attempt of this same request landed (an SDK retry after a lost
+answer), so the append succeeded; reporting a conflict would make the executor run the
+command again.
+
+Not chosen: an ETag-guarded stream-head document plus event documents (two writes; with
+no atomic batch, a crash between them leaves half a commit), a stored procedure or
+transactional batch (atomic on real Cosmos DB only, so the tested code would not be the
+shipped code), one document per event (atomic only for one-event commands).
+
+Global order. Each commit gets an ordering key, a fresh `SortableUniqueId` (30 digits:
+.NET ticks, then random digits; string order is numeric order) taken immediately before
+its create, and event `i` of a commit gets position `int(ordering_key) * 2**16 + i` (an
+unbounded Python int; not dense). `read_all` is a cross-partition query in ordering-key
+order that returns only commits whose key is below the safe bound
+`SortableUniqueId.min_for(now - safe_window)`, fixed at the start of the call: a commit
+whose create was still in flight when a reader passed its key would otherwise be missed
+for good, as no later read starts below the reader's last position.
+
+That holds while every commit is visible to readers less than `safe_window` (default
+5 s) after its key was taken, on the reader's clock: create latency (including the SDK's
+retries after throttling, 429) + how far a writer's clock is behind a reader's +
+replication lag (until readers in other processes or regions see the write) must stay
+under the window. Multi-projections therefore see nothing younger than the window. A create
+cannot be undone, so an append that took longer than the window is not failed (its
+events are committed, and an error would make the executor run the command again): it
+is logged as an ERROR and counted in `late_commits`, and a projection that may have
+skipped it can be rebuilt from position 0. `safe_window=timedelta(0)` gives the
+guarantee up (for tests with one writer at a time). Two commits from different processes
+in the same 100 ns tick with the same 11 random digits would share positions:
+negligible, not impossible.
+Not chosen: a global counter document (serialises every append in the account through
+one document and still needs gap handling), the change feed (ordered per partition only,
+and its continuation does not work on the local server), `_ts` (whole seconds).
+
+Snapshots live in their own container, one document per (aggregate, projector): id =
+the projector name (a digest of it if it has characters Cosmos ids forbid), the fields
+of `AggregateSnapshot.to_json` (payload in base64). Their own container keeps snapshot
+writes out of the events' queries and indexing and can be dropped to reset the cache.
+`save` reads the current document and replaces it only if that is not newer, guarded by
+its ETag; a lost race (409 on create, 412 on replace) re-reads and decides again.
+"""
+
+from sekiban.stores.cosmos.commits import MAX_EVENTS_PER_APPEND
+from sekiban.stores.cosmos.snapshots import CosmosSnapshotStore
+from sekiban.stores.cosmos.store import (
+    DEFAULT_MAX_COMMIT_BYTES,
+    DEFAULT_SAFE_WINDOW,
+    CosmosEventStore,
+)
+
+__all__ = [
+    "DEFAULT_MAX_COMMIT_BYTES",
+    "DEFAULT_SAFE_WINDOW",
+    "MAX_EVENTS_PER_APPEND",
+    "CosmosEventStore",
+    "CosmosSnapshotStore",
+]

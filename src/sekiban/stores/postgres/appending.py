@@ -1,0 +1,26 @@
+"""The append statement: one `INSERT ... SELECT FROM unnest(...)` that is atomic by
+itself and inserts nothing unless the expected version exists; and the stream's version
+a conflict reports."""
+
+from __future__ import annotations
+
+from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, Tables
+
+
+def append_sql(t: Tables) -> str:
+    return f"""
+INSERT INTO {t.events} (position, root_partition_key, aggregate_group, aggregate_id, version,
+    id, sortable_unique_id, event_type, payload, timestamp,
+    causation_id, correlation_id, executed_user)
+SELECT (pg_current_xact_id()::text::bigint << {POSITION_BITS}) + e.ordinal, $1, $2, $3,
+    $4::integer + e.ordinal, e.id, e.sortable_unique_id, e.event_type, e.payload, e.timestamp,
+    e.causation_id, e.correlation_id, e.executed_user
+FROM unnest($5::uuid[], $6::text[], $7::text[], $8::json[], $9::timestamptz[],
+            $10::text[], $11::text[], $12::text[])
+    WITH ORDINALITY AS e(id, sortable_unique_id, event_type, payload, timestamp,
+                         causation_id, correlation_id, executed_user, ordinal)
+WHERE $4::integer = 0 OR EXISTS (SELECT FROM {t.events} WHERE {STREAM} AND version = $4)"""
+
+
+def stream_version_sql(t: Tables) -> str:
+    return f"SELECT coalesce(max(version), 0) FROM {t.events} WHERE {STREAM}"

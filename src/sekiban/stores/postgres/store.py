@@ -1,0 +1,208 @@
+"""The PostgreSQL event store: the pool, the schema's creation and the append and
+read statements run on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sekiban._extras import require_extra
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import StoredEvent
+from sekiban.errors import ConcurrencyError, ConfigurationError
+from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.postgres.appending import append_sql, stream_version_sql
+from sekiban.stores.postgres.reading import (
+    read_all_sql,
+    read_stream_sql,
+    snapshot_and_stream_sql,
+    stored_event,
+)
+from sekiban.stores.postgres.schema import MAX_EVENTS_PER_APPEND, Tables, ddl, stream_key
+from sekiban.stores.postgres.snapshots import PostgresSnapshotStore
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    SnapshotStore,
+    check_append,
+    check_batch_size,
+)
+from sekiban.stores.snapshot_rows import snapshot_from_columns
+
+with require_extra("postgres", "sekiban.stores.postgres"):
+    import asyncpg
+
+
+class PostgresEventStore:
+    """Event streams in one PostgreSQL table; see the module docstring for guarantees.
+
+    Create it with `await PostgresEventStore.connect(dsn, ...)`. `close()` closes the
+    pool, which `snapshot_store()` shares.
+    """
+
+    def __init__(self, pool: Any, *, schema: str = "public", table_prefix: str = "sekiban") -> None:
+        self._pool = pool
+        self._tables = t = Tables(schema, table_prefix)
+        self._append_sql = append_sql(t)
+        self._stream_version_sql = stream_version_sql(t)
+        self._read_stream_sql = read_stream_sql(t)
+        self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
+        self._read_all_sql = read_all_sql(t)
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        schema: str = "public",
+        table_prefix: str = "sekiban",
+        min_size: int = 1,
+        max_size: int = 10,
+        create_schema: bool = True,
+    ) -> PostgresEventStore:
+        """Open a pool on `dsn` and, with `create_schema`, create the tables if missing.
+
+        Raises `ConfigurationError` for a schema or prefix that is not a plain lowercase
+        identifier (checked before connecting).
+        """
+        tables = Tables(schema, table_prefix)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, reset=_keep_session
+        )
+        try:
+            if create_schema:
+                async with pool.acquire() as connection, connection.transaction():
+                    # Concurrent CREATE ... IF NOT EXISTS can still collide in the
+                    # catalogue; processes starting together take turns instead.
+                    await connection.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext($1))",
+                        f"sekiban-ddl:{tables.schema}.{tables.prefix}",
+                    )
+                    await connection.execute(ddl(tables))
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, schema=schema, table_prefix=table_prefix)
+
+    def snapshot_store(self) -> PostgresSnapshotStore:
+        """A snapshot store in the same schema, sharing this store's pool."""
+        return PostgresSnapshotStore(
+            self._pool, schema=self._tables.schema, table_prefix=self._tables.prefix
+        )
+
+    def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
+        """True for a `PostgresSnapshotStore` on this store's pool, schema and prefix
+        (as `snapshot_store()` makes): loads then take one round trip."""
+        return (
+            isinstance(snapshot_store, PostgresSnapshotStore)
+            and snapshot_store._pool is self._pool
+            and snapshot_store.snapshots_table == self._tables.snapshots
+        )
+
+    async def read_snapshot_and_stream(
+        self, partition_keys: PartitionKeys, projector_name: str, batch_size: int
+    ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
+        """The snapshot and the first `batch_size` events from its version (from version
+        1 without one), in one statement; see `SnapshotStreamReader`."""
+        check_batch_size(batch_size)
+        rows = await self._pool.fetch(
+            self._snapshot_and_stream_sql, *stream_key(partition_keys), projector_name, batch_size
+        )
+        snapshot = None
+        events = []
+        for row in rows:
+            if row[10] is not None:  # the snapshot's version: its columns are on this row
+                snapshot = snapshot_from_columns(partition_keys, projector_name, row[10:])
+            if row[0] is not None:
+                events.append(stored_event(row, partition_keys))
+        return snapshot, events
+
+    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
+        stream = stream_key(keys)
+        try:
+            status: str = await self._pool.execute(
+                self._append_sql,
+                *stream,
+                expected_version,
+                [e.id for e in events],
+                [e.sortable_unique_id for e in events],
+                [e.event_type for e in events],
+                [e.payload for e in events],
+                [e.timestamp for e in events],
+                [e.causation_id for e in events],
+                [e.correlation_id for e in events],
+                [e.executed_user for e in events],
+            )
+        except asyncpg.UniqueViolationError:
+            # The only unique key a single append can hit is (stream, version): the
+            # positions of one transaction are distinct by construction.
+            raise ConcurrencyError(keys, expected_version, await self._version(stream)) from None
+        if status.rsplit(" ", 1)[-1] == "0":
+            # Version `expected_version` does not exist: the stream is behind the caller.
+            raise ConcurrencyError(keys, expected_version, await self._version(stream))
+
+    async def _version(self, stream: tuple[str, str, Any]) -> int:
+        version: int = await self._pool.fetchval(self._stream_version_sql, *stream)
+        return version
+
+    async def read_stream(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
+        stream = stream_key(partition_keys)
+        # Keyset pagination: each batch is its own query, so no connection is held
+        # while the caller works between batches.
+        while True:
+            rows = await self._pool.fetch(self._read_stream_sql, *stream, after_version, batch_size)
+            if not rows:
+                return
+            yield [stored_event(r, partition_keys) for r in rows]
+            if len(rows) < batch_size:
+                return
+            after_version = rows[-1][0]
+
+    async def read_all(
+        self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
+        keys: dict[tuple[str, str, Any], PartitionKeys] = {}
+        while True:
+            rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)
+            if not rows:
+                return
+            batch = []
+            for r in rows:
+                stream = (r[10], r[11], r[12])
+                partition_keys = keys.get(stream)
+                if partition_keys is None:
+                    partition_keys = keys[stream] = PartitionKeys(r[12], r[11], r[10])
+                batch.append(stored_event(r, partition_keys))
+            yield batch
+            if len(rows) < batch_size:
+                return
+            after_position = rows[-1][9]
+
+    async def drop_schema(self) -> None:
+        """Drop this store's schema and everything in it (for per-test schemas).
+
+        Refuses to drop `public` with `ConfigurationError`.
+        """
+        if self._tables.schema == "public":
+            raise ConfigurationError("refusing to drop the public schema")
+        await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
+
+    async def close(self) -> None:
+        """Close the pool (also the one the snapshot store shares)."""
+        await self._pool.close()
+
+
+async def _keep_session(connection: Any) -> None:
+    """Pool reset hook: skip asyncpg's default `RESET ALL; UNLISTEN *; ...` round trip.
+
+    The stores never change session state (no SET, LISTEN, cursors or session advisory
+    locks), and asyncpg still rolls back any transaction left open before calling this.
+    Without it every operation costs two round trips instead of one.
+    """

@@ -1,0 +1,20 @@
+"""SQLite event and snapshot stores: the embedded default, one file, no server.
+
+One row per commit: an append inserts a single row holding the command's events as a
+JSON array, so a ten-event command costs SQLite one row and one index entry, not ten.
+The INSERT is atomic by itself and also checks the expected version; it runs directly
+on the event loop unless another writer holds the lock (see `database.Database`).
+
+Positions number events 1, 2, 3, ... in commit order: a commit's row key is the
+position of its last event, computed inside the write transaction, and SQLite runs
+one write transaction at a time per database, so a reader resuming from its last
+position cannot miss an event. Rows are found by their last event (position, or
+version within the stream), so a read after any event starts at the commit holding
+the next one. The view `events` shows one row per event for people
+and ad-hoc SQL; the store itself never reads it.
+"""
+
+from sekiban.stores.sqlite.snapshots import SqliteSnapshotStore
+from sekiban.stores.sqlite.store import SqliteEventStore
+
+__all__ = ["SqliteEventStore", "SqliteSnapshotStore"]

@@ -1,0 +1,86 @@
+"""The connections to one SQLite file: statements on the event loop, or on a worker
+thread while another writer holds the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sekiban.stores.sqlite.schema import create_schema
+
+T = TypeVar("T")
+
+
+class Database:
+    """Two connections to one database file.
+
+    Statements run directly on the event loop's connection, which never waits for a
+    lock (`busy_timeout=0`): a local SQLite statement takes microseconds, less than a
+    hop to a thread. When another connection or process holds the write lock, the
+    statement fails at once with SQLITE_BUSY, before changing anything, and is run again
+    on a worker thread whose connection waits for the lock. An in-memory database has
+    a single connection (a second one would be another database).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self.connection: sqlite3.Connection | None = None
+        self._waiting: sqlite3.Connection | None = None
+
+    def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        # Autocommit: every statement is its own transaction unless BEGIN says otherwise.
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if self._path != ":memory:":
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    async def open(self) -> None:
+        if self._path == ":memory:":
+            self.connection = self._connect(0)
+            create_schema(self.connection)
+            return
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sekiban-sqlite")
+        try:
+            self._waiting = await loop.run_in_executor(self._executor, self._connect, 10_000)
+            await loop.run_in_executor(self._executor, create_schema, self._waiting)
+        except BaseException:
+            await self.close()
+            raise
+        self.connection = self._connect(0)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)`: at once on the loop, or, if the database is locked
+        by another writer, on the worker thread once the lock is free."""
+        if self.connection is None:
+            raise RuntimeError("the SQLite store is closed")
+        try:
+            return fn(self.connection, *args)
+        except sqlite3.OperationalError as error:
+            # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+            if self._waiting is None or error.sqlite_errorcode & 0xFF not in _BUSY:
+                raise
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        if self._executor is not None:
+            waiting, self._waiting = self._waiting, None
+            if waiting is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, waiting.close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

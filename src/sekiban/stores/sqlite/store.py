@@ -1,0 +1,141 @@
+"""The SQLite event store: opens the database and composes the append, the reads and
+the snapshot store beside it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.serialization import StoredEvent
+from sekiban.errors import ConcurrencyError
+from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    SnapshotStore,
+    check_append,
+    check_batch_size,
+    rebatch,
+)
+from sekiban.stores.snapshot_rows import snapshot_from_columns
+from sekiban.stores.sqlite.appending import encode_events, insert, stream_version
+from sekiban.stores.sqlite.database import Database
+from sekiban.stores.sqlite.reading import (
+    READ_ALL,
+    READ_STREAM,
+    decode_events,
+    read_rows,
+    snapshot_and_stream_rows,
+    stream_events,
+)
+from sekiban.stores.sqlite.schema import stream_key
+from sekiban.stores.sqlite.snapshots import SqliteSnapshotStore
+
+
+class SqliteEventStore:
+    """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
+
+    `read_stream` and `read_all` fetch commits until they hold a batch (at most one
+    commit more than `batch_size` events) and hand them out in batches of `batch_size`.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SqliteEventStore:
+        """Open (creating if needed) the database file at `path`."""
+        database = Database(str(path))
+        await database.open()
+        return cls(database)
+
+    def snapshot_store(self) -> SqliteSnapshotStore:
+        """A snapshot store in the same database file, sharing the connection."""
+        return SqliteSnapshotStore(self._db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+        keys = check_append(events, expected_version)
+        stream = stream_key(keys)
+        count = len(events)
+        commit = (*stream, expected_version + 1, expected_version + count, encode_events(events))
+        try:
+            inserted = await self._db.run(insert, (count, *commit, *stream, expected_version))
+        except sqlite3.IntegrityError:
+            inserted = False
+        if not inserted:
+            actual = await self._db.run(stream_version, stream)
+            raise ConcurrencyError(keys, expected_version, actual)
+
+    def read_stream(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
+        stream = stream_key(partition_keys)
+
+        async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
+            while True:
+                rows = await self._db.run(
+                    read_rows, READ_STREAM, (*stream, after), after, batch_size
+                )
+                page = stream_events(rows, partition_keys, after)
+                if page:
+                    yield page
+                    after = page[-1].version
+                if len(page) < batch_size:
+                    return
+
+        return rebatch(pages(after_version), batch_size)
+
+    def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
+        """True for the snapshot store of this database (`snapshot_store()`): a load then
+        reads the snapshot and the events after it in one call."""
+        return isinstance(snapshot_store, SqliteSnapshotStore) and snapshot_store._db is self._db
+
+    async def read_snapshot_and_stream(
+        self, partition_keys: PartitionKeys, projector_name: str, batch_size: int
+    ) -> tuple[AggregateSnapshot | None, list[StoredEvent]]:
+        """The snapshot and the first `batch_size` events from its version (from version
+        1 without one); see `SnapshotStreamReader`."""
+        check_batch_size(batch_size)
+        stream = stream_key(partition_keys)
+        row, after, rows = await self._db.run(
+            snapshot_and_stream_rows, stream, projector_name, batch_size
+        )
+        snapshot = None
+        if row is not None:
+            snapshot = snapshot_from_columns(partition_keys, projector_name, row[2:])
+        return snapshot, stream_events(rows, partition_keys, after)[:batch_size]
+
+    def read_all(
+        self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> AsyncIterator[list[StoredEvent]]:
+        check_batch_size(batch_size)
+        keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
+
+        async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
+            while True:
+                rows = await self._db.run(read_rows, READ_ALL, (after,), after, batch_size)
+                page: list[StoredEvent] = []
+                for first_position, _, events, root, group, aggregate_id, first, last in rows:
+                    stream = (root, group, aggregate_id)
+                    keys = keys_cache.get(stream)
+                    if keys is None:
+                        keys = keys_cache[stream] = PartitionKeys.existing(
+                            aggregate_id, group, root
+                        )
+                    skip = max(0, after + 1 - first_position)
+                    page += decode_events(events, keys, first, last, first_position)[skip:]
+                if page:
+                    yield page
+                    after = page[-1].position or after
+                if len(page) < batch_size:
+                    return
+
+        return rebatch(pages(after_position), batch_size)
