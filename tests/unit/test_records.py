@@ -8,7 +8,7 @@ import pytest
 
 from examples.bank import ActiveAccount, MoneyDeposited, bank_domain
 from sekiban import Event, PartitionKeys, SerializationError, Serializer, StoredEvent
-from sekiban.core.records import trusted_constructor
+from sekiban.core.fastpaths import trusted_constructor
 
 
 def test_trusted_constructor_builds_an_equal_frozen_record() -> None:

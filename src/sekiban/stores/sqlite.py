@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sekiban.core.fastpaths import scan_json_value
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.errors import ConcurrencyError, ConfigurationError, SerializationError
@@ -142,9 +143,6 @@ FROM commits WHERE position > ? ORDER BY position
 """
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-# The decoder's scanner, called directly: `json.loads` costs as much again in Python
-# wrappers per call, and a command's commit is often a single event.
-_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _create_schema(connection: sqlite3.Connection) -> None:
@@ -438,7 +436,7 @@ def _decode_events(
     stamp, timestamp = "", None
     events = []
     try:
-        rows, end = _scan_json(text, 0)
+        rows, end = scan_json_value(text, 0)
         if end != len(text):
             raise ValueError(f"extra data after the JSON array at {end}")
         if len(rows) != last_version - first_version + 1:
