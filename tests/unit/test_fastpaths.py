@@ -43,6 +43,7 @@ from sekiban.core.fastpaths import (
     uuid_from_text,
 )
 from sekiban.core.serialization import rebuild_stored_event
+from sekiban.errors import InvalidSortableUniqueIdError
 
 # --- generated values ------------------------------------------------------------
 
@@ -275,6 +276,30 @@ def test_uuid_from_text_parses_the_canonical_form_as_uuid_does(value: int) -> No
     assert fast == plain and hash(fast) == hash(plain) and str(fast) == text
 
 
+uuid_like_texts = st.one_of(
+    st.text(),
+    st.text("0123456789abcdefABCDEF-{}_+ x", max_size=40),
+    st.integers(0, 2**160).map(lambda n: f"{n:x}"),
+    st.integers(0, 2**128 - 1).map(lambda n: str(uuid.UUID(int=n)).upper()),
+    st.integers(0, 2**128 - 1).map(lambda n: f"{{{uuid.UUID(int=n)}}}"),
+)
+
+
+def uuid_or_error(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError:
+        return ValueError
+
+
+@given(uuid_like_texts)
+def test_uuid_from_text_accepts_and_rejects_what_uuid_does(text: str) -> None:
+    fast, plain = uuid_or_error(uuid_from_text, text), uuid_or_error(uuid.UUID, text)
+    assert fast == plain
+    if plain is not ValueError:
+        assert fast.int < 2**128 and hash(fast) == hash(plain)
+
+
 def test_event_ids_are_distinct_version_4_uuids() -> None:
     ids = [new_event_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
@@ -311,6 +336,27 @@ def test_sortable_id_from_text_accepts_what_sortable_unique_id_accepts(text: str
     fast, plain = sortable_id_from_text(text), SortableUniqueId(text)
     assert type(fast) is SortableUniqueId
     assert fast == plain and hash(fast) == hash(plain)
+
+
+def sortable_id_or_error(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except InvalidSortableUniqueIdError:
+        return InvalidSortableUniqueIdError
+
+
+@given(
+    st.text()
+    | st.text("0123456789", min_size=29, max_size=31)
+    | st.text("0123456789 \n+-_", min_size=30, max_size=30)
+    | st.text("0123456789\u00b2\u0663\uff11", min_size=30, max_size=30)  # ² is no Nd digit
+)
+def test_sortable_id_from_text_accepts_and_rejects_what_sortable_unique_id_does(
+    text: str,
+) -> None:
+    fast = sortable_id_or_error(sortable_id_from_text, text)
+    assert fast == sortable_id_or_error(SortableUniqueId, text)
+    assert type(fast) is not str
 
 
 @given(

@@ -27,13 +27,16 @@ generated input, instead of silently corrupting data.
     (CPython's `uuid.py`), written with `object.__setattr__` around its immutability
     check; no range check. Guarded by `test_uuid_from_int_*`.
 
-`uuid_from_text(text)` — equals `uuid.UUID(text)` for the canonical form `str(uuid)`
-    writes: hyphens dropped, `int(..., 16)`, then `uuid_from_int`. Guarded by
-    `test_uuid_from_text_*`.
+`uuid_from_text(text)` — equals `uuid.UUID(text)` for every string. 32 hex digits
+    once hyphens are dropped (the canonical form `str(uuid)` writes) are parsed with
+    `int(..., 16)`, as `uuid.UUID` itself does, then `uuid_from_int`; anything else goes
+    through `uuid.UUID`. Relies on `uuid.UUID(str)` accepting exactly that (CPython's
+    `uuid.py`). Guarded by `test_uuid_from_text_*`.
 
-`sortable_id_from_text(text)` — equals `SortableUniqueId(text)` for well-formed ids:
-    a length and digit check stands in for the id's regular expression, anything else
-    goes through the validating constructor. Guarded by `test_sortable_id_from_text_*`.
+`sortable_id_from_text(text)` — equals `SortableUniqueId(text)` for every string:
+    `str.isdecimal` stands in for the id's regular expression (`\\d` matches exactly
+    the Unicode category Nd that `isdecimal` tests), anything else goes through the
+    validating constructor. Guarded by `test_sortable_id_from_text_*`.
 
 `scan_json_value(text, index)` — the C scanner inside `json.loads`, without its
     Python wrappers: returns `(value, end)` for the JSON value starting exactly at
@@ -120,13 +123,16 @@ def uuid_from_int(value: int) -> uuid.UUID:
 def uuid_from_text(text: str) -> uuid.UUID:
     """`uuid.UUID(text)` for an id read from storage, at a fraction of the cost when it
     is in the canonical form `str(uuid)` writes."""
-    return uuid_from_int(int(text.replace("-", ""), 16))
+    digits = text.replace("-", "")
+    if len(digits) != 32:
+        return uuid.UUID(text)  # not canonical: the plain parser accepts it or raises
+    return uuid_from_int(int(digits, 16))
 
 
 def sortable_id_from_text(text: str) -> SortableUniqueId:
     """`SortableUniqueId(text)` for an id read from storage, without the regular
     expression when it is well formed."""
-    if len(text) != 30 or not text.isdigit():
+    if len(text) != 30 or not text.isdecimal():
         return SortableUniqueId(text)  # validates, raising a clear error
     return str.__new__(SortableUniqueId, text)
 
