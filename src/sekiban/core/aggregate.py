@@ -25,6 +25,8 @@ class AggregatePayload(BaseModel):
 
     Like `model_copy(update=...)`, the changes are not validated (a projector folds
     events that were validated when decided), at half its cost on the replay path.
+    The copy carries no private attributes (`PrivateAttr`): payloads that declare some
+    use `model_copy(update=...)`.
     """
 
 
