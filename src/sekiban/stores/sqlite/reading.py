@@ -4,11 +4,11 @@ just enough rows for a batch, and the events decoded back from a commit row."""
 from __future__ import annotations
 
 import itertools
-import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 
+from sekiban.core.fastpaths import scan_json_value
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.errors import SerializationError
@@ -46,10 +46,6 @@ SELECT position - last_version + first_version, position, events,
     root_partition_key, aggregate_group, aggregate_id, first_version, last_version
 FROM commits WHERE position > ? ORDER BY position
 """
-
-# The decoder's scanner, called directly: `json.loads` costs as much again in Python
-# wrappers per call, and a command's commit is often a single event.
-_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def read_rows(
@@ -117,7 +113,7 @@ def decode_events(
     stamp, timestamp = "", None
     events = []
     try:
-        rows, end = _scan_json(text, 0)
+        rows, end = scan_json_value(text, 0)
         if end != len(text):
             raise ValueError(f"extra data after the JSON array at {end}")
         if len(rows) != last_version - first_version + 1:
