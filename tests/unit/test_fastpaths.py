@@ -439,3 +439,25 @@ def test_scan_json_value_rejects_what_json_loads_rejects(text: str) -> None:
             scan_whole_document(text)
     else:
         assert canonical(scan_whole_document(text)) == canonical(plain)
+
+
+def test_payloads_with_private_attributes_or_extras_evolve_by_model_copy() -> None:
+    from pydantic import ConfigDict, PrivateAttr
+
+    from sekiban import AggregatePayload
+
+    class WithPrivate(AggregatePayload):
+        count: int
+        _cache: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    class WithExtras(AggregatePayload):
+        model_config = ConfigDict(extra="allow")
+        count: int
+
+    private = WithPrivate(count=1)
+    private._cache["seen"] = 1
+    evolved = private.evolve(count=2)
+    assert evolved.count == 2 and evolved._cache == {"seen": 1}
+
+    extras = WithExtras(count=1, note="kept")  # type: ignore[call-arg]
+    assert extras.evolve(count=2).model_dump() == {"count": 2, "note": "kept"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,9 +25,20 @@ class AggregatePayload(BaseModel):
 
     Like `model_copy(update=...)`, the changes are not validated (a projector folds
     events that were validated when decided), at half its cost on the replay path.
-    The copy carries no private attributes (`PrivateAttr`): payloads that declare some
-    use `model_copy(update=...)`.
+    Payload classes with private attributes (`PrivateAttr`) or `extra="allow"` get
+    `model_copy(update=...)` instead (chosen once, when the class is defined), since
+    the fast copy would drop those.
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__private_attributes__ or cls.model_config.get("extra") == "allow":
+            cls.evolve = _evolve_by_model_copy  # type: ignore[method-assign,assignment]
+
+
+def _evolve_by_model_copy(self: AggregatePayload, **changes: Any) -> AggregatePayload:
+    return self.model_copy(update=changes)
 
 
 class EmptyAggregatePayload(AggregatePayload):
