@@ -34,7 +34,7 @@ class AggregatePayload(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if cls.__private_attributes__ or cls.model_config.get("extra") == "allow":
-            cls.evolve = _evolve_by_model_copy  # type: ignore[method-assign,assignment]
+            cls.evolve = _evolve_by_model_copy  # type: ignore[assignment]
 
 
 def _evolve_by_model_copy(self: AggregatePayload, **changes: Any) -> AggregatePayload:
