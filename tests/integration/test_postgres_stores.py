@@ -11,7 +11,7 @@ import pytest
 
 from sekiban import ConcurrencyError, ConfigurationError, PartitionKeys, StoredEvent
 from sekiban.errors import SnapshotRejectedError
-from sekiban.snapshot import RejectionReason
+from sekiban.snapshot import RejectionReason, SnapshotSigning
 from sekiban.stores.postgres import PostgresEventStore
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import stored_events
@@ -130,3 +130,21 @@ async def test_unreadable_snapshot_row_is_rejected_as_corrupt(
     with pytest.raises(SnapshotRejectedError) as error:
         await snapshots.get(keys, "account")
     assert error.value.rejection.reason is RejectionReason.CORRUPT
+
+
+async def test_a_snapshot_table_from_before_signing_gains_the_signature_column(
+    store: PostgresEventStore, dsn: str, schema: str
+) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'ALTER TABLE "{schema}".sekiban_snapshots DROP COLUMN signature')
+    finally:
+        await connection.close()
+    reopened = await PostgresEventStore.connect(dsn, schema=schema)
+    try:
+        keys = PartitionKeys.generate("account")
+        signed = SnapshotSigning("k1", b"k" * 32).sign(snapshot_at(keys, 5))
+        await reopened.snapshot_store().save(signed)
+        assert await reopened.snapshot_store().get(keys, "account") == signed
+    finally:
+        await reopened.close()

@@ -14,9 +14,11 @@ from sekiban import (
     Serializer,
 )
 from sekiban.loading import EventReplayOptimizer
+from sekiban.snapshot import SnapshotSigning
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores.sqlite import SqliteEventStore
 from sekiban.stores.sqlite import reading as sqlite_reading
+from tests.conformance.test_snapshot_store import snapshot_at
 from tests.support import bank_account_with_snapshot, stored_events
 
 
@@ -153,5 +155,20 @@ async def test_reads_fetch_only_the_commits_a_batch_needs(
         _, head = await store.read_snapshot_and_stream(keys, "account", 700)
         assert [e.version for e in head] == list(range(1, 701))
         assert fetched == [1000]
+    finally:
+        await store.close()
+
+
+async def test_a_file_from_before_signing_gains_the_signature_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    await (await SqliteEventStore.open(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE snapshots DROP COLUMN signature")
+    store = await SqliteEventStore.open(path)
+    try:
+        keys = PartitionKeys.generate("account")
+        signed = SnapshotSigning("k1", b"k" * 32).sign(snapshot_at(keys, 5))
+        await store.snapshot_store().save(signed)
+        assert await store.snapshot_store().get(keys, "account") == signed
     finally:
         await store.close()
