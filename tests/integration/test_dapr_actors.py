@@ -38,6 +38,16 @@ async def actor_state_snapshot(bank: BankCluster, app_id: str, keys: PartitionKe
     return json.loads(value) if value else None
 
 
+async def open_account_with_deposits(bank: BankCluster, deposits: int) -> PartitionKeys:
+    """Start a node "bank" and open an account on it with `deposits` deposits of 1."""
+    node = bank.cluster.start_node("bank")
+    executor = DaprSekibanExecutor(bank_domain(), bank.store, dapr_http_endpoint=node.http_endpoint)
+    keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+    for _ in range(deposits):
+        await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+    return keys
+
+
 async def test_commands_snapshots_and_reactivation_on_real_daprd(tmp_path: Path) -> None:
     async with bank_cluster(tmp_path, snapshot_count=10) as bank:
         cluster, store = bank.cluster, bank.store
@@ -146,12 +156,7 @@ async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: P
 async def test_timer_flushes_the_snapshot_of_a_quiet_actor(tmp_path: Path) -> None:
     env = {"SEKIBAN_SNAPSHOT_STRATEGY": "time", "SEKIBAN_SNAPSHOT_INTERVAL_MS": "1000"}
     async with bank_cluster(tmp_path, extra_env=env) as bank:
-        cluster, store = bank.cluster, bank.store
-        node = cluster.start_node("bank")
-        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
-        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-        for _ in range(5):
-            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        keys = await open_account_with_deposits(bank, 5)
         deadline = asyncio.get_running_loop().time() + 10
         snapshot = await actor_state_snapshot(bank, "bank", keys)
         while (snapshot is None or snapshot["version"] < 6) and (
@@ -236,11 +241,8 @@ async def test_a_planted_snapshot_in_actor_state_is_refused_and_replaced(
     state table) can choose neither the state an actor activates with nor its memory use."""
     async with bank_cluster(tmp_path, snapshot_count=5, extra_env=env) as bank:
         cluster, store = bank.cluster, bank.store
-        node = cluster.start_node("bank")
-        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
-        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-        for _ in range(11):
-            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        keys = await open_account_with_deposits(bank, 11)
+        node = cluster.nodes[0]
         stored = await actor_state_snapshot(bank, "bank", keys)
         assert stored is not None and stored["version"] == 10
         signed = "SEKIBAN_SNAPSHOT_SIGNING_KEY" in env

@@ -11,9 +11,9 @@ import pytest
 
 from sekiban import ConcurrencyError, ConfigurationError, PartitionKeys, StoredEvent
 from sekiban.errors import SnapshotRejectedError
-from sekiban.snapshot import RejectionReason, SnapshotSigning
+from sekiban.snapshot import RejectionReason
 from sekiban.stores.postgres import PostgresEventStore
-from tests.conformance.test_snapshot_store import snapshot_at
+from tests.conformance.test_snapshot_store import assert_signed_snapshots_round_trip, snapshot_at
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
@@ -142,9 +142,6 @@ async def test_a_snapshot_table_from_before_signing_gains_the_signature_column(
         await connection.close()
     reopened = await PostgresEventStore.connect(dsn, schema=schema)
     try:
-        keys = PartitionKeys.generate("account")
-        signed = SnapshotSigning("k1", b"k" * 32).sign(snapshot_at(keys, 5))
-        await reopened.snapshot_store().save(signed)
-        assert await reopened.snapshot_store().get(keys, "account") == signed
+        await assert_signed_snapshots_round_trip(reopened.snapshot_store())
     finally:
         await reopened.close()
