@@ -5,7 +5,9 @@
 Events go to PostgreSQL when SEKIBAN_POSTGRES_DSN is set (schema
 SEKIBAN_POSTGRES_SCHEMA, default "public"), else to the SQLite file SEKIBAN_SQLITE_PATH.
 SEKIBAN_SNAPSHOT_STRATEGY, SEKIBAN_SNAPSHOT_COUNT and SEKIBAN_SNAPSHOT_INTERVAL_MS set
-the snapshot configuration.
+the snapshot configuration. SEKIBAN_SNAPSHOT_SIGNING_KEY (`key-id:secret`) signs
+snapshots and refuses unsigned ones; SEKIBAN_SNAPSHOT_ACCEPTED_KEYS
+(`key-id:secret,...`) lists the previous keys still accepted while rotating.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import timedelta
 
 from examples.bank import bank_domain
 from sekiban.dapr.app import create_actor_app
-from sekiban.snapshot import SnapshotConfiguration
+from sekiban.snapshot import SnapshotConfiguration, SnapshotSigning
 from sekiban.stores import EventStore
 
 
@@ -31,6 +33,13 @@ async def open_event_store() -> EventStore:
     return await SqliteEventStore.open(os.environ.get("SEKIBAN_SQLITE_PATH", "sekiban-dapr.db"))
 
 
+def snapshot_signing() -> SnapshotSigning | None:
+    key = os.environ.get("SEKIBAN_SNAPSHOT_SIGNING_KEY")
+    if not key:
+        return None
+    return SnapshotSigning.from_settings(key, os.environ.get("SEKIBAN_SNAPSHOT_ACCEPTED_KEYS", ""))
+
+
 app = create_actor_app(
     bank_domain(),
     open_event_store,
@@ -38,6 +47,7 @@ app = create_actor_app(
         strategy=os.environ.get("SEKIBAN_SNAPSHOT_STRATEGY", "count"),
         count_threshold=int(os.environ.get("SEKIBAN_SNAPSHOT_COUNT", "50")),
         time_interval_ms=int(os.environ.get("SEKIBAN_SNAPSHOT_INTERVAL_MS", "60000")),
+        signing=snapshot_signing(),
     ),
     actor_idle_timeout=timedelta(seconds=int(os.environ.get("SEKIBAN_ACTOR_IDLE_SECONDS", "900"))),
 )

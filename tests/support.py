@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import uuid
+import zlib
 from datetime import UTC, datetime
 
 from examples.bank import DepositMoney, OpenAccount, bank_domain
 from sekiban import PartitionKeys, SekibanExecutor, SortableUniqueId, StoredEvent
-from sekiban.snapshot import SnapshotConfiguration
+from sekiban.snapshot import (
+    AggregateSnapshot,
+    SnapshotConfiguration,
+    SnapshotEncoding,
+    SnapshotSigning,
+)
 from sekiban.stores import EventStore, SnapshotStore
 
 
@@ -39,17 +48,60 @@ def stored_events(
 
 
 async def bank_account_with_snapshot(
-    store: EventStore, snapshots: SnapshotStore, *, events: int = 10, every: int = 7
+    store: EventStore,
+    snapshots: SnapshotStore,
+    *,
+    events: int = 10,
+    every: int = 7,
+    signing: SnapshotSigning | None = None,
 ) -> tuple[SekibanExecutor, PartitionKeys]:
     """A bank account of `events` events (opened, then deposits of 1) written by an
-    executor that snapshots every `every` events; the executor and the account's keys."""
+    executor that snapshots every `every` events (signed with `signing`, if given); the
+    executor and the account's keys."""
     executor = SekibanExecutor(
         bank_domain(),
         store,
         snapshot_store=snapshots,
-        snapshot_config=SnapshotConfiguration(count_threshold=every),
+        snapshot_config=SnapshotConfiguration(count_threshold=every, signing=signing),
     )
     keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
     for _ in range(events - 1):
         await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
     return executor, keys
+
+
+def forged(snapshot: AggregateSnapshot, *, balance: int = 1_000_000) -> AggregateSnapshot:
+    """`snapshot` with an attacker-chosen balance, a valid CRC and no signature: what
+    someone who can write the snapshot store, but holds no key, can plant."""
+    state = json.loads(
+        zlib.decompress(snapshot.payload)
+        if snapshot.metadata.encoding is SnapshotEncoding.ZLIB
+        else snapshot.payload
+    )
+    payload = json.dumps({**state, "balance": balance}).encode()
+    metadata = dataclasses.replace(
+        snapshot.metadata,
+        encoding=SnapshotEncoding.JSON,
+        checksum=zlib.crc32(payload),
+        signature=None,
+    )
+    return dataclasses.replace(snapshot, payload=payload, metadata=metadata)
+
+
+@functools.cache
+def zlib_bomb(inflated_bytes: int) -> bytes:
+    """Zeros that inflate to `inflated_bytes`, compressed about a thousandfold, built a
+    mebibyte at a time so the test itself never holds the inflated size."""
+    compressor = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    parts = [compressor.compress(chunk) for _ in range(inflated_bytes >> 20)]
+    return b"".join(parts) + compressor.flush()
+
+
+def bomb(snapshot: AggregateSnapshot, inflated_bytes: int = 256 << 20) -> AggregateSnapshot:
+    """`snapshot` with a payload that inflates to `inflated_bytes`, CRC valid."""
+    payload = zlib_bomb(inflated_bytes)
+    metadata = dataclasses.replace(
+        snapshot.metadata, encoding=SnapshotEncoding.ZLIB, checksum=zlib.crc32(payload)
+    )
+    return dataclasses.replace(snapshot, payload=payload, metadata=metadata)

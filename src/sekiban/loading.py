@@ -14,7 +14,9 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import EventStreamCorruptError, SnapshotRejectedError
+from sekiban.snapshot.signing import SnapshotSigning
 from sekiban.snapshot.types import (
+    DEFAULT_MAX_SNAPSHOT_BYTES,
     AggregateSnapshot,
     RejectionReason,
     SnapshotRejection,
@@ -74,6 +76,10 @@ class EventReplayOptimizer:
     When the event store is a `SnapshotStreamReader` of the snapshot store, the snapshot
     and the first batch of events after it are read in one request (one round trip on
     PostgreSQL), with the same checks.
+
+    With `signing`, a snapshot without a valid signature by an accepted key is
+    discarded like a corrupt one; a payload inflating beyond `max_snapshot_bytes` is
+    discarded while inflating.
     """
 
     def __init__(
@@ -85,6 +91,8 @@ class EventReplayOptimizer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         timer: Callable[[], float] = time.perf_counter,
         counters: SnapshotCounters | None = None,
+        signing: SnapshotSigning | None = None,
+        max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
     ) -> None:
         self.event_store = event_store
         self.serializer = serializer
@@ -92,6 +100,8 @@ class EventReplayOptimizer:
         self.batch_size = check_batch_size(batch_size)
         self.timer = timer
         self.counters = counters or SnapshotCounters()
+        self.signing = signing
+        self.max_snapshot_bytes = max_snapshot_bytes
         self._reader = (
             event_store
             if snapshot_store is not None
@@ -111,7 +121,13 @@ class EventReplayOptimizer:
             snapshot, rejection = await self._read_snapshot(projector, partition_keys)
         if snapshot is not None:
             try:
-                aggregate = restore_snapshot(snapshot, projector, self.serializer)
+                aggregate = restore_snapshot(
+                    snapshot,
+                    projector,
+                    self.serializer,
+                    signing=self.signing,
+                    max_bytes=self.max_snapshot_bytes,
+                )
                 aggregate, replayed = await self._replay_after_snapshot(projector, aggregate, head)
             except SnapshotRejectedError as error:
                 rejection = error.rejection

@@ -71,7 +71,12 @@ class AggregateRepository:
         self.max_payload_bytes = max_payload_bytes
         self.snapshots = SnapshotCounters()
         self.optimizer = EventReplayOptimizer(
-            event_store, self.serializer, snapshot_store, counters=self.snapshots
+            event_store,
+            self.serializer,
+            snapshot_store,
+            counters=self.snapshots,
+            signing=self.snapshot_config.signing,
+            max_snapshot_bytes=self.snapshot_config.max_snapshot_bytes,
         )
         self._strategies: dict[str, SnapshotStrategy] = {}
 
@@ -206,6 +211,8 @@ class AggregateRepository:
                 events_since_previous=since,
                 compress_above=config.compress_above_bytes,
                 compression_level=config.compression_level,
+                signing=self.snapshot_config.signing,
+                max_bytes=self.snapshot_config.max_snapshot_bytes,
             )
             if replace_bad:
                 # The stored one may be ahead of the stream, and a save never replaces

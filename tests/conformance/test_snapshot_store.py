@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sekiban import PartitionKeys, Serializer
-from sekiban.snapshot import AggregateSnapshot, take_snapshot
+from sekiban.snapshot import AggregateSnapshot, SnapshotSigning, take_snapshot
+from sekiban.stores import SnapshotStore
 from tests.conformance.backends import Stores
 from tests.unit.domain import account_at
 
@@ -81,3 +82,17 @@ async def test_deleted_snapshot_is_gone(stores: Stores) -> None:
     await snapshots.delete(keys, "account")
     assert await snapshots.get(keys, "account") is None
     await snapshots.delete(keys, "account")  # deleting nothing is fine
+
+
+async def assert_signed_snapshots_round_trip(snapshots: SnapshotStore) -> None:
+    """Signed snapshots, plain and compressed, come back with their signature."""
+    keys = PartitionKeys.generate("account")
+    for version, compress_above in ((3, None), (5, 0)):
+        signed = SnapshotSigning("k1", b"k" * 32).sign(snapshot_at(keys, version, compress_above))
+        assert signed.metadata.signature is not None
+        await snapshots.save(signed)
+        assert await snapshots.get(keys, "account") == signed
+
+
+async def test_signed_snapshot_round_trips_with_its_signature(stores: Stores) -> None:
+    await assert_signed_snapshots_round_trip(stores[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from sekiban import Executor, PartitionKeys, RetryPolicy
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.dapr.executor import DaprSekibanExecutor
 from sekiban.errors import DaprUnavailableError, RemoteCommandError
+from sekiban.snapshot import AggregateSnapshot, RejectionReason
 from sekiban.stores import EventStore
 from sekiban.stores.postgres import PostgresEventStore
 from tests.integration.dapr_support import BankCluster, bank_cluster
+from tests.support import bomb, forged
 
 pytestmark = pytest.mark.dapr
 
@@ -33,6 +36,16 @@ async def actor_state_snapshot(bank: BankCluster, app_id: str, keys: PartitionKe
     finally:
         await connection.close()
     return json.loads(value) if value else None
+
+
+async def open_account_with_deposits(bank: BankCluster, deposits: int) -> PartitionKeys:
+    """Start a node "bank" and open an account on it with `deposits` deposits of 1."""
+    node = bank.cluster.start_node("bank")
+    executor = DaprSekibanExecutor(bank_domain(), bank.store, dapr_http_endpoint=node.http_endpoint)
+    keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
+    for _ in range(deposits):
+        await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+    return keys
 
 
 async def test_commands_snapshots_and_reactivation_on_real_daprd(tmp_path: Path) -> None:
@@ -143,12 +156,7 @@ async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: P
 async def test_timer_flushes_the_snapshot_of_a_quiet_actor(tmp_path: Path) -> None:
     env = {"SEKIBAN_SNAPSHOT_STRATEGY": "time", "SEKIBAN_SNAPSHOT_INTERVAL_MS": "1000"}
     async with bank_cluster(tmp_path, extra_env=env) as bank:
-        cluster, store = bank.cluster, bank.store
-        node = cluster.start_node("bank")
-        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
-        keys = (await executor.command(OpenAccount(owner="ann"))).partition_keys
-        for _ in range(5):
-            await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        keys = await open_account_with_deposits(bank, 5)
         deadline = asyncio.get_running_loop().time() + 10
         snapshot = await actor_state_snapshot(bank, "bank", keys)
         while (snapshot is None or snapshot["version"] < 6) and (
@@ -209,3 +217,65 @@ async def test_the_executor_contract_holds_on_real_daprd(tmp_path: Path) -> None
             host
         )
         await contract.test_a_resent_command_id_is_applied_once(host)
+
+
+SIGNING_ENV = {"SEKIBAN_SNAPSHOT_SIGNING_KEY": "k1:" + "s" * 32}
+
+
+@pytest.mark.parametrize(
+    ("env", "plant", "reason"),
+    [
+        (SIGNING_ENV, forged, RejectionReason.UNSIGNED),
+        ({}, bomb, RejectionReason.TOO_LARGE),
+        (SIGNING_ENV, bomb, RejectionReason.BAD_SIGNATURE),  # the genuine signature kept
+    ],
+    ids=["forged-signing-on", "bomb-signing-off", "bomb-signing-on"],
+)
+async def test_a_planted_snapshot_in_actor_state_is_refused_and_replaced(
+    tmp_path: Path,
+    env: dict[str, str],
+    plant: Callable[[AggregateSnapshot], AggregateSnapshot],
+    reason: RejectionReason,
+) -> None:
+    """Whoever can write the actor state (the Dapr state API with its token, or the
+    state table) can choose neither the state an actor activates with nor its memory use."""
+    async with bank_cluster(tmp_path, snapshot_count=5, extra_env=env) as bank:
+        cluster, store = bank.cluster, bank.store
+        keys = await open_account_with_deposits(bank, 11)
+        node = cluster.nodes[0]
+        stored = await actor_state_snapshot(bank, "bank", keys)
+        assert stored is not None and stored["version"] == 10
+        signed = "SEKIBAN_SNAPSHOT_SIGNING_KEY" in env
+        assert (stored["signature"] or "").startswith("k1:") == signed
+
+        node.app.kill()
+        node.daprd.kill()
+        planted = plant(AggregateSnapshot.from_json(json.dumps(stored)))
+        await write_actor_state_snapshot(bank, "bank", keys, planted.to_json().decode())
+        node = cluster.start_node("bank")
+        executor = DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
+        loaded = await executor.load(AccountProjector, keys)
+        rejection = loaded.statistics.rejection
+        assert rejection is not None and rejection.reason is reason
+        assert not loaded.statistics.from_snapshot
+        assert loaded.aggregate.payload == ActiveAccount(owner="ann", balance=11, transactions=11)
+
+        # The next command replaces the planted snapshot with a good one.
+        await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+        replaced = await actor_state_snapshot(bank, "bank", keys)
+        assert replaced is not None and replaced["version"] == 13
+        assert (replaced["signature"] or "").startswith("k1:") == signed
+
+
+async def write_actor_state_snapshot(
+    bank: BankCluster, app_id: str, keys: PartitionKeys, document: str
+) -> None:
+    key = f"{app_id}||{DaprAggregateActor.__name__}||{actor_id_for('account', keys)}||snapshot"
+    connection = await asyncpg.connect(bank.dsn)
+    try:
+        status = await connection.execute(
+            f"UPDATE {bank.state_table} SET value = $2::jsonb WHERE key = $1", key, document
+        )
+    finally:
+        await connection.close()
+    assert status == "UPDATE 1"

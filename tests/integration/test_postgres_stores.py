@@ -13,7 +13,7 @@ from sekiban import ConcurrencyError, ConfigurationError, PartitionKeys, StoredE
 from sekiban.errors import SnapshotRejectedError
 from sekiban.snapshot import RejectionReason
 from sekiban.stores.postgres import PostgresEventStore
-from tests.conformance.test_snapshot_store import snapshot_at
+from tests.conformance.test_snapshot_store import assert_signed_snapshots_round_trip, snapshot_at
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
@@ -130,3 +130,18 @@ async def test_unreadable_snapshot_row_is_rejected_as_corrupt(
     with pytest.raises(SnapshotRejectedError) as error:
         await snapshots.get(keys, "account")
     assert error.value.rejection.reason is RejectionReason.CORRUPT
+
+
+async def test_a_snapshot_table_from_before_signing_gains_the_signature_column(
+    store: PostgresEventStore, dsn: str, schema: str
+) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'ALTER TABLE "{schema}".sekiban_snapshots DROP COLUMN signature')
+    finally:
+        await connection.close()
+    reopened = await PostgresEventStore.connect(dsn, schema=schema)
+    try:
+        await assert_signed_snapshots_round_trip(reopened.snapshot_store())
+    finally:
+        await reopened.close()

@@ -17,6 +17,7 @@ from sekiban.loading import EventReplayOptimizer
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores.sqlite import SqliteEventStore
 from sekiban.stores.sqlite import reading as sqlite_reading
+from tests.conformance.test_snapshot_store import assert_signed_snapshots_round_trip
 from tests.support import bank_account_with_snapshot, stored_events
 
 
@@ -153,5 +154,17 @@ async def test_reads_fetch_only_the_commits_a_batch_needs(
         _, head = await store.read_snapshot_and_stream(keys, "account", 700)
         assert [e.version for e in head] == list(range(1, 701))
         assert fetched == [1000]
+    finally:
+        await store.close()
+
+
+async def test_a_file_from_before_signing_gains_the_signature_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    await (await SqliteEventStore.open(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE snapshots DROP COLUMN signature")
+    store = await SqliteEventStore.open(path)
+    try:
+        await assert_signed_snapshots_round_trip(store.snapshot_store())
     finally:
         await store.close()

@@ -30,6 +30,7 @@ from sekiban.testing import (
     assert_snapshot_taken,
     given_snapshot,
 )
+from sekiban.testing.sidecar import DaprCluster, postgres_actor_state_component
 
 
 def keys() -> PartitionKeys:
@@ -119,3 +120,17 @@ async def test_full_replay_assertion_names_the_reason() -> None:
         await assert_snapshot_taken(
             scenario, AccountProjector, PartitionKeys.existing(uuid.uuid4(), "account"), 1
         )
+
+
+def test_the_component_file_with_the_database_password_is_private(tmp_path: Path) -> None:
+    """Also when a file from an earlier run, or another tool, was world-readable."""
+    components = tmp_path / "components"
+    components.mkdir()
+    stale = components / "actorstate.yaml"
+    stale.write_text("old")
+    stale.chmod(0o644)
+    component = postgres_actor_state_component("s", "postgresql://u:hunter2@h/db", "t")
+    cluster = DaprCluster(tmp_path, "examples.dapr_host:app", component, binaries=tmp_path)
+    written = cluster.components / "actorstate.yaml"
+    assert written.read_text() == component
+    assert written.stat().st_mode & 0o777 == 0o600

@@ -77,6 +77,7 @@ def create_actor_app(
     `dapr-api-token` header are refused.
     """
     token = app_api_token if app_api_token is not None else os.environ.get("APP_API_TOKEN")
+    expected = token.encode() if token else b""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,8 +95,10 @@ def create_actor_app(
 
         @app.middleware("http")
         async def require_token(request: Request, call_next: RequestResponseEndpoint) -> Response:
-            sent = request.headers.get("dapr-api-token", "")
-            if request.url.path != "/healthz" and not hmac.compare_digest(sent, token):
+            # Compared as bytes: `compare_digest` raises on non-ASCII str (a 500), and
+            # Starlette decodes header bytes as latin-1, so this gives back the bytes sent.
+            sent = request.headers.get("dapr-api-token", "").encode("latin-1")
+            if request.url.path != "/healthz" and not hmac.compare_digest(sent, expected):
                 return Response(status_code=401, content=b"missing or wrong dapr-api-token")
             return await call_next(request)
 

@@ -1,4 +1,4 @@
-"""Snapshot management: snapshot types, strategies and configuration.
+"""Snapshot management: snapshot types, strategies, configuration and signing.
 
 The replay optimizer (snapshot + delta) lives in `sekiban.loading`, one layer up, since
 it reads stores; its names are also reachable here, resolved on first use so that
@@ -9,6 +9,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
+from sekiban.snapshot.signing import SnapshotSigning
 from sekiban.snapshot.strategies import (
     AnyOfSnapshotStrategy,
     CountBasedSnapshotStrategy,
@@ -51,6 +52,7 @@ __all__ = [
     "SnapshotEncoding",
     "SnapshotMetadata",
     "SnapshotRejection",
+    "SnapshotSigning",
     "SnapshotStrategy",
     "SnapshotStrategyFactory",
     "SnapshotVersion",

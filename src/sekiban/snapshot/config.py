@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from sekiban.errors import ConfigurationError
+from sekiban.snapshot.signing import SnapshotSigning
 from sekiban.snapshot.strategies import (
     AnyOfSnapshotStrategy,
     CountBasedSnapshotStrategy,
@@ -18,6 +19,7 @@ from sekiban.snapshot.strategies import (
     SnapshotStrategy,
     TimeBasedSnapshotStrategy,
 )
+from sekiban.snapshot.types import DEFAULT_MAX_SNAPSHOT_BYTES
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,13 @@ class SnapshotConfiguration:
     `load_events_threshold` / `load_time_ms_threshold` add a load-cost trigger to any
     strategy. Payloads larger than `compress_above_bytes` are zlib-compressed (None:
     never). `overrides` maps projector names to their own configuration (an override
-    naming a custom strategy carries its own `strategies`). Invalid values raise
+    naming a custom strategy carries its own `strategies`).
+
+    `signing` (a `SnapshotSigning`) signs every snapshot taken and refuses, on load,
+    any snapshot without a valid signature by an accepted key; without it signatures
+    are neither written nor checked. A stored payload that inflates beyond
+    `max_snapshot_bytes` is refused, checked while inflating. Both apply to every
+    projector: an override may not set different ones. Invalid values raise
     `ConfigurationError`.
     """
 
@@ -42,6 +50,8 @@ class SnapshotConfiguration:
     load_time_ms_threshold: float | None = None
     compress_above_bytes: int | None = 16_384
     compression_level: int = 6
+    signing: SnapshotSigning | None = None
+    max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
     overrides: Mapping[str, SnapshotConfiguration] = field(default_factory=dict)
     strategies: Mapping[str, StrategyBuilder] = field(default_factory=dict)
 
@@ -58,6 +68,12 @@ class SnapshotConfiguration:
         _at_least("count_threshold", self.count_threshold, 1)
         _at_least("time_interval_ms", self.time_interval_ms, 1)
         _at_least("compression_level", self.compression_level, 0)
+        _at_least("max_snapshot_bytes", self.max_snapshot_bytes, 1)
+        if self.signing is not None and not isinstance(self.signing, SnapshotSigning):
+            # The type only: a string here is likely the secret itself.
+            raise ConfigurationError(
+                f"signing must be a SnapshotSigning, got a {type(self.signing).__name__}"
+            )
         if self.compression_level > 9:
             raise ConfigurationError(f"compression_level must be 0-9, got {self.compression_level}")
         for name in ("load_events_threshold", "load_time_ms_threshold", "compress_above_bytes"):
@@ -68,6 +84,16 @@ class SnapshotConfiguration:
             if not isinstance(override, SnapshotConfiguration):
                 raise ConfigurationError(
                     f"override for {projector!r} must be a SnapshotConfiguration"
+                )
+            # One reader checks every projector's snapshots: an override's own keys or
+            # limit would be silently ignored, so they are refused.
+            if override.signing not in (None, self.signing) or override.max_snapshot_bytes not in (
+                DEFAULT_MAX_SNAPSHOT_BYTES,
+                self.max_snapshot_bytes,
+            ):
+                raise ConfigurationError(
+                    f"override for {projector!r} sets its own signing or max_snapshot_bytes; "
+                    "set them on the top-level SnapshotConfiguration"
                 )
 
     @classmethod

@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.partition_keys import PartitionKeys
@@ -17,8 +17,14 @@ from sekiban.core.serialization import Serializer
 from sekiban.core.sortable_id import SortableUniqueId
 from sekiban.errors import SekibanError, SerializationError, SnapshotRejectedError, UnknownTypeError
 
+if TYPE_CHECKING:
+    from sekiban.snapshot.signing import SnapshotSigning
+
 FORMAT_VERSION = 1
 """The snapshot layout this code writes; snapshots with a higher one are not read."""
+
+DEFAULT_MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
+"""The largest serialized payload (after inflating) a snapshot may restore to."""
 
 
 class SnapshotEncoding(StrEnum):
@@ -50,6 +56,8 @@ class SnapshotMetadata:
     checksum: int
     taken_at: datetime
     events_since_previous: int
+    signature: str | None = None
+    """`key-id:hex HMAC-SHA-256` of the canonical form (see `SnapshotSigning`), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +97,7 @@ class AggregateSnapshot:
                 "checksum": m.checksum,
                 "taken_at": m.taken_at.isoformat(),
                 "events_since_previous": m.events_since_previous,
+                "signature": m.signature,
             },
             separators=(",", ":"),
         ).encode()
@@ -112,6 +121,7 @@ class AggregateSnapshot:
                     checksum=_int(d["checksum"]),
                     taken_at=datetime.fromisoformat(d["taken_at"]),
                     events_since_previous=_int(d["events_since_previous"]),
+                    signature=_str_or_none(d.get("signature")),
                 ),
             )
         except (ValueError, TypeError, KeyError, SekibanError) as error:
@@ -126,6 +136,12 @@ def _int(value: object) -> int:
     return value
 
 
+def _str_or_none(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
 class RejectionReason(StrEnum):
     """Why a snapshot was not used."""
 
@@ -137,6 +153,10 @@ class RejectionReason(StrEnum):
     AHEAD_OF_STREAM = "ahead-of-stream"
     STREAM_MISMATCH = "stream-mismatch"
     UNREADABLE = "unreadable"
+    UNSIGNED = "unsigned"
+    UNKNOWN_KEY = "unknown-key"
+    BAD_SIGNATURE = "bad-signature"
+    TOO_LARGE = "too-large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +176,22 @@ def take_snapshot(
     events_since_previous: int,
     compress_above: int | None = None,
     compression_level: int = 6,
+    signing: SnapshotSigning | None = None,
+    max_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> AggregateSnapshot:
-    """Serialize `aggregate`; payloads over `compress_above` bytes are zlib-compressed."""
+    """Serialize `aggregate`; payloads over `compress_above` bytes are zlib-compressed,
+    and the snapshot is signed with `signing`'s current key if given.
+
+    A payload over `max_bytes` raises `SnapshotRejectedError` (too large): it could not
+    be restored.
+    """
     payload_type, data = serializer.dump_payload(aggregate.payload)
+    if len(data) > max_bytes:
+        _reject(RejectionReason.TOO_LARGE, f"{len(data)} bytes, the limit is {max_bytes}")
     encoding = SnapshotEncoding.JSON
     if compress_above is not None and len(data) > compress_above:
         data, encoding = zlib.compress(data, compression_level), SnapshotEncoding.ZLIB
-    return AggregateSnapshot(
+    snapshot = AggregateSnapshot(
         partition_keys=aggregate.partition_keys,
         version=aggregate.version,
         last_sortable_unique_id=aggregate.last_sortable_unique_id,
@@ -178,15 +207,23 @@ def take_snapshot(
             events_since_previous=events_since_previous,
         ),
     )
+    return snapshot if signing is None else signing.sign(snapshot)
 
 
 def restore_snapshot(
-    snapshot: AggregateSnapshot, projector: AggregateProjector, serializer: Serializer
+    snapshot: AggregateSnapshot,
+    projector: AggregateProjector,
+    serializer: Serializer,
+    *,
+    signing: SnapshotSigning | None = None,
+    max_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> Aggregate[AggregatePayload]:
     """The aggregate a snapshot holds, if `projector` may use it.
 
     Raises `SnapshotRejectedError` saying why not: another projector or projector
-    version, a newer format, an unknown payload type, or corrupt bytes.
+    version, a newer format, an unknown payload type, corrupt bytes, a payload that
+    inflates beyond `max_bytes` (checked while inflating) or, with `signing`, a missing,
+    unknown-key or wrong signature. Without `signing` a signature is not looked at.
     """
     m = snapshot.metadata
     if m.projector_name != projector.name:
@@ -206,12 +243,16 @@ def restore_snapshot(
         _reject(RejectionReason.CORRUPT, f"invalid version {snapshot.version!r} or last id")
     if zlib.crc32(snapshot.payload) != m.checksum:
         _reject(RejectionReason.CORRUPT, "payload checksum mismatch")
+    if signing is not None and (rejection := signing.verify(snapshot)) is not None:
+        raise SnapshotRejectedError(rejection)
     try:
         data = (
-            zlib.decompress(snapshot.payload)
+            _inflate(snapshot.payload, max_bytes)
             if m.encoding is SnapshotEncoding.ZLIB
             else snapshot.payload
         )
+        if len(data) > max_bytes:
+            _reject(RejectionReason.TOO_LARGE, f"{len(data)} bytes, the limit is {max_bytes}")
         payload = serializer.load_payload(m.payload_type, data)
     except UnknownTypeError as error:
         _reject(RejectionReason.UNKNOWN_PAYLOAD_TYPE, str(error))
@@ -228,14 +269,35 @@ def restore_snapshot(
 
 
 def check_snapshot(
-    snapshot: AggregateSnapshot, projector: AggregateProjector, serializer: Serializer
+    snapshot: AggregateSnapshot,
+    projector: AggregateProjector,
+    serializer: Serializer,
+    *,
+    signing: SnapshotSigning | None = None,
+    max_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> SnapshotRejection | None:
     """Why `snapshot` cannot be used by `projector`, or None when it can."""
     try:
-        restore_snapshot(snapshot, projector, serializer)
+        restore_snapshot(snapshot, projector, serializer, signing=signing, max_bytes=max_bytes)
     except SnapshotRejectedError as error:
         return error.rejection
     return None
+
+
+def _inflate(data: bytes, max_bytes: int) -> bytes:
+    """`data` decompressed, refused as soon as it would exceed `max_bytes`.
+
+    `max_length` stops zlib once it has produced one byte more than allowed, so a bomb
+    costs at most about twice the limit in memory (zlib's output blocks, then the
+    joined bytes); the rest of the input stays unread in `unconsumed_tail`.
+    """
+    inflater = zlib.decompressobj()
+    inflated = inflater.decompress(data, max_bytes + 1)
+    if len(inflated) > max_bytes:
+        _reject(RejectionReason.TOO_LARGE, f"inflates beyond the limit of {max_bytes} bytes")
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated compressed payload")
+    return inflated
 
 
 def _reject(reason: RejectionReason, detail: str) -> NoReturn:

@@ -21,7 +21,7 @@ _ENCODINGS = {encoding.value: encoding for encoding in SnapshotEncoding}
 
 SNAPSHOT_COLUMNS = (
     "version, last_sortable_unique_id, payload, projector_version, payload_type, "
-    "format_version, encoding, checksum, taken_at, events_since_previous"
+    "format_version, encoding, checksum, taken_at, events_since_previous, signature"
 )
 
 
@@ -41,6 +41,7 @@ def snapshot_columns(
         m.checksum,
         m.taken_at.isoformat() if text_timestamp else m.taken_at,
         m.events_since_previous,
+        m.signature,
     )
 
 
@@ -52,6 +53,8 @@ def snapshot_from_columns(
     try:
         if not isinstance(row[0], int):
             raise TypeError(f"version {row[0]!r} is not an integer")
+        if row[10] is not None and not isinstance(row[10], str):
+            raise TypeError(f"signature {row[10]!r} is not text")
         taken_at = row[8] if isinstance(row[8], datetime) else datetime.fromisoformat(row[8])
         return AggregateSnapshot(
             partition_keys,
@@ -67,6 +70,7 @@ def snapshot_from_columns(
                 row[7],
                 taken_at,
                 row[9],
+                row[10],
             ),
         )
     except (ValueError, TypeError, IndexError, KeyError) as error:

@@ -43,6 +43,18 @@ def free_port() -> int:
         return port
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable and writable by this user only.
+
+    The mode is set on the open file before anything is written, also when the file
+    already existed with a wider mode (`Path.touch(mode=...)` leaves those as they are).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(fd, 0o600)
+        file.write(text)
+
+
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     """Poll `url` until it answers 2xx; fail early if the process exits."""
     deadline = time.monotonic() + timeout
@@ -221,9 +233,7 @@ class DaprCluster:
         self.components = work_dir / "components"
         self.components.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The component holds the database password: readable by this user only.
-        state_component = self.components / "actorstate.yaml"
-        state_component.touch(mode=0o600)
-        state_component.write_text(component)
+        write_private(self.components / "actorstate.yaml", component)
         self.config = work_dir / "config.yaml"
         self.config.write_text(LOOPBACK_CONFIGURATION)
         self.placement_port = free_port()

@@ -69,8 +69,10 @@ CREATE TABLE IF NOT EXISTS {t.snapshots} (
     checksum                bigint      NOT NULL,
     taken_at                timestamptz NOT NULL,
     events_since_previous   integer     NOT NULL,
+    signature               text,
     PRIMARY KEY (root_partition_key, aggregate_group, aggregate_id, projector_name)
 );
+ALTER TABLE {t.snapshots} ADD COLUMN IF NOT EXISTS signature text;
 """
 
 

@@ -35,8 +35,9 @@ class PostgresSnapshotStore:
         self._save_sql = f"""
 INSERT INTO {t.snapshots} AS s (root_partition_key, aggregate_group, aggregate_id,
     projector_name, version, last_sortable_unique_id, payload, projector_version,
-    payload_type, format_version, encoding, checksum, taken_at, events_since_previous)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    payload_type, format_version, encoding, checksum, taken_at, events_since_previous,
+    signature)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (root_partition_key, aggregate_group, aggregate_id, projector_name) DO UPDATE SET
     version = EXCLUDED.version,
     last_sortable_unique_id = EXCLUDED.last_sortable_unique_id,
@@ -47,7 +48,8 @@ ON CONFLICT (root_partition_key, aggregate_group, aggregate_id, projector_name) 
     encoding = EXCLUDED.encoding,
     checksum = EXCLUDED.checksum,
     taken_at = EXCLUDED.taken_at,
-    events_since_previous = EXCLUDED.events_since_previous
+    events_since_previous = EXCLUDED.events_since_previous,
+    signature = EXCLUDED.signature
 WHERE s.version <= EXCLUDED.version
 RETURNING true"""
 

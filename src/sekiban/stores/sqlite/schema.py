@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     checksum INTEGER NOT NULL,
     taken_at TEXT NOT NULL,
     events_since_previous INTEGER NOT NULL,
+    signature TEXT,
     PRIMARY KEY (root_partition_key, aggregate_group, aggregate_id, projector_name)
 );
 """
@@ -69,6 +70,11 @@ def create_schema(connection: sqlite3.Connection) -> None:
             "read it: start from a new file"
         )
     connection.executescript(SCHEMA)
+    # Files from before snapshot signing lack the last column; adding it keeps the
+    # column order of a new file.
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(snapshots)")}
+    if "signature" not in columns:
+        connection.execute("ALTER TABLE snapshots ADD COLUMN signature TEXT")
 
 
 def stream_key(keys: PartitionKeys) -> tuple[str, str, str]:

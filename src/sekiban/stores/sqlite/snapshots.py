@@ -40,14 +40,15 @@ class SqliteSnapshotStore:
 
         def upsert(connection: sqlite3.Connection) -> bool:
             cursor = connection.execute(
-                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO UPDATE SET version = excluded.version, "
                 "last_sortable_unique_id = excluded.last_sortable_unique_id, "
                 "payload = excluded.payload, projector_version = excluded.projector_version, "
                 "payload_type = excluded.payload_type, format_version = excluded.format_version, "
                 "encoding = excluded.encoding, checksum = excluded.checksum, "
                 "taken_at = excluded.taken_at, "
-                "events_since_previous = excluded.events_since_previous "
+                "events_since_previous = excluded.events_since_previous, "
+                "signature = excluded.signature "
                 "WHERE snapshots.version <= excluded.version",
                 row,
             )
