@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Where `make test` writes coverage data and the HTML report (data_file in pyproject.toml).
+COVERAGE_DATA := .coverage-data
 
 .PHONY: demo test lint docs unit services services-stop dapr bench clean
 
@@ -41,11 +43,20 @@ dapr:
 	scripts/build-dapr.sh >/dev/null
 
 # Every test, with the real services: a missing service fails the run, never skips it.
+# The run is measured: branch coverage of src/sekiban, including the Python processes
+# the tests start ([tool.coverage] in pyproject.toml). Each process writes its data file
+# under .coverage-data/; they are combined into one report (HTML in .coverage-data/html),
+# and the report fails the run below its `fail_under` floor.
 test: $(STAMP) lint docs services dapr
+	rm -rf $(COVERAGE_DATA)
 	eval "$$(scripts/services.sh env)" && \
 	SEKIBAN_DAPR_BIN_DIR="$$(scripts/build-dapr.sh | tail -n1)" \
-	SEKIBAN_REQUIRE_SERVICES=1 $(PY) -m pytest -q
+	SEKIBAN_REQUIRE_SERVICES=1 $(PY) -m coverage run -m pytest -q
+	$(PY) -m coverage combine --quiet
+	$(PY) -m coverage html --quiet --fail-under=0
+	$(PY) -m coverage report
 
+# Unit tests only, unmeasured: the quick loop while editing.
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
@@ -55,4 +66,4 @@ bench: $(STAMP) services
 	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks --images docs/img
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(COVERAGE_DATA)
