@@ -52,23 +52,15 @@ async def test_many_clients_lose_and_duplicate_nothing(
 @pytest.mark.parametrize("aggregates", [1, 16])
 async def test_many_clients_through_dapr_actors(aggregates: int, tmp_path: Path) -> None:
     from sekiban.dapr.executor import DaprSekibanExecutor
-    from sekiban.stores.postgres import PostgresEventStore
-    from tests.conformance.backends import require_env
     from tests.integration.dapr_support import bank_cluster
 
-    dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    with bank_cluster(tmp_path, snapshot_count=50) as (cluster, schema):
-        node = cluster.start_node("stress")
-        store = await PostgresEventStore.connect(dsn, schema=schema)
-        try:
-            actors = DaprSekibanExecutor(
-                bank_domain(), store, dapr_http_endpoint=node.http_endpoint
-            )
-            counts, succeeded = await stress(
-                "Dapr actors (PostgreSQL)", actors.command, actors.command, aggregates
-            )
-            assert counts.succeeded == counts.attempts == CLIENTS * COMMANDS_PER_CLIENT
-            await check_streams(SekibanExecutor(bank_domain(), store), succeeded)
-        finally:
-            await store.drop_schema()
-            await store.close()
+    async with bank_cluster(tmp_path, snapshot_count=50) as bank:
+        node = bank.cluster.start_node("stress")
+        actors = DaprSekibanExecutor(
+            bank_domain(), bank.store, dapr_http_endpoint=node.http_endpoint
+        )
+        counts, succeeded = await stress(
+            "Dapr actors (PostgreSQL)", actors.command, actors.command, aggregates
+        )
+        assert counts.succeeded == counts.attempts == CLIENTS * COMMANDS_PER_CLIENT
+        await check_streams(SekibanExecutor(bank_domain(), bank.store), succeeded)
