@@ -18,6 +18,7 @@ from sekiban.core.sortable_id import SortableUniqueId
 from sekiban.errors import (
     AggregateStateError,
     CommandIdMismatchError,
+    CommandTooLargeError,
     CommandValidationError,
     ConcurrencyError,
     ConfigurationError,
@@ -37,10 +38,13 @@ from sekiban.errors import (
     SidecarError,
     SnapshotRejectedError,
     StoreAuthenticationError,
+    StoreBusyError,
     StoreConnectionError,
+    TooManyEventsError,
     UnknownTypeError,
 )
 from sekiban.executor import Executor, SekibanExecutor
+from sekiban.limits import CommandLimits
 from sekiban.retry import RetryPolicy
 
 __all__ = [
@@ -52,7 +56,9 @@ __all__ = [
     "Command",
     "CommandContext",
     "CommandIdMismatchError",
+    "CommandLimits",
     "CommandResponse",
+    "CommandTooLargeError",
     "CommandValidationError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -87,7 +93,9 @@ __all__ = [
     "SnapshotRejectedError",
     "SortableUniqueId",
     "StoreAuthenticationError",
+    "StoreBusyError",
     "StoreConnectionError",
     "StoredEvent",
+    "TooManyEventsError",
     "UnknownTypeError",
 ]
