@@ -40,6 +40,7 @@ from sekiban.errors import (
     StoreAuthenticationError,
     StoreBusyError,
     StoreConnectionError,
+    StoreError,
     TooManyEventsError,
     UnknownTypeError,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "StoreAuthenticationError",
     "StoreBusyError",
     "StoreConnectionError",
+    "StoreError",
     "StoredEvent",
     "TooManyEventsError",
     "UnknownTypeError",

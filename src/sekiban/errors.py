@@ -165,19 +165,25 @@ class InvalidReadError(SekibanError, ValueError):
     """A read asked for something no store can give, such as batches of no events."""
 
 
-class StoreConnectionError(SekibanError):
-    """A store could not be reached or did not answer: a connection, network, timeout
-    or authentication fault. Check its address and that it is running.
+class StoreError(SekibanError):
+    """A store failed in a way that is not about the data sent: its server's own error
+    (a full disk, a missing table, a damaged file). The driver's error is the
+    `__cause__`.
 
     `outcome_unknown` says whether a write may have happened: True when the fault hit
-    while an append was sent or after (the commit may have landed, its reply lost:
-    reload and look before deciding again), False when nothing was written (a read, or
-    a fault before anything was sent). The driver's own error is the `__cause__`.
+    while an append was being sent or after (the commit may have landed and its reply
+    been lost: read the stream before deciding again), False when nothing was written
+    (a read, a fault before anything was sent, or an error the server answered with).
     """
 
     def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
         self.outcome_unknown = outcome_unknown
         super().__init__(message)
+
+
+class StoreConnectionError(StoreError):
+    """A store could not be reached or did not answer in time: a connection, network,
+    timeout or authentication fault. Check its address and that it is running."""
 
 
 class StoreAuthenticationError(StoreConnectionError):
