@@ -18,6 +18,7 @@ from sekiban.core.sortable_id import SortableUniqueId
 from sekiban.errors import (
     AggregateStateError,
     CommandIdMismatchError,
+    CommandTooLargeError,
     CommandValidationError,
     ConcurrencyError,
     ConfigurationError,
@@ -37,10 +38,14 @@ from sekiban.errors import (
     SidecarError,
     SnapshotRejectedError,
     StoreAuthenticationError,
+    StoreBusyError,
     StoreConnectionError,
+    StoreError,
+    TooManyEventsError,
     UnknownTypeError,
 )
 from sekiban.executor import Executor, SekibanExecutor
+from sekiban.limits import CommandLimits
 from sekiban.retry import RetryPolicy
 
 __all__ = [
@@ -52,7 +57,9 @@ __all__ = [
     "Command",
     "CommandContext",
     "CommandIdMismatchError",
+    "CommandLimits",
     "CommandResponse",
+    "CommandTooLargeError",
     "CommandValidationError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -87,7 +94,10 @@ __all__ = [
     "SnapshotRejectedError",
     "SortableUniqueId",
     "StoreAuthenticationError",
+    "StoreBusyError",
     "StoreConnectionError",
+    "StoreError",
     "StoredEvent",
+    "TooManyEventsError",
     "UnknownTypeError",
 ]

@@ -93,11 +93,32 @@ class EventStreamCorruptError(SekibanError):
 
 
 class PayloadTooLargeError(SekibanError, ValueError):
-    """An event payload larger than the configured limit. Nothing was appended."""
+    """An event payload larger than the configured limit (UTF-8 bytes). Nothing was
+    appended."""
 
     def __init__(self, event_type: str, size: int, limit: int) -> None:
         self.event_type, self.size, self.limit = event_type, size, limit
         super().__init__(f"event {event_type} payload is {size} bytes; the limit is {limit}")
+
+
+class TooManyEventsError(SekibanError, ValueError):
+    """A command that decided more events than `CommandLimits.max_events`. Nothing was
+    appended: split the work over several commands or raise the limit."""
+
+    def __init__(self, command_type: str, count: int, limit: int) -> None:
+        self.command_type, self.count, self.limit = command_type, count, limit
+        super().__init__(f"command {command_type} decided {count} events; the limit is {limit}")
+
+
+class CommandTooLargeError(SekibanError, ValueError):
+    """A command whose events' payloads total more UTF-8 bytes than
+    `CommandLimits.max_command_bytes`. Nothing was appended."""
+
+    def __init__(self, command_type: str, size: int, limit: int) -> None:
+        self.command_type, self.size, self.limit = command_type, size, limit
+        super().__init__(
+            f"command {command_type} would append {size} bytes of payload; the limit is {limit}"
+        )
 
 
 class ConfigurationError(SekibanError, ValueError):
@@ -144,15 +165,34 @@ class InvalidReadError(SekibanError, ValueError):
     """A read asked for something no store can give, such as batches of no events."""
 
 
-class StoreConnectionError(SekibanError):
-    """A store's server could not be reached. Check its address and that it is running.
+class StoreError(SekibanError):
+    """A store failed in a way that is not about the data sent: its server's own error
+    (a full disk, a missing table, a damaged file). The driver's error is the
+    `__cause__`.
 
-    A write interrupted this way may or may not have landed: reload before retrying.
+    `outcome_unknown` says whether a write may have happened: True when the fault hit
+    while an append was being sent or after (the commit may have landed and its reply
+    been lost: read the stream before deciding again), False when nothing was written
+    (a read, a fault before anything was sent, or an error the server answered with).
     """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        self.outcome_unknown = outcome_unknown
+        super().__init__(message)
+
+
+class StoreConnectionError(StoreError):
+    """A store could not be reached or did not answer in time: a connection, network,
+    timeout or authentication fault. Check its address and that it is running."""
 
 
 class StoreAuthenticationError(StoreConnectionError):
     """A store's server refused the credentials. Check the configured key or password."""
+
+
+class StoreBusyError(StoreConnectionError):
+    """Another writer held the store's lock (SQLite) longer than the configured wait
+    (`busy_timeout`). Nothing was written: try again later, or wait longer."""
 
 
 class SnapshotRejectedError(SekibanError):

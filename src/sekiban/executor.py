@@ -17,9 +17,10 @@ from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
+from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, SnapshotCounters
 from sekiban.projections import Projections
-from sekiban.repository import DEFAULT_MAX_PAYLOAD_BYTES, AggregateRepository
+from sekiban.repository import AggregateRepository
 from sekiban.retry import RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.memory import InMemoryEventStore
@@ -71,7 +72,9 @@ class SekibanExecutor:
     `conflict_retry` says how often, and after what pause, a command that lost a race
     (`ConcurrencyError`, or a refusal decided on a state another writer had moved on)
     catches up and is decided again before the error is raised; the default never
-    retries. Either way no event is ever lost or duplicated.
+    retries. Either way no event is ever lost or duplicated. `limits` bounds what one
+    command may append (default `CommandLimits()`: 1,000 events, 1 MiB per payload,
+    4 MiB in all).
     """
 
     def __init__(
@@ -83,7 +86,7 @@ class SekibanExecutor:
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        limits: CommandLimits | None = None,
     ) -> None:
         self.domain = domain
         self.event_store: EventStore = event_store or InMemoryEventStore()
@@ -93,7 +96,7 @@ class SekibanExecutor:
             snapshot_store,
             snapshot_config,
             clock=clock,
-            max_payload_bytes=max_payload_bytes,
+            limits=limits,
         )
         self.conflict_retry = conflict_retry or RetryPolicy.never()
         self.projections = Projections(domain, self.event_store)

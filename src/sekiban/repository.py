@@ -20,7 +20,8 @@ from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer
-from sekiban.errors import ConcurrencyError, PayloadTooLargeError, StoreConnectionError
+from sekiban.errors import ConcurrencyError, StoreConnectionError
+from sekiban.limits import CommandLimits
 from sekiban.loading import EventReplayOptimizer, LoadStatistics, SnapshotCounters
 from sekiban.retry import RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration, SnapshotStrategyFactory
@@ -29,8 +30,6 @@ from sekiban.snapshot.types import RejectionReason, take_snapshot
 from sekiban.stores.protocols import EventStore, SnapshotStore
 
 log = logging.getLogger("sekiban")
-
-DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
 
 Sleep = Callable[[float], Awaitable[object]]
 
@@ -60,7 +59,7 @@ class AggregateRepository:
         snapshot_config: SnapshotConfiguration | None = None,
         *,
         clock: Clock,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        limits: CommandLimits | None = None,
     ) -> None:
         self.domain = domain
         self.serializer = Serializer(domain)
@@ -68,7 +67,7 @@ class AggregateRepository:
         self.snapshot_store = snapshot_store
         self.snapshot_config = snapshot_config or SnapshotConfiguration()
         self.clock = clock
-        self.max_payload_bytes = max_payload_bytes
+        self.limits = limits or CommandLimits()
         self.snapshots = SnapshotCounters()
         self.optimizer = EventReplayOptimizer(
             event_store,
@@ -106,7 +105,8 @@ class AggregateRepository:
         """Decide and append the command's events at `state`'s version.
 
         Raises `ConcurrencyError` when the stream moved on (nothing appended), the
-        handler's own errors, or `AggregateStateError`. The snapshot, if due, is
+        handler's own errors, `AggregateStateError`, or the error of a `limits` the
+        events exceed (nothing appended). The snapshot, if due, is
         saved only after the events are committed, and its failure never fails the command.
         """
         aggregate = state.aggregate
@@ -114,11 +114,7 @@ class AggregateRepository:
         if not events:
             return CommandResponse(aggregate.partition_keys, (), aggregate.version), state
         stored = [self.serializer.to_stored(e) for e in events]
-        for record in stored:
-            if len(record.payload) > self.max_payload_bytes:
-                raise PayloadTooLargeError(
-                    record.event_type, len(record.payload), self.max_payload_bytes
-                )
+        self.limits.check(type(command).__name__, stored)
         await self.event_store.append(stored, aggregate.version)
         aggregate = projector.fold(aggregate, events)
         state = replace(state, aggregate=aggregate)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -31,6 +32,7 @@ from sekiban.stores.cosmos import CosmosEventStore, CosmosSnapshotStore
 from sekiban.stores.cosmos.connection import parse_connection_string
 from tests.conformance.backends import require_env
 from tests.conformance.test_snapshot_store import snapshot_at
+from tests.fault_proxy import FaultProxy, fault_proxy
 from tests.support import stored_events
 
 pytestmark = pytest.mark.cosmos
@@ -276,6 +278,51 @@ async def test_unreachable_server_is_a_connection_error_naming_the_endpoint() ->
     assert not isinstance(error.value, StoreAuthenticationError)
     assert endpoint in str(error.value)
     assert KEY not in full_text(error.value)
+    assert error.value.outcome_unknown is False  # nothing was sent
+
+
+@pytest.fixture
+async def proxied(store: CosmosEventStore) -> AsyncIterator[tuple[CosmosEventStore, FaultProxy]]:
+    """A second store on `store`'s containers, reaching the server through a proxy."""
+    endpoint = urlsplit(require_env("SEKIBAN_COSMOS_ENDPOINT"))
+    async with fault_proxy(endpoint.hostname or "127.0.0.1", endpoint.port or 443) as proxy:
+        other = await CosmosEventStore.connect(
+            endpoint=f"{endpoint.scheme}://127.0.0.1:{proxy.port}/",
+            key=require_env("SEKIBAN_COSMOS_KEY"),
+            container_prefix=store.containers.events.id.removesuffix("-events"),
+            create=False,
+            safe_window=timedelta(0),
+            # The server advertises its own address: keep every request on the proxy.
+            client_options={"enable_endpoint_discovery": False},
+        )
+        try:
+            yield other, proxy
+        finally:
+            proxy.restore()
+            await other.close()
+
+
+async def test_reply_lost_after_the_append_was_sent_leaves_the_outcome_unknown(
+    store: CosmosEventStore, proxied: tuple[CosmosEventStore, FaultProxy]
+) -> None:
+    other, proxy = proxied
+    keys = PartitionKeys.generate()
+    proxy.lose_reply()  # the create's answer is lost, and the SDK's retries find no server
+    with pytest.raises(StoreConnectionError) as error:
+        await other.append(stored_events(keys, 1, 2), 0)
+    assert error.value.outcome_unknown is True
+    assert proxy.replies_lost >= 1
+    assert [e.version for e in await read_stream(store, keys)] == [1, 2]  # it had landed
+
+
+async def test_cut_before_a_read_is_a_connection_error_with_a_known_outcome(
+    proxied: tuple[CosmosEventStore, FaultProxy],
+) -> None:
+    other, proxy = proxied
+    proxy.cut()
+    with pytest.raises(StoreConnectionError) as error:
+        await read_stream(other, PartitionKeys.generate())
+    assert error.value.outcome_unknown is False
 
 
 @pytest.fixture

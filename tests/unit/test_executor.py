@@ -26,6 +26,7 @@ from sekiban import (
     AggregateStateError,
     Command,
     CommandContext,
+    CommandLimits,
     ConcurrencyError,
     EventMetadata,
     PartitionKeys,
@@ -162,7 +163,7 @@ async def test_metadata_is_carried_on_every_event() -> None:
 
 
 async def test_oversized_event_payload_is_rejected_and_appends_nothing() -> None:
-    executor = SekibanExecutor(bank_domain(), max_payload_bytes=50)
+    executor = SekibanExecutor(bank_domain(), limits=CommandLimits(max_payload_bytes=50))
     with pytest.raises(PayloadTooLargeError, match="AccountOpened"):
         await executor.command(OpenAccount(owner="x" * 100))
     assert [e async for b in executor.event_store.read_all() for e in b] == []

@@ -19,6 +19,7 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.dapr import messages
 from sekiban.errors import InvalidPartitionKeysError, SekibanError
+from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, LoadStatistics
 from sekiban.repository import AggregateRepository, AggregateState
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
@@ -114,12 +115,18 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         conflict_retry: RetryPolicy = CONFLICT_RETRY,
         clock: Clock = utc_now,
         remembered_commands: int = 200,
+        limits: CommandLimits | None = None,
     ) -> None:
         super().__init__(ctx, actor_id)
         projector_name, self.partition_keys = parse_actor_id(actor_id.id)
         self.projector: AggregateProjector = domain.projector(projector_name)
         self.repository = AggregateRepository(
-            domain, event_store, ActorStateSnapshotStore(self), snapshot_config, clock=clock
+            domain,
+            event_store,
+            ActorStateSnapshotStore(self),
+            snapshot_config,
+            clock=clock,
+            limits=limits,
         )
         self.conflict_retry = conflict_retry
         self.state: AggregateState | None = None

@@ -20,6 +20,7 @@ from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.limits import CommandLimits
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
@@ -33,8 +34,10 @@ def aggregate_actor_factory(
     snapshot_config: SnapshotConfiguration | None = None,
     conflict_retry: RetryPolicy = CONFLICT_RETRY,
     clock: Clock = utc_now,
+    limits: CommandLimits | None = None,
 ) -> ActorFactory:
-    """What `register_actor(actor_factory=...)` calls to build each actor instance."""
+    """What `register_actor(actor_factory=...)` calls to build each actor instance;
+    `limits` bounds what one command may append (default `CommandLimits()`)."""
 
     def create(ctx: ActorRuntimeContext, actor_id: ActorId) -> Actor:
         return DaprAggregateActor(
@@ -45,6 +48,7 @@ def aggregate_actor_factory(
             snapshot_config=snapshot_config,
             conflict_retry=conflict_retry,
             clock=clock,
+            limits=limits,
         )
 
     return create
@@ -68,13 +72,14 @@ def create_actor_app(
     conflict_retry: RetryPolicy = CONFLICT_RETRY,
     actor_idle_timeout: timedelta = timedelta(minutes=15),
     app_api_token: str | None = None,
+    limits: CommandLimits | None = None,
 ) -> FastAPI:
     """A FastAPI app hosting `DaprAggregateActor` for `domain`; serve it with uvicorn.
 
     The event store is opened at startup (so a pool is created inside the server's
     event loop) and closed at shutdown. With `app_api_token` (default: the
     `APP_API_TOKEN` variable daprd also reads), requests without the matching
-    `dapr-api-token` header are refused.
+    `dapr-api-token` header are refused. `limits` bounds what one command may append.
     """
     token = app_api_token if app_api_token is not None else os.environ.get("APP_API_TOKEN")
     expected = token.encode() if token else b""
@@ -83,7 +88,9 @@ def create_actor_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         event_store = await open_event_store()
         ActorRuntime.set_actor_config(ActorRuntimeConfig(actor_idle_timeout=actor_idle_timeout))
-        factory = aggregate_actor_factory(domain, event_store, snapshot_config, conflict_retry)
+        factory = aggregate_actor_factory(
+            domain, event_store, snapshot_config, conflict_retry, limits=limits
+        )
         await register_aggregate_actor(factory)
         try:
             yield

@@ -14,6 +14,10 @@ from sekiban.errors import InvalidAppendError, InvalidReadError
 from sekiban.snapshot.types import AggregateSnapshot
 
 DEFAULT_BATCH_SIZE = 1000
+MAX_VERSION = 2**31 - 1
+"""The highest version any store keeps: PostgreSQL's `integer` version column, the
+narrowest of them (SQLite and Cosmos DB would take up to 2**63 - 1)."""
+_TEXT_FIELDS = ("event_type", "causation_id", "correlation_id", "executed_user")
 
 
 class EventStore(Protocol):
@@ -107,17 +111,22 @@ def check_append(
     events: Sequence[StoredEvent], expected_version: int, max_events: int | None = None
 ) -> PartitionKeys:
     """The stream the events belong to; raises `InvalidAppendError` if they do not
-    continue it at consecutive versions from `expected_version + 1`, carry a timestamp
-    without a timezone (SQL stores would return it changed), or number more than
-    `max_events` (a store's own limit)."""
+    continue it at consecutive versions from `expected_version + 1` (up to
+    `MAX_VERSION`), carry a timestamp without a timezone (SQL stores would return it
+    changed) or text no store can keep (NUL characters, which PostgreSQL refuses, or
+    lone surrogates, which are not UTF-8), or number more than `max_events` (a store's
+    own limit). Every store calls it before writing, so each gets the same error."""
     if not events:
         raise InvalidAppendError("append needs at least one event")
     if max_events is not None and len(events) > max_events:
         raise InvalidAppendError(
             f"one append may hold at most {max_events} events, got {len(events)}"
         )
-    if expected_version < 0:
-        raise InvalidAppendError(f"expected_version must be >= 0, got {expected_version}")
+    if not 0 <= expected_version <= MAX_VERSION - len(events):
+        raise InvalidAppendError(
+            f"expected_version must be between 0 and {MAX_VERSION} - the number of events, "
+            f"got {expected_version}"
+        )
     keys = events[0].partition_keys
     stamp = None
     for offset, event in enumerate(events, start=1):
@@ -128,11 +137,28 @@ def check_append(
             stamp = event.timestamp
             if stamp.utcoffset() is None:
                 raise InvalidAppendError(f"event {event.id} has a naive timestamp; use UTC")
+        for name in _TEXT_FIELDS:
+            check_text(event, name)
         if event.version != expected_version + offset:
             raise InvalidAppendError(
                 f"event {offset} has version {event.version}, expected {expected_version + offset}"
             )
     return keys
+
+
+def check_text(event: StoredEvent, name: str) -> None:
+    """Raise `InvalidAppendError` if the event's text field `name` holds a NUL character
+    or a lone surrogate."""
+    text: str = getattr(event, name)
+    if "\x00" in text:
+        raise InvalidAppendError(f"event {event.id}: {name} holds a NUL character")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise InvalidAppendError(
+                f"event {event.id}: {name} holds a lone surrogate (not UTF-8)"
+            ) from None
 
 
 async def rebatch(

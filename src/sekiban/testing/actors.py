@@ -15,6 +15,7 @@ from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
+from sekiban.limits import CommandLimits
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
@@ -93,6 +94,7 @@ class ActorHarness(DaprSekibanExecutor):
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retry: RetryPolicy = CONFLICT_RETRY,
         clock: Clock = utc_now,
+        limits: CommandLimits | None = None,
     ) -> None:
         super().__init__(
             domain, event_store or InMemoryEventStore(), transient_retry=RetryPolicy.never()
@@ -104,7 +106,7 @@ class ActorHarness(DaprSekibanExecutor):
             RawStateSerializer(),
             self.actor_client,
             aggregate_actor_factory(
-                domain, self.event_store, snapshot_config, conflict_retry, clock
+                domain, self.event_store, snapshot_config, conflict_retry, clock, limits
             ),
         )
         self.manager = ActorManager(context)

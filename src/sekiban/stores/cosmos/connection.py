@@ -22,10 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sekiban._extras import require_extra
-from sekiban.errors import ConfigurationError, StoreAuthenticationError, StoreConnectionError
+from sekiban.errors import (
+    ConfigurationError,
+    StoreAuthenticationError,
+    StoreConnectionError,
+    StoreError,
+)
+from sekiban.stores.faults import fault
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
-    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+    from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
     from azure.cosmos import PartitionKey, ThroughputProperties
     from azure.cosmos.aio import CosmosClient
     from azure.cosmos.exceptions import (
@@ -196,21 +202,45 @@ def check_name(what: str, name: object) -> None:
 
 
 @contextmanager
-def translate_errors(endpoint: str) -> Iterator[None]:
-    """Raise the SDK's connection and authorization failures as sekiban errors that name
-    the endpoint; let every other error through."""
+def translate_errors(endpoint: str, *, writing: bool = False) -> Iterator[None]:
+    """Raise the SDK's failures as sekiban errors that name the endpoint (never the key):
+    refused credentials as `StoreAuthenticationError`; a request that could not be sent,
+    timed out or got no answer as `StoreConnectionError`; any other HTTP error as
+    `StoreError`. `writing` says a write is in progress, whose outcome such a fault
+    leaves unknown."""
+    where = f"Cosmos DB at {endpoint}"
     try:
         yield
     except CosmosHttpResponseError as error:
-        if error.status_code in (401, 403):
+        status = error.status_code
+        if status in (401, 403):
             raise StoreAuthenticationError(
-                f"Cosmos DB at {endpoint} refused the credentials (HTTP {error.status_code}): "
-                "check the account key"
+                f"{where} refused the credentials (HTTP {status}): check the account key"
             ) from error
-        raise
-    except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StoreConnectionError(
-            f"cannot reach Cosmos DB at {endpoint}: {reason}; check the endpoint and that "
-            "the server is running"
-        ) from error
+        if status in _UNAVAILABLE:
+            # 408/503: the server may have applied the request; 429 was refused unapplied.
+            raise fault(
+                StoreConnectionError,
+                where,
+                error,
+                "try again later",
+                outcome_unknown=writing and status != 429,
+            ) from error
+        raise fault(StoreError, where, error, "see the status", outcome_unknown=False) from error
+    except (
+        ServiceRequestError,
+        ServiceResponseError,
+        CosmosClientTimeoutError,
+        OSError,
+        TimeoutError,
+    ) as error:
+        # Even "cannot connect" (ServiceRequestError) does not prove that nothing was
+        # sent: the SDK retries a request whose answer was lost and reports only its
+        # last attempt's error (tests/integration/test_cosmos_stores.py shows it).
+        raise fault(StoreConnectionError, where, error, _ADVICE, outcome_unknown=writing) from error
+    except AzureError as error:
+        raise fault(StoreError, where, error, "see the cause", outcome_unknown=writing) from error
+
+
+_UNAVAILABLE = (408, 429, 503)
+_ADVICE = "check the endpoint and that the server is running"

@@ -66,7 +66,7 @@ class CosmosSnapshotStore:
         pk = str(snapshot.partition_keys)
         document_id = snapshot_id(snapshot.metadata.projector_name)
         body = {"id": document_id, "pk": pk, **json.loads(snapshot.to_json())}
-        with translate_errors(self._endpoint):
+        with translate_errors(self._endpoint, writing=True):
             # Each lost race (409 on create, 412 on replace) re-reads and decides again.
             while True:
                 try:
@@ -94,7 +94,7 @@ class CosmosSnapshotStore:
                         raise
 
     async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
-        with translate_errors(self._endpoint), suppress(CosmosResourceNotFoundError):
+        with translate_errors(self._endpoint, writing=True), suppress(CosmosResourceNotFoundError):
             await self._container.delete_item(
                 snapshot_id(projector_name), partition_key=str(partition_keys)
             )

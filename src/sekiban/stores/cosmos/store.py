@@ -167,6 +167,7 @@ class CosmosEventStore:
                 and not await self._is_boundary(pk, expected_version)
             ):
                 raise ConcurrencyError(keys, expected_version, await self._stream_version(pk))
+        with translate_errors(self._endpoint, writing=True):
             commit["ordering_key"] = SortableUniqueId.generate()
             started = time.monotonic()
             try:
@@ -289,4 +290,5 @@ class CosmosEventStore:
 
     async def close(self) -> None:
         """Close the client (also the one the snapshot store shares)."""
-        await self.containers.client.close()
+        with translate_errors(self._endpoint):
+            await self.containers.client.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.postgres.faults import translate_faults
 from sekiban.stores.postgres.schema import STREAM, Tables, stream_key
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
@@ -22,8 +23,16 @@ class PostgresSnapshotStore:
     shared pool to the event store.
     """
 
-    def __init__(self, pool: Any, *, schema: str = "public", table_prefix: str = "sekiban") -> None:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        schema: str = "public",
+        table_prefix: str = "sekiban",
+        where: str = "PostgreSQL",
+    ) -> None:
         self._pool = pool
+        self._where = where
         t = Tables(schema, table_prefix)
         self.snapshots_table = t.snapshots
         """The quoted, schema-qualified table name."""
@@ -56,22 +65,27 @@ RETURNING true"""
     async def get(
         self, partition_keys: PartitionKeys, projector_name: str
     ) -> AggregateSnapshot | None:
-        row = await self._pool.fetchrow(self._get_sql, *stream_key(partition_keys), projector_name)
+        with translate_faults(self._where):
+            row = await self._pool.fetchrow(
+                self._get_sql, *stream_key(partition_keys), projector_name
+            )
         if row is None:
             return None
         return snapshot_from_columns(partition_keys, projector_name, row)
 
     async def save(self, snapshot: AggregateSnapshot) -> bool:
-        written = await self._pool.fetchval(
-            self._save_sql,
-            *stream_key(snapshot.partition_keys),
-            snapshot.metadata.projector_name,
-            *snapshot_columns(snapshot),
-        )
+        with translate_faults(self._where, writing=True):
+            written = await self._pool.fetchval(
+                self._save_sql,
+                *stream_key(snapshot.partition_keys),
+                snapshot.metadata.projector_name,
+                *snapshot_columns(snapshot),
+            )
         return written is True
 
     async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
-        await self._pool.execute(self._delete_sql, *stream_key(partition_keys), projector_name)
+        with translate_faults(self._where, writing=True):
+            await self._pool.execute(self._delete_sql, *stream_key(partition_keys), projector_name)
 
     async def close(self) -> None:
         return None

@@ -12,6 +12,7 @@ from sekiban.core.serialization import StoredEvent
 from sekiban.errors import ConcurrencyError, ConfigurationError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.postgres.appending import append_sql, stream_version_sql
+from sekiban.stores.postgres.faults import describe, translate_faults
 from sekiban.stores.postgres.reading import (
     read_all_sql,
     read_stream_sql,
@@ -36,11 +37,21 @@ class PostgresEventStore:
     """Event streams in one PostgreSQL table; see the module docstring for guarantees.
 
     Create it with `await PostgresEventStore.connect(dsn, ...)`. `close()` closes the
-    pool, which `snapshot_store()` shares.
+    pool, which `snapshot_store()` shares. Connection, network, timeout and server
+    faults raise `StoreConnectionError` / `StoreAuthenticationError` / `StoreError`
+    (see `faults.translate_faults`), naming `where`.
     """
 
-    def __init__(self, pool: Any, *, schema: str = "public", table_prefix: str = "sekiban") -> None:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        schema: str = "public",
+        table_prefix: str = "sekiban",
+        where: str = "PostgreSQL",
+    ) -> None:
         self._pool = pool
+        self._where = where
         self._tables = t = Tables(schema, table_prefix)
         self._append_sql = append_sql(t)
         self._stream_version_sql = stream_version_sql(t)
@@ -62,31 +73,38 @@ class PostgresEventStore:
         """Open a pool on `dsn` and, with `create_schema`, create the tables if missing.
 
         Raises `ConfigurationError` for a schema or prefix that is not a plain lowercase
-        identifier (checked before connecting).
+        identifier (checked before connecting), `StoreConnectionError` when the server
+        cannot be reached and `StoreAuthenticationError` when it refuses the login.
         """
         tables = Tables(schema, table_prefix)
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, reset=_keep_session
-        )
+        where = describe(dsn)
+        with translate_faults(where):
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, reset=_keep_session
+            )
         try:
             if create_schema:
-                async with pool.acquire() as connection, connection.transaction():
-                    # Concurrent CREATE ... IF NOT EXISTS can still collide in the
-                    # catalogue; processes starting together take turns instead.
-                    await connection.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext($1))",
-                        f"sekiban-ddl:{tables.schema}.{tables.prefix}",
-                    )
-                    await connection.execute(ddl(tables))
+                with translate_faults(where):
+                    async with pool.acquire() as connection, connection.transaction():
+                        # Concurrent CREATE ... IF NOT EXISTS can still collide in the
+                        # catalogue; processes starting together take turns instead.
+                        await connection.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext($1))",
+                            f"sekiban-ddl:{tables.schema}.{tables.prefix}",
+                        )
+                        await connection.execute(ddl(tables))
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, schema=schema, table_prefix=table_prefix)
+        return cls(pool, schema=schema, table_prefix=table_prefix, where=where)
 
     def snapshot_store(self) -> PostgresSnapshotStore:
         """A snapshot store in the same schema, sharing this store's pool."""
         return PostgresSnapshotStore(
-            self._pool, schema=self._tables.schema, table_prefix=self._tables.prefix
+            self._pool,
+            schema=self._tables.schema,
+            table_prefix=self._tables.prefix,
+            where=self._where,
         )
 
     def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
@@ -104,9 +122,13 @@ class PostgresEventStore:
         """The snapshot and the first `batch_size` events from its version (from version
         1 without one), in one statement; see `SnapshotStreamReader`."""
         check_batch_size(batch_size)
-        rows = await self._pool.fetch(
-            self._snapshot_and_stream_sql, *stream_key(partition_keys), projector_name, batch_size
-        )
+        with translate_faults(self._where):
+            rows = await self._pool.fetch(
+                self._snapshot_and_stream_sql,
+                *stream_key(partition_keys),
+                projector_name,
+                batch_size,
+            )
         snapshot = None
         events = []
         for row in rows:
@@ -119,30 +141,40 @@ class PostgresEventStore:
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
         stream = stream_key(keys)
+        # A connection that cannot be had is a fault before anything was sent.
+        with translate_faults(self._where):
+            connection = await self._pool.acquire()
         try:
-            status: str = await self._pool.execute(
-                self._append_sql,
-                *stream,
-                expected_version,
-                [e.id for e in events],
-                [e.sortable_unique_id for e in events],
-                [e.event_type for e in events],
-                [e.payload for e in events],
-                [e.timestamp for e in events],
-                [e.causation_id for e in events],
-                [e.correlation_id for e in events],
-                [e.executed_user for e in events],
-            )
-        except asyncpg.UniqueViolationError:
-            # The only unique key a single append can hit is (stream, version): the
-            # positions of one transaction are distinct by construction.
-            raise ConcurrencyError(keys, expected_version, await self._version(stream)) from None
+            with translate_faults(self._where, writing=True):
+                try:
+                    status: str = await connection.execute(
+                        self._append_sql,
+                        *stream,
+                        expected_version,
+                        [e.id for e in events],
+                        [e.sortable_unique_id for e in events],
+                        [e.event_type for e in events],
+                        [e.payload for e in events],
+                        [e.timestamp for e in events],
+                        [e.causation_id for e in events],
+                        [e.correlation_id for e in events],
+                        [e.executed_user for e in events],
+                    )
+                except asyncpg.UniqueViolationError:
+                    # The only unique key a single append can hit is (stream, version):
+                    # the positions of one transaction are distinct by construction.
+                    status = "INSERT 0 0"
+        finally:
+            with translate_faults(self._where):
+                await self._pool.release(connection)
         if status.rsplit(" ", 1)[-1] == "0":
-            # Version `expected_version` does not exist: the stream is behind the caller.
+            # Version `expected_version` does not exist (the stream is behind the
+            # caller), or another writer took the next one.
             raise ConcurrencyError(keys, expected_version, await self._version(stream))
 
     async def _version(self, stream: tuple[str, str, Any]) -> int:
-        version: int = await self._pool.fetchval(self._stream_version_sql, *stream)
+        with translate_faults(self._where):
+            version: int = await self._pool.fetchval(self._stream_version_sql, *stream)
         return version
 
     async def read_stream(
@@ -156,7 +188,10 @@ class PostgresEventStore:
         # Keyset pagination: each batch is its own query, so no connection is held
         # while the caller works between batches.
         while True:
-            rows = await self._pool.fetch(self._read_stream_sql, *stream, after_version, batch_size)
+            with translate_faults(self._where):
+                rows = await self._pool.fetch(
+                    self._read_stream_sql, *stream, after_version, batch_size
+                )
             if not rows:
                 return
             yield [stored_event(r, partition_keys) for r in rows]
@@ -170,7 +205,8 @@ class PostgresEventStore:
         check_batch_size(batch_size)
         keys: dict[tuple[str, str, Any], PartitionKeys] = {}
         while True:
-            rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)
+            with translate_faults(self._where):
+                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)
             if not rows:
                 return
             batch = []
@@ -192,11 +228,13 @@ class PostgresEventStore:
         """
         if self._tables.schema == "public":
             raise ConfigurationError("refusing to drop the public schema")
-        await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
+        with translate_faults(self._where):
+            await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
 
     async def close(self) -> None:
         """Close the pool (also the one the snapshot store shares)."""
-        await self._pool.close()
+        with translate_faults(self._where):
+            await self._pool.close()
 
 
 async def _keep_session(connection: Any) -> None:

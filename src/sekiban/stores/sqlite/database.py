@@ -7,8 +7,11 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from sekiban.errors import StoreConnectionError
+from sekiban.stores.sqlite.faults import is_busy
 from sekiban.stores.sqlite.schema import create_schema
 
 T = TypeVar("T")
@@ -21,12 +24,15 @@ class Database:
     lock (`busy_timeout=0`): a local SQLite statement takes microseconds, less than a
     hop to a thread. When another connection or process holds the write lock, the
     statement fails at once with SQLITE_BUSY, before changing anything, and is run again
-    on a worker thread whose connection waits for the lock. An in-memory database has
-    a single connection (a second one would be another database).
+    on a worker thread whose connection waits for the lock, up to `busy_timeout`. An
+    in-memory database has a single connection (a second one would be another database).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
         self._path = path
+        self.where = f"SQLite database {path}"
+        """What fault messages name."""
+        self._busy_timeout_ms = max(0, round(busy_timeout.total_seconds() * 1000))
         self._executor: ThreadPoolExecutor | None = None
         self.connection: sqlite3.Connection | None = None
         self._waiting: sqlite3.Connection | None = None
@@ -48,7 +54,9 @@ class Database:
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sekiban-sqlite")
         try:
-            self._waiting = await loop.run_in_executor(self._executor, self._connect, 10_000)
+            self._waiting = await loop.run_in_executor(
+                self._executor, self._connect, self._busy_timeout_ms
+            )
             await loop.run_in_executor(self._executor, create_schema, self._waiting)
         except BaseException:
             await self.close()
@@ -59,12 +67,11 @@ class Database:
         """`fn(connection, *args)`: at once on the loop, or, if the database is locked
         by another writer, on the worker thread once the lock is free."""
         if self.connection is None:
-            raise RuntimeError("the SQLite store is closed")
+            raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
         try:
             return fn(self.connection, *args)
         except sqlite3.OperationalError as error:
-            # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
-            if self._waiting is None or error.sqlite_errorcode & 0xFF not in _BUSY:
+            if self._waiting is None or not is_busy(error):
                 raise
             if self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
@@ -81,6 +88,3 @@ class Database:
                 await asyncio.get_running_loop().run_in_executor(self._executor, waiting.close)
             self._executor.shutdown(wait=True)
             self._executor = None
-
-
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -14,6 +14,7 @@ from sekiban.stores.snapshot_rows import (
     snapshot_from_columns,
 )
 from sekiban.stores.sqlite.database import Database
+from sekiban.stores.sqlite.faults import translate_faults
 from sekiban.stores.sqlite.schema import STREAM, stream_key
 
 
@@ -26,7 +27,8 @@ class SqliteSnapshotStore:
     async def get(
         self, partition_keys: PartitionKeys, projector_name: str
     ) -> AggregateSnapshot | None:
-        row = await self._db.run(_fetch_snapshot, stream_key(partition_keys), projector_name)
+        with translate_faults(self._db.where):
+            row = await self._db.run(_fetch_snapshot, stream_key(partition_keys), projector_name)
         if row is None:
             return None
         return snapshot_from_columns(partition_keys, projector_name, row)
@@ -54,7 +56,8 @@ class SqliteSnapshotStore:
             )
             return cursor.rowcount == 1
 
-        return await self._db.run(upsert)
+        with translate_faults(self._db.where, writing=True):
+            return await self._db.run(upsert)
 
     async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
         def delete(connection: sqlite3.Connection) -> None:
@@ -63,7 +66,8 @@ class SqliteSnapshotStore:
                 (*stream_key(partition_keys), projector_name),
             )
 
-        await self._db.run(delete)
+        with translate_faults(self._db.where, writing=True):
+            await self._db.run(delete)
 
     async def close(self) -> None:
         return None

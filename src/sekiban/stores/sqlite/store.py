@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from sekiban.core.partition_keys import PartitionKeys
@@ -21,6 +22,7 @@ from sekiban.stores.protocols import (
 from sekiban.stores.snapshot_rows import snapshot_from_columns
 from sekiban.stores.sqlite.appending import encode_events, insert, stream_version
 from sekiban.stores.sqlite.database import Database
+from sekiban.stores.sqlite.faults import translate_faults
 from sekiban.stores.sqlite.reading import (
     READ_ALL,
     READ_STREAM,
@@ -38,16 +40,27 @@ class SqliteEventStore:
 
     `read_stream` and `read_all` fetch commits until they hold a batch (at most one
     commit more than `batch_size` events) and hand them out in batches of `batch_size`.
+    sqlite3's errors are raised as `StoreBusyError`, `StoreConnectionError` or
+    `StoreError` (see `faults.translate_faults`).
     """
 
     def __init__(self, database: Database) -> None:
         self._db = database
 
     @classmethod
-    async def open(cls, path: str | Path) -> SqliteEventStore:
-        """Open (creating if needed) the database file at `path`."""
-        database = Database(str(path))
-        await database.open()
+    async def open(
+        cls, path: str | Path, *, busy_timeout: timedelta = timedelta(seconds=5)
+    ) -> SqliteEventStore:
+        """Open (creating if needed) the database file at `path`.
+
+        A statement that finds the file locked by another writer (another process, or a
+        connection holding `BEGIN IMMEDIATE`) waits up to `busy_timeout` for it, then
+        raises `StoreBusyError` having written nothing. A file that cannot be opened
+        or created raises `StoreConnectionError`.
+        """
+        database = Database(str(path), busy_timeout)
+        with translate_faults(database.where):
+            await database.open()
         return cls(database)
 
     def snapshot_store(self) -> SqliteSnapshotStore:
@@ -55,19 +68,22 @@ class SqliteEventStore:
         return SqliteSnapshotStore(self._db)
 
     async def close(self) -> None:
-        await self._db.close()
+        with translate_faults(self._db.where):
+            await self._db.close()
 
     async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
         keys = check_append(events, expected_version)
         stream = stream_key(keys)
         count = len(events)
         commit = (*stream, expected_version + 1, expected_version + count, encode_events(events))
-        try:
-            inserted = await self._db.run(insert, (count, *commit, *stream, expected_version))
-        except sqlite3.IntegrityError:
-            inserted = False
+        with translate_faults(self._db.where, writing=True):
+            try:
+                inserted = await self._db.run(insert, (count, *commit, *stream, expected_version))
+            except sqlite3.IntegrityError:
+                inserted = False
         if not inserted:
-            actual = await self._db.run(stream_version, stream)
+            with translate_faults(self._db.where):
+                actual = await self._db.run(stream_version, stream)
             raise ConcurrencyError(keys, expected_version, actual)
 
     def read_stream(
@@ -81,9 +97,10 @@ class SqliteEventStore:
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(
-                    read_rows, READ_STREAM, (*stream, after), after, batch_size
-                )
+                with translate_faults(self._db.where):
+                    rows = await self._db.run(
+                        read_rows, READ_STREAM, (*stream, after), after, batch_size
+                    )
                 page = stream_events(rows, partition_keys, after)
                 if page:
                     yield page
@@ -105,9 +122,10 @@ class SqliteEventStore:
         1 without one); see `SnapshotStreamReader`."""
         check_batch_size(batch_size)
         stream = stream_key(partition_keys)
-        row, after, rows = await self._db.run(
-            snapshot_and_stream_rows, stream, projector_name, batch_size
-        )
+        with translate_faults(self._db.where):
+            row, after, rows = await self._db.run(
+                snapshot_and_stream_rows, stream, projector_name, batch_size
+            )
         snapshot = None
         if row is not None:
             snapshot = snapshot_from_columns(partition_keys, projector_name, row[2:])
@@ -121,7 +139,8 @@ class SqliteEventStore:
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             while True:
-                rows = await self._db.run(read_rows, READ_ALL, (after,), after, batch_size)
+                with translate_faults(self._db.where):
+                    rows = await self._db.run(read_rows, READ_ALL, (after,), after, batch_size)
                 page: list[StoredEvent] = []
                 for first_position, _, events, root, group, aggregate_id, first, last in rows:
                     stream = (root, group, aggregate_id)
