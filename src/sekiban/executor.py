@@ -21,7 +21,7 @@ from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, SnapshotCounters
 from sekiban.projections import Projections
 from sekiban.repository import AggregateRepository
-from sekiban.retry import RetryPolicy
+from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.memory import InMemoryEventStore
 from sekiban.stores.protocols import EventStore, SnapshotStore
@@ -71,8 +71,9 @@ class SekibanExecutor:
 
     `conflict_retry` says how often, and after what pause, a command that lost a race
     (`ConcurrencyError`, or a refusal decided on a state another writer had moved on)
-    catches up and is decided again before the error is raised; the default never
-    retries. Either way no event is ever lost or duplicated. `limits` bounds what one
+    catches up and is decided again before the error is raised; the default is
+    `CONFLICT_RETRY`, the Dapr actor's (measured to let 32 writers on one aggregate all
+    succeed), and `RetryPolicy.never()` raises the first conflict. Either way no event is ever lost or duplicated. `limits` bounds what one
     command may append (default `CommandLimits()`: 1,000 events, 1 MiB per payload,
     4 MiB in all).
     """
@@ -98,7 +99,7 @@ class SekibanExecutor:
             clock=clock,
             limits=limits,
         )
-        self.conflict_retry = conflict_retry or RetryPolicy.never()
+        self.conflict_retry = conflict_retry or CONFLICT_RETRY
         self.projections = Projections(domain, self.event_store)
 
     @property
