@@ -73,9 +73,9 @@ class SekibanExecutor:
     (`ConcurrencyError`, or a refusal decided on a state another writer had moved on)
     catches up and is decided again before the error is raised; the default is
     `CONFLICT_RETRY`, the Dapr actor's (measured to let 32 writers on one aggregate all
-    succeed), and `RetryPolicy.never()` raises the first conflict. Either way no event is ever lost or duplicated. `limits` bounds what one
-    command may append (default `CommandLimits()`: 1,000 events, 1 MiB per payload,
-    4 MiB in all).
+    succeed), and `RetryPolicy.never()` raises the first conflict. Either way no event
+    is ever lost or duplicated. `limits` bounds what one command may append (default
+    `CommandLimits()`: 1,000 events, 1 MiB per payload, 4 MiB in all).
     """
 
     def __init__(
