@@ -50,9 +50,15 @@ class CountingStore:
     def __init__(self, inner: EventStore, tally: Tally) -> None:
         self.inner, self.tally = inner, tally
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         try:
-            await self.inner.append(events, expected_version)
+            await self.inner.append(events, expected_version, command_id=command_id)
         except ConcurrencyError:
             with self.tally.lock:
                 self.tally.conflicts += 1
@@ -63,6 +69,11 @@ class CountingStore:
 
     def read_all(self, *args: Any, **kwargs: Any) -> AsyncIterator[list[StoredEvent]]:
         return self.inner.read_all(*args, **kwargs)
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        return await self.inner.read_command(partition_keys, command_id)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -7,10 +7,17 @@ import functools
 import json
 import uuid
 import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from examples.bank import DepositMoney, OpenAccount, bank_domain
-from sekiban import PartitionKeys, SekibanExecutor, SortableUniqueId, StoredEvent
+from sekiban import (
+    PartitionKeys,
+    SekibanExecutor,
+    SortableUniqueId,
+    StoreConnectionError,
+    StoredEvent,
+)
 from sekiban.snapshot import (
     AggregateSnapshot,
     SnapshotConfiguration,
@@ -105,3 +112,69 @@ def bomb(snapshot: AggregateSnapshot, inflated_bytes: int = 256 << 20) -> Aggreg
         snapshot.metadata, encoding=SnapshotEncoding.ZLIB, checksum=zlib.crc32(payload)
     )
     return dataclasses.replace(snapshot, payload=payload, metadata=metadata)
+
+
+class LostReplyStore:
+    """A real event store whose chosen appends commit and then fail as a dropped
+    connection does after COMMIT: the write landed, the caller hears an error.
+
+    `lose_reply(causation_id)` picks the appends by their events' causation id, which
+    the executors set to the command id (each loses one reply at most). With
+    `stay_down`, every call fails after a lost reply until `down` is cleared, as while
+    a database restarts.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        lose_reply: Callable[[str], bool] = lambda causation_id: True,
+        *,
+        stay_down: bool = False,
+    ) -> None:
+        self.store = store
+        self.lose_reply = lose_reply
+        self.stay_down = stay_down
+        self.down = False
+        self.lost: list[str] = []
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise StoreConnectionError("the database is restarting (injected)")
+
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
+        self._check_up()
+        await self.store.append(events, expected_version, command_id=command_id)
+        cause = events[0].causation_id
+        if cause not in self.lost and self.lose_reply(cause):
+            self.lost.append(cause)
+            self.down = self.stay_down
+            raise StoreConnectionError(
+                "connection reset after COMMIT (injected)", outcome_unknown=True
+            )
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        self._check_up()
+        return await self.store.read_command(partition_keys, command_id)
+
+    def read_stream(
+        self, partition_keys: PartitionKeys, after_version: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[list[StoredEvent]]:
+        self._check_up()
+        return self.store.read_stream(partition_keys, after_version, batch_size)
+
+    def read_all(
+        self, after_position: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[list[StoredEvent]]:
+        self._check_up()
+        return self.store.read_all(after_position, batch_size)
+
+    async def close(self) -> None:
+        await self.store.close()

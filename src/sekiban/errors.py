@@ -88,6 +88,21 @@ class ConcurrencyError(SekibanError):
         )
 
 
+class DuplicateCommandError(SekibanError):
+    """The stream already holds a commit with this command id; nothing was appended.
+
+    Raised by an event store's `append`. The executors never let it reach a caller:
+    they answer the resend with the first commit's events (`EventStore.read_command`).
+    """
+
+    def __init__(self, partition_keys: PartitionKeys, command_id: str) -> None:
+        self.partition_keys, self.command_id = partition_keys, command_id
+        super().__init__(
+            f"command {command_id!r} was already applied to stream {partition_keys}; "
+            "nothing was appended. Read its events with read_command"
+        )
+
+
 class EventStreamCorruptError(SekibanError):
     """Stored events whose versions are not contiguous or cannot be decoded."""
 
@@ -216,9 +231,9 @@ class DaprUnavailableError(SekibanError):
     """The Dapr sidecar cannot be reached, or kept failing after retries.
 
     For a command, the outcome is unknown: an attempt may have been applied before its
-    reply was lost. Sending the command again with the same `causation_id` (named in
-    the message) is safe: the actor answers a command it already applied with the
-    original reply instead of applying it again.
+    reply was lost. Sending the command again with the same `command_id` (named in the
+    message) is safe: a command id already in the stream is answered with the original
+    reply instead of being applied again.
     """
 
 

@@ -34,9 +34,10 @@ class Executor(Protocol):
 
     `command_id` identifies the command: it becomes the events' causation id (so it
     must agree with `metadata.causation_id` when both are given, or
-    `CommandIdMismatchError` is raised). Hosts that apply a command id at most once
-    (the Dapr actor: a resend with the same id is answered with the first response)
-    make a retry after a lost reply safe; without one, each call gets a fresh id.
+    `CommandIdMismatchError` is raised) and is stored with the commit. Every host
+    applies a command id at most once per aggregate, enforced by the event store: a
+    resend (after a lost reply, a crash, a retry) appends nothing and returns the first
+    response. Without one, each call gets a fresh id, so the host's own retries are safe.
     """
 
     async def command(
@@ -71,11 +72,12 @@ class SekibanExecutor:
 
     `conflict_retry` says how often, and after what pause, a command that lost a race
     (`ConcurrencyError`, or a refusal decided on a state another writer had moved on)
-    catches up and is decided again before the error is raised; the default is
-    `CONFLICT_RETRY`, the Dapr actor's (measured to let 32 writers on one aggregate all
-    succeed), and `RetryPolicy.never()` raises the first conflict. Either way no event
-    is ever lost or duplicated. `limits` bounds what one command may append (default
-    `CommandLimits()`: 1,000 events, 1 MiB per payload, 4 MiB in all).
+    or whose write has an unknown outcome (`StoreConnectionError`) catches up and is
+    decided again before the error is raised; the default is `CONFLICT_RETRY`, the Dapr
+    actor's (measured to let 32 writers on one aggregate all succeed), and
+    `RetryPolicy.never()` raises the first conflict. Either way no event is ever lost or
+    duplicated. `limits` bounds what one command may append (default `CommandLimits()`:
+    1,000 events, 1 MiB per payload, 4 MiB in all).
     """
 
     def __init__(
@@ -114,14 +116,18 @@ class SekibanExecutor:
         *,
         command_id: str | None = None,
     ) -> CommandResponse:
-        """Decide and append the command's events.
+        """Decide and append the command's events, at most once per command id.
 
-        `command_id` (or `metadata.causation_id`) becomes the events' causation id; this
-        host does not yet recognise a resent id, so send a command again only after
-        checking that its events are not in the stream. Raises `AggregateStateError`
-        for an aggregate in the wrong state, the handler's own errors, and
-        `ConcurrencyError` when `conflict_retry` is exhausted; in each case nothing was
-        appended.
+        `command_id` (or `metadata.causation_id`, else a fresh one) becomes the events'
+        causation id and is stored with their commit. Sent again with the same id, the
+        command appends nothing and returns the first response (same events, same
+        version), however long ago it was applied. A write whose reply was lost
+        (`StoreConnectionError`) is looked for in the stream and answered if it landed.
+
+        Raises `AggregateStateError` for an aggregate in the wrong state, the handler's
+        own errors, and `ConcurrencyError` when `conflict_retry` is exhausted; in each
+        case nothing was appended. A `StoreConnectionError` means the outcome is unknown:
+        send the command again with the same id.
         """
         keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)

@@ -157,21 +157,31 @@ class EventReplayOptimizer:
         return LoadResult(aggregate, stats)
 
     async def catch_up(
-        self, projector: AggregateProjector, aggregate: Aggregate[AggregatePayload]
-    ) -> tuple[Aggregate[AggregatePayload], int]:
-        """`aggregate` advanced by every stored event after its version, and their count."""
-        return await self._fold_stream(projector, aggregate, None)
+        self,
+        projector: AggregateProjector,
+        aggregate: Aggregate[AggregatePayload],
+        causation_id: str = "",
+    ) -> tuple[Aggregate[AggregatePayload], list[StoredEvent]]:
+        """`aggregate` advanced by every stored event after its version, and those of
+        the new events whose causation id is `causation_id` (none for "")."""
+        caused: list[StoredEvent] = []
+        aggregate, _ = await self._fold_stream(projector, aggregate, None, causation_id, caused)
+        return aggregate, caused
 
     async def _fold_stream(
         self,
         projector: AggregateProjector,
         aggregate: Aggregate[AggregatePayload],
         head: list[StoredEvent] | None,
+        causation_id: str = "",
+        caused: list[StoredEvent] | None = None,
     ) -> tuple[Aggregate[AggregatePayload], int]:
         start = aggregate.version
         to_event = self.serializer.to_event
         async for batch in self._stream(aggregate.partition_keys, start, head):
             aggregate = projector.fold(aggregate, map(to_event, batch))
+            if causation_id and caused is not None:
+                caused += [e for e in batch if e.causation_id == causation_id]
         return aggregate, aggregate.version - start
 
     async def _stream(

@@ -16,11 +16,16 @@ from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.clock import Clock
 from sekiban.core.command import Command, CommandResponse, decide
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.events import EventMetadata
+from sekiban.core.events import Event, EventMetadata, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.core.serialization import Serializer
-from sekiban.errors import ConcurrencyError, StoreConnectionError
+from sekiban.core.serialization import Serializer, StoredEvent
+from sekiban.errors import (
+    ConcurrencyError,
+    DuplicateCommandError,
+    StoreAuthenticationError,
+    StoreConnectionError,
+)
 from sekiban.limits import CommandLimits
 from sekiban.loading import EventReplayOptimizer, LoadStatistics, SnapshotCounters
 from sekiban.retry import RetryPolicy
@@ -95,33 +100,29 @@ class AggregateRepository:
         aggregate, _ = await self.optimizer.catch_up(projector, state.aggregate)
         return replace(state, aggregate=aggregate)
 
-    async def execute(
+    async def commit(
         self,
         projector: AggregateProjector,
-        command: Command,
         state: AggregateState,
-        metadata: EventMetadata,
+        command_name: str,
+        events: list[Event[EventPayload]],
+        command_id: str,
     ) -> tuple[CommandResponse, AggregateState]:
-        """Decide and append the command's events at `state`'s version.
+        """Append a command's events, decided at `state`'s version, under `command_id`.
 
-        Raises `ConcurrencyError` when the stream moved on (nothing appended), the
-        handler's own errors, `AggregateStateError`, or the error of a `limits` the
-        events exceed (nothing appended). The snapshot, if due, is
-        saved only after the events are committed, and its failure never fails the command.
+        Raises `ConcurrencyError` when the stream moved on, `DuplicateCommandError`
+        when it already holds `command_id`, or the error of a `limits` the events
+        exceed (nothing appended in each case). The snapshot, if due, is saved only
+        after the events are committed, and its failure never fails the command.
         """
         aggregate = state.aggregate
-        events = await decide(command, aggregate, metadata, self.clock)
-        if not events:
-            return CommandResponse(aggregate.partition_keys, (), aggregate.version), state
         stored = [self.serializer.to_stored(e) for e in events]
-        self.limits.check(type(command).__name__, stored)
-        await self.event_store.append(stored, aggregate.version)
+        self.limits.check(command_name, stored)
+        await self.event_store.append(stored, aggregate.version, command_id=command_id or None)
         aggregate = projector.fold(aggregate, events)
-        state = replace(state, aggregate=aggregate)
-        state = await self.snapshot_if_due(state)
-        return CommandResponse(aggregate.partition_keys, tuple(events), aggregate.version), replace(
-            state, load=None
-        )
+        state = await self.snapshot_if_due(replace(state, aggregate=aggregate))
+        response = CommandResponse(aggregate.partition_keys, tuple(events), aggregate.version)
+        return response, replace(state, load=None)
 
     async def execute_with_retry(
         self,
@@ -133,30 +134,69 @@ class AggregateRepository:
         *,
         sleep: Sleep = asyncio.sleep,
     ) -> tuple[CommandResponse, AggregateState]:
-        """`execute`, tried again while the stream moves under it, as `retry` allows.
+        """Decide and commit the command at `state`, applying its id at most once.
 
-        A `ConcurrencyError` (another writer appended first) or a refusal decided on a
-        state that turns out to be stale makes it catch up on the delta, wait as the
-        policy says and decide again. A refusal on an up-to-date state, an exhausted
-        policy, or a `StoreConnectionError` (the write may have landed: deciding again
-        could apply the command twice) is raised as is. The returned state is the one
-        the command was applied to; after a failure, callers that keep a state warm
-        must catch it up themselves.
+        The command id is `metadata.causation_id`. Whenever the command may already be
+        in the stream, it is answered with the events it appended then, never applied
+        again: the store refused it as a duplicate, the handler refused it (or decided
+        nothing) on a state it may itself have made, or an earlier try's write landed
+        with its reply lost.
+
+        Tried again, as `retry` allows and after catching up on the delta: a lost race
+        (`ConcurrencyError`), a write whose outcome is unknown (`StoreConnectionError`;
+        not `StoreAuthenticationError`) and a refusal decided on a state that turns out
+        stale. Before deciding again it looks for its command id among the events it
+        caught up on. Anything else is raised as is, as are these once `retry` is
+        exhausted. The returned state is the one the command was applied to (or, for
+        an answered resend, the stream as read); after a failure, callers that keep a
+        state warm must catch it up themselves.
         """
+        command_id = metadata.causation_id
         attempt = 1
         while True:
             try:
-                return await self.execute(projector, command, state, metadata)
-            except StoreConnectionError:
-                raise
-            except Exception as error:
-                if not retry.retries_left(attempt):
-                    raise
-                caught_up = await self.catch_up(projector, state)
-                moved = caught_up.aggregate.version != state.aggregate.version
-                if not moved and not isinstance(error, ConcurrencyError):
-                    raise
-                state = caught_up
+                events = await decide(command, state.aggregate, metadata, self.clock)
+            except Exception:
+                # A refusal decided on a stale state is a lost race in disguise.
+                if retry.retries_left(attempt):
+                    caught_up, answered = await self._catch_up(projector, state, command_id)
+                    if answered is not None:
+                        return answered
+                    moved = caught_up.aggregate.version != state.aggregate.version
+                    state = caught_up
+                else:
+                    moved = False
+                if not moved:
+                    # Refused by the state a first submission of this command made?
+                    answered = await self.recall(projector, state, command_id)
+                    if answered is None:
+                        raise
+                    return answered
+            else:
+                if not events:
+                    answered = await self.recall(projector, state, command_id)
+                    aggregate = state.aggregate
+                    nothing = CommandResponse(aggregate.partition_keys, (), aggregate.version)
+                    return answered or (nothing, state)
+                try:
+                    return await self.commit(
+                        projector, state, type(command).__name__, events, command_id
+                    )
+                except DuplicateCommandError:
+                    answered = await self.recall(projector, state, command_id)
+                    if answered is None:
+                        raise
+                    return answered
+                except (ConcurrencyError, StoreConnectionError) as error:
+                    if isinstance(error, StoreAuthenticationError):
+                        raise  # refused before anything was written
+                    # The stream moved on, or this write may have landed unseen.
+                    caught_up, answered = await self._catch_up(projector, state, command_id)
+                    if answered is not None:
+                        return answered
+                    if not retry.retries_left(attempt):
+                        raise
+                    state = caught_up
             attempt += 1
             log.debug(
                 "retrying %s on %s at version %d (attempt %d of %d)",
@@ -167,6 +207,35 @@ class AggregateRepository:
                 retry.attempts,
             )
             await sleep(retry.delay_before(attempt).total_seconds())
+
+    async def _catch_up(
+        self, projector: AggregateProjector, state: AggregateState, command_id: str
+    ) -> tuple[AggregateState, tuple[CommandResponse, AggregateState] | None]:
+        """`state` caught up, and the answer to `command_id` if the new events hold it."""
+        aggregate, caused = await self.optimizer.catch_up(projector, state.aggregate, command_id)
+        state = replace(state, aggregate=aggregate)
+        response = self._response(aggregate.partition_keys, caused)
+        return state, None if response is None else (response, replace(state, load=None))
+
+    async def recall(
+        self, projector: AggregateProjector, state: AggregateState, command_id: str
+    ) -> tuple[CommandResponse, AggregateState] | None:
+        """The first response to `command_id`, read from the store, and `state` caught
+        up past its events; None when the stream does not hold it."""
+        keys = state.aggregate.partition_keys
+        stored = await self.event_store.read_command(keys, command_id) if command_id else None
+        response = self._response(keys, stored or [])
+        if response is None:
+            return None
+        if state.aggregate.version < response.version:
+            state = await self.catch_up(projector, state)
+        return response, replace(state, load=None)
+
+    def _response(self, keys: PartitionKeys, stored: list[StoredEvent]) -> CommandResponse | None:
+        if not stored:
+            return None
+        events = tuple(self.serializer.to_event(e) for e in stored)
+        return CommandResponse(keys, events, events[-1].version)
 
     async def snapshot_if_due(
         self, state: AggregateState, *, force: bool = False

@@ -218,18 +218,26 @@ class MarkingEventStore:
     kill_in_append: int | None = None
     multi_event_appends = 0
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         correlation = events[0].correlation_id
         mark("APPEND", correlation, expected_version)
         if len(events) > 1:
             self.multi_event_appends += 1
             if self.multi_event_appends == self.kill_in_append:
                 await self.arm_kill(correlation, len(events) // 2)
-        await self.write(events, expected_version)
+        await self.write(events, expected_version, command_id)
         mark("APPENDED", correlation)
 
-    async def write(self, events: Sequence[StoredEvent], expected_version: int) -> None:
-        await super().append(events, expected_version)  # type: ignore[misc]
+    async def write(
+        self, events: Sequence[StoredEvent], expected_version: int, command_id: str | None
+    ) -> None:
+        await super().append(events, expected_version, command_id=command_id)  # type: ignore[misc]
 
     async def arm_kill(self, correlation: str, rows: int) -> None:
         raise NotImplementedError
@@ -272,10 +280,12 @@ class DriverSqliteEventStore(MarkingEventStore, SqliteEventStore):
     kill_after_rows = 0
     callbacks = 0
 
-    async def write(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def write(
+        self, events: Sequence[StoredEvent], expected_version: int, command_id: str | None
+    ) -> None:
         self.appending = True
         try:
-            await super().write(events, expected_version)
+            await super().write(events, expected_version, command_id)
         finally:
             self.appending = False
 

@@ -42,6 +42,7 @@ async def bank_cluster(
     snapshot_count: int = 10,
     idle_seconds: int = 900,
     extra_env: dict[str, str] | None = None,
+    app_target: str = "examples.dapr_host:app",
 ) -> AsyncIterator[BankCluster]:
     """A cluster hosting the bank domain, with a schema of its own.
 
@@ -63,7 +64,7 @@ async def bank_cluster(
     }
     try:
         with DaprCluster(
-            tmp_path, "examples.dapr_host:app", component, app_env=env, binaries=dapr_binaries()
+            tmp_path, app_target, component, app_env=env, binaries=dapr_binaries()
         ) as cluster:
             yield BankCluster(cluster, store, dsn, state_table)
     finally:

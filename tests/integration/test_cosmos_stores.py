@@ -387,6 +387,28 @@ async def test_missing_containers_without_create_are_a_configuration_error() -> 
         )
 
 
+async def test_an_events_container_without_the_command_key_is_refused() -> None:
+    """Made before command ids: Cosmos DB cannot add a unique key to a container."""
+    from azure.cosmos import PartitionKey
+    from azure.cosmos.aio import CosmosClient
+
+    endpoint, key = require_env("SEKIBAN_COSMOS_ENDPOINT"), require_env("SEKIBAN_COSMOS_KEY")
+    prefix = f"old-{uuid.uuid4().hex[:8]}"
+    async with CosmosClient(endpoint, credential=key) as client:
+        database = await client.create_database_if_not_exists("sekiban")
+        for suffix in ("events", "snapshots"):
+            await database.create_container(f"{prefix}-{suffix}", PartitionKey(path="/pk"))
+        try:
+            for create in (True, False):
+                with pytest.raises(ConfigurationError, match="/command_key"):
+                    await CosmosEventStore.connect(
+                        endpoint=endpoint, key=key, container_prefix=prefix, create=create
+                    )
+        finally:
+            for suffix in ("events", "snapshots"):
+                await database.delete_container(f"{prefix}-{suffix}")
+
+
 def test_connection_string_gives_endpoint_and_key() -> None:
     assert parse_connection_string(
         f"AccountEndpoint=https://acct.documents.azure.com:443/;AccountKey={KEY};"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 
 from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
-from sekiban import PartitionKeys, RetryPolicy, SekibanExecutor
+from sekiban import CommandResponse, PartitionKeys, RetryPolicy, SekibanExecutor, Serializer
 from sekiban.dapr.executor import DaprSekibanExecutor
 from sekiban.errors import DaprUnavailableError
 from sekiban.stores import InMemoryEventStore
@@ -91,6 +92,68 @@ async def test_restart_during_traffic_loses_and_repeats_nothing(
         acknowledged, failed, stored = await traffic_through_fault(node, store, fault)
         assert acknowledged > 100, (acknowledged, failed, stored)
         print(f"{restart} restart: {acknowledged} acknowledged, {failed} failed, {stored} stored")
+
+
+def restart_when_dead(node: Node, timeout: float = 60) -> None:
+    """Wait for the actor host to exit by itself, then start it again."""
+    deadline = time.monotonic() + timeout
+    while node.app.running:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the actor host did not exit")
+        time.sleep(0.05)
+    node.restart_app()
+
+
+async def test_a_reply_lost_after_the_commit_is_applied_once_and_answered_on_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    markers = tmp_path / "died"
+    markers.mkdir()
+    env = {
+        "SEKIBAN_LOSE_REPLY_PREFIX": "lose-",
+        "SEKIBAN_DIE_AFTER_COMMIT_PREFIX": "die-",
+        "SEKIBAN_DIE_MARKERS": str(markers),
+    }
+    target = "tests.integration.lost_reply_host:app"
+    async with bank_cluster(tmp_path, extra_env=env, app_target=target) as bank:
+        node = bank.cluster.start_node("lossy")
+        executor = DaprSekibanExecutor(
+            bank_domain(),
+            bank.store,
+            dapr_http_endpoint=node.http_endpoint,
+            transient_retry=RetryPolicy(
+                attempts=40, base_delay=timedelta(milliseconds=100), max_delay=timedelta(seconds=1)
+            ),
+        )
+        keys = (await executor.command(OpenAccount(owner="ann"), command_id="open")).partition_keys
+        deposit = DepositMoney(account_id=keys.aggregate_id, amount=5)
+
+        # The store's reply to the actor is lost: the actor's retry finds the commit.
+        lost_in_actor = await executor.command(deposit, command_id="lose-1")
+        assert await executor.command(deposit, command_id="lose-1") == lost_in_actor
+
+        # The host dies right after the commit, and the caller's reply with it: the
+        # executor retries through daprd until the restarted host answers.
+        restarter = asyncio.create_task(asyncio.to_thread(restart_when_dead, node))
+        caplog.clear()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="sekiban.dapr"):
+            lost_with_host = await executor.command(deposit, command_id="die-1")
+        await restarter
+        print(
+            f"host died after the commit: answered after {len(caplog.records)} failed "
+            f"attempts, {time.monotonic() - started:.1f} s"
+        )
+        assert (markers / "die-1").exists()
+        assert await executor.command(deposit, command_id="die-1") == lost_with_host
+
+        events = [e async for batch in bank.store.read_stream(keys) for e in batch]
+        assert [e.causation_id for e in events] == ["open", "lose-1", "die-1"]
+        serializer = Serializer(bank_domain())
+        for response, event in ((lost_in_actor, events[1]), (lost_with_host, events[2])):
+            assert response == CommandResponse(keys, (serializer.to_event(event),), event.version)
+        aggregate = await executor.load_aggregate(AccountProjector, keys)
+        assert aggregate.payload.balance == 10  # type: ignore[attr-defined]
 
 
 async def test_api_and_app_tokens_are_required_when_set(

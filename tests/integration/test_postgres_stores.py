@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from sekiban import ConcurrencyError, ConfigurationError, PartitionKeys, StoredEvent
+from sekiban import (
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateCommandError,
+    PartitionKeys,
+    StoredEvent,
+)
 from sekiban.errors import SnapshotRejectedError
 from sekiban.snapshot import RejectionReason
 from sekiban.stores.postgres import PostgresEventStore
@@ -86,6 +92,35 @@ async def test_concurrency_error_reports_the_stream_version(store: PostgresEvent
     with pytest.raises(ConcurrencyError) as ahead:
         await store.append(stored_events(keys, 5, 1), 4)
     assert (ahead.value.expected_version, ahead.value.actual_version) == (4, 2)
+
+
+async def test_a_table_from_before_command_ids_is_updated_in_place_or_refused(
+    store: PostgresEventStore, dsn: str, schema: str
+) -> None:
+    keys = PartitionKeys.generate()
+    await store.append(stored_events(keys, 1, 2), 0)
+    connection = await asyncpg.connect(dsn)
+    try:  # back to the layout before command ids
+        await connection.execute(
+            f'DROP INDEX "{schema}".sekiban_events_command; '
+            f'ALTER TABLE "{schema}".sekiban_events DROP COLUMN command_id'
+        )
+    finally:
+        await connection.close()
+
+    with pytest.raises(ConfigurationError, match="create_schema=True"):
+        await PostgresEventStore.connect(dsn, schema=schema, create_schema=False)
+    updated = await PostgresEventStore.connect(dsn, schema=schema)
+    try:
+        await updated.append(stored_events(keys, 3, 1), 2, command_id="c")
+        with pytest.raises(DuplicateCommandError):
+            await updated.append(stored_events(keys, 4, 1), 3, command_id="c")
+        assert [e.version for e in await read_stream(updated, keys)] == [1, 2, 3]
+        assert [e.version for e in await updated.read_command(keys, "c") or []] == [3]
+        again = await PostgresEventStore.connect(dsn, schema=schema, create_schema=False)
+        await again.close()
+    finally:
+        await updated.close()
 
 
 async def test_timestamps_keep_microseconds_and_the_instant(store: PostgresEventStore) -> None:

@@ -1,7 +1,7 @@
 """DaprAggregateActor through the SDK's actor runtime, in process (no sidecar)."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -13,12 +13,23 @@ from examples.bank import (
     WithdrawMoney,
     bank_domain,
 )
-from sekiban import InvalidPartitionKeysError, PartitionKeys, SekibanExecutor, StoredEvent
+from sekiban import (
+    EventMetadata,
+    InvalidPartitionKeysError,
+    PartitionKeys,
+    SekibanExecutor,
+    SerializationError,
+    StoreAuthenticationError,
+    StoreConnectionError,
+    StoredEvent,
+)
+from sekiban.dapr import messages
 from sekiban.dapr.actor import actor_id_for, parse_actor_id
 from sekiban.errors import RemoteCommandError
 from sekiban.snapshot import SnapshotConfiguration
 from sekiban.stores import InMemoryEventStore
 from sekiban.testing.actors import ActorHarness
+from tests.support import LostReplyStore, stored_events
 
 
 class CountingEventStore(InMemoryEventStore):
@@ -179,3 +190,113 @@ async def test_a_retried_command_is_applied_once_even_after_a_restart() -> None:
     assert aggregate.payload == ActiveAccount(owner="ann", balance=11, transactions=2)
     fresh = await h.command(DepositMoney(account_id=keys.aggregate_id, amount=10))
     assert fresh.version == 4
+
+
+def other_spellings(keys: PartitionKeys) -> list[str]:
+    """Actor ids that name the aggregate `keys` but are not its canonical id."""
+    root, group, uid = keys.root_partition_key, keys.group, keys.aggregate_id
+    return [
+        f"account:{root}@{group}@{str(uid).upper()}",
+        f"account:{root}@{group}@{uid.hex}",
+        f"account:{root}@{group}@{{{uid}}}",
+        f"account:{root}@{group}@urn:uuid:{uid}",
+        f"account:{root}@{group}@ {uid}",
+        f"account:{root}@{group}@{uid} ",
+        f"account:{root.upper()}@{group}@{uid}",
+    ]
+
+
+async def test_an_aggregate_has_one_actor_and_other_spellings_of_its_id_are_refused() -> None:
+    h = harness()
+    keys = await open_with_deposits(h, 1)
+    deposit = DepositMoney(account_id=keys.aggregate_id, amount=5)
+    body = messages.command_request(h.serializer, deposit, EventMetadata("by-alias", "c"))
+
+    for alias in other_spellings(keys):
+        with pytest.raises(InvalidPartitionKeysError):
+            await h._call(alias, "ExecuteCommand", body)
+
+    assert list(h.manager._active_actors) == [actor_id_for("account", keys)]
+    events = [e async for batch in h.event_store.read_stream(keys) for e in batch]
+    assert [e.version for e in events] == [1, 2]
+
+
+async def test_a_reply_lost_by_the_store_is_found_on_catch_up_and_applied_once() -> None:
+    store = LostReplyStore(InMemoryEventStore(), lambda cause: cause == "deposit-1")
+    h = ActorHarness(bank_domain(), store)  # type: ignore[arg-type]
+    keys = await open_with_deposits(h, 0)
+    deposit = DepositMoney(account_id=keys.aggregate_id, amount=5)
+
+    first = await h.command(deposit, command_id="deposit-1")
+    again = await h.command(deposit, command_id="deposit-1")
+
+    assert store.lost == ["deposit-1"]
+    assert first == again and first.version == 2
+    aggregate = await h.load_aggregate(AccountProjector, keys)
+    assert aggregate.payload == ActiveAccount(owner="ann", balance=5, transactions=1)
+
+
+class FailingOnceStore(InMemoryEventStore):
+    """Once armed with `error`: another writer deposits 1, then the append fails with
+    `error` without writing, so the stream has moved when the actor looks again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: Exception | None = None
+        self.appends = 0
+
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
+        self.appends += 1
+        error, self.error = self.error, None
+        if error is not None:
+            rival = stored_events(events[0].partition_keys, expected_version + 1, 1)
+            await super().append(rival, expected_version)
+            raise error
+        await super().append(events, expected_version, command_id=command_id)
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (RuntimeError("disk on fire"), False),
+        (SerializationError("unwritable"), False),
+        (StoreAuthenticationError("password rotated"), False),
+        (StoreConnectionError("connection reset"), True),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+async def test_the_actor_retries_conflicts_and_unknown_outcomes_only(
+    error: Exception, retried: bool
+) -> None:
+    store = FailingOnceStore()
+    h = harness(store=store)
+    keys = await open_with_deposits(h, 0)
+    store.error, store.appends = error, 0
+
+    if retried:
+        response = await h.command(DepositMoney(account_id=keys.aggregate_id, amount=5))
+        assert response.version == 3
+    else:
+        with pytest.raises(RemoteCommandError, match=type(error).__name__):
+            await h.command(DepositMoney(account_id=keys.aggregate_id, amount=5))
+    assert store.appends == (2 if retried else 1)
+
+
+async def test_a_resend_is_answered_however_many_commands_came_after_it() -> None:
+    h = harness(count=1000)
+    keys = await open_with_deposits(h, 0)
+    deposit = DepositMoney(account_id=keys.aggregate_id, amount=5)
+    first = await h.command(deposit, command_id="deposit-1")
+    for _ in range(250):  # more than the old in-memory cache of replies held (200)
+        await h.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
+
+    again = await h.command(deposit, command_id="deposit-1")
+
+    assert again == first and first.version == 2
+    assert (await h.load_aggregate(AccountProjector, keys)).version == 252

@@ -44,3 +44,19 @@ def test_malformed_string_form_is_rejected(text: str) -> None:
 def test_aggregate_id_must_be_a_uuid() -> None:
     with pytest.raises(InvalidPartitionKeysError):
         PartitionKeys("not-a-uuid")  # type: ignore[arg-type]
+
+
+def test_only_the_canonical_string_form_parses() -> None:
+    keys = PartitionKeys.generate("account")
+    uid = keys.aggregate_id
+    for spelling in [
+        f"default@account@{str(uid).upper()}",
+        f"default@account@{uid.hex}",
+        f"default@account@{{{uid}}}",
+        f"default@account@urn:uuid:{uid}",
+        f" default@account@{uid}",
+        f"default@account@{uid}\n",
+    ]:
+        with pytest.raises(InvalidPartitionKeysError, match=r"canonical|must"):
+            PartitionKeys.parse(spelling)
+    assert PartitionKeys.parse(f"default@account@{uid}") == keys

@@ -9,6 +9,7 @@ import pytest
 from examples.bank import AccountProjector, bank_domain
 from sekiban import (
     ConfigurationError,
+    DuplicateCommandError,
     PartitionKeys,
     SerializationError,
     Serializer,
@@ -66,6 +67,34 @@ async def test_a_file_in_the_old_one_row_per_event_layout_is_refused(tmp_path: P
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT id FROM events").fetchall() == [("kept",)]
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'commits'").fetchall() == []
+
+
+async def test_a_file_from_before_command_ids_gains_the_column_and_index_in_place(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "before.db"
+    keys = PartitionKeys.generate("account")
+    store = await SqliteEventStore.open(path)
+    await store.append(stored_events(keys, 1, 2), 0)
+    await store.close()
+    with sqlite3.connect(path) as db:  # back to the layout of 0.1.0
+        db.execute("DROP INDEX commits_command")
+        db.execute("ALTER TABLE commits DROP COLUMN command_id")
+
+    for _ in range(2):  # opening again changes nothing
+        store = await SqliteEventStore.open(path)
+        await store.close()
+    store = await SqliteEventStore.open(path)
+    try:
+        await store.append(stored_events(keys, 3, 1), 2, command_id="c")
+        with pytest.raises(DuplicateCommandError):
+            await store.append(stored_events(keys, 4, 1), 3, command_id="c")
+        assert len([e async for batch in store.read_stream(keys) for e in batch]) == 3
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT last_version, command_id FROM commits ORDER BY position")
+        assert rows.fetchall() == [(2, None), (3, "c")]
 
 
 @pytest.mark.parametrize(

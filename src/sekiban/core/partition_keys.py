@@ -60,14 +60,25 @@ class PartitionKeys:
 
     @classmethod
     def parse(cls, text: str) -> PartitionKeys:
-        """Parse the string form produced by `str(keys)`."""
+        """Parse the string form produced by `str(keys)`, and only that spelling.
+
+        Other spellings of the same keys (an upper-case or unhyphenated uuid, braces,
+        spaces) raise `InvalidPartitionKeysError`: the string form names a stream or an
+        actor, and one aggregate must have one name.
+        """
         parts = text.split(_SEPARATOR) if isinstance(text, str) else []
         if len(parts) != 3:
             raise InvalidPartitionKeysError(
                 f"partition keys must look like 'root@group@uuid', got {text!r}"
             )
         root, group, aggregate_id = parts
-        return cls(_to_uuid(aggregate_id), group, root)
+        keys = cls(_to_uuid(aggregate_id), group, root)
+        if str(keys) != text:
+            raise InvalidPartitionKeysError(
+                f"partition keys {text!r} are not in their canonical form {str(keys)!r} "
+                "(lower-case, hyphenated uuid)"
+            )
+        return keys
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,6 @@
 # runtime to pick how to decode arguments, and a string "str" is not `str`.
 
 import logging
-from collections import OrderedDict
 from datetime import timedelta
 
 from dapr.actor import Actor, ActorInterface, actormethod
@@ -12,9 +11,8 @@ from dapr.actor.id import ActorId
 from dapr.actor.runtime.context import ActorRuntimeContext
 
 from sekiban.core.clock import Clock, utc_now
-from sekiban.core.command import CommandResponse
+from sekiban.core.command import command_metadata
 from sekiban.core.domain_types import DomainTypes
-from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.dapr import messages
@@ -43,6 +41,11 @@ def actor_id_for(projector_name: str, partition_keys: PartitionKeys) -> str:
 
 
 def parse_actor_id(actor_id: str) -> tuple[str, PartitionKeys]:
+    """The projector name and partition keys of an `actor_id_for` id.
+
+    Only that exact spelling is accepted (`InvalidPartitionKeysError` otherwise): one
+    aggregate must have one actor, or two warm copies of it would decide on their own.
+    """
     projector_name, separator, keys = actor_id.partition(_ID_SEPARATOR)
     if not separator or not projector_name:
         raise InvalidPartitionKeysError(f"not an aggregate actor id: {actor_id!r}")
@@ -98,10 +101,16 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
     `conflict_retry` allows (the repository's one retry loop, shared with
     `SekibanExecutor`). Errors come back as an error reply, never half-saved state.
 
-    Commands are applied at most once per causation id: the executor gives every call
-    one and reuses it when it retries a call whose reply was lost, and the actor answers
-    such a retry with the original reply (remembered for the last
-    `remembered_commands` commands, rebuilt from their events after a restart).
+    Commands are applied at most once per command id (their causation id): the
+    executor gives every call one and reuses it when it retries a call whose reply was
+    lost. The event store keeps each id unique per stream, and the repository answers a
+    resend with the events the command appended the first time (see
+    `AggregateRepository.execute_with_retry`), however long ago and whichever actor
+    instance applied it.
+
+    The actor id must be the aggregate's canonical one (`actor_id_for`); any other
+    spelling of the same aggregate (an upper-case or unhyphenated uuid, spaces, ...)
+    is refused with `InvalidPartitionKeysError` when the actor is created.
     """
 
     def __init__(
@@ -114,12 +123,17 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         snapshot_config: SnapshotConfiguration | None = None,
         conflict_retry: RetryPolicy = CONFLICT_RETRY,
         clock: Clock = utc_now,
-        remembered_commands: int = 200,
         limits: CommandLimits | None = None,
     ) -> None:
         super().__init__(ctx, actor_id)
         projector_name, self.partition_keys = parse_actor_id(actor_id.id)
         self.projector: AggregateProjector = domain.projector(projector_name)
+        canonical = actor_id_for(self.projector.name, self.partition_keys)
+        if actor_id.id != canonical:
+            raise InvalidPartitionKeysError(
+                f"actor id {actor_id.id!r} is not the canonical id {canonical!r} of its "
+                "aggregate; refused so that one aggregate has one actor"
+            )
         self.repository = AggregateRepository(
             domain,
             event_store,
@@ -134,16 +148,11 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         # may have been a conflict): catch up before the next use.
         self.stale = False
         self.activation: LoadStatistics | None = None
-        # Replies of recent commands by causation id: the executor retries a call whose
-        # reply was lost, and a command must not be applied twice.
-        self.applied: OrderedDict[str, str] = OrderedDict()
-        self.remembered_commands = remembered_commands
 
     async def _on_activate(self) -> None:
         self.state = await self.repository.load(self.projector, self.partition_keys)
         self.activation = self.state.load
         log.debug("activated %s: %s", self.id, self.activation)
-        await self._remember_recent_commands(self.state.aggregate.version)
         interval = self._flush_interval()
         if interval is not None:
             # A timer, not a reminder: timers live in daprd and need no scheduler.
@@ -172,15 +181,11 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
             command, metadata = messages.parse_command_request(serializer, request)
             self._check_target(command.partition_keys(), type(command).projector)
             state = await self._warm_state()
-            done = self.applied.get(metadata.causation_id)
-            if done is not None:
-                return done  # a retry of a command already applied: answer, do not redo
+            # A resend (same causation id) is answered with its first reply, from the store.
             response, self.state = await self.repository.execute_with_retry(
-                self.projector, command, state, metadata, self.conflict_retry
+                self.projector, command, state, command_metadata(metadata), self.conflict_retry
             )
-            reply = messages.command_reply(serializer, response)
-            self._remember(metadata.causation_id, reply)
-            return reply
+            return messages.command_reply(serializer, response)
         except Exception as error:  # every failure becomes an error reply
             self.stale = True
             # The SDK drops pending state changes only on Dapr errors; drop ours so a
@@ -200,30 +205,6 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         return messages.aggregate_reply(
             self.repository.serializer, LoadResult(state.aggregate, self.activation)
         )
-
-    def _remember(self, causation_id: str, reply: str) -> None:
-        if not causation_id:
-            return
-        self.applied[causation_id] = reply
-        self.applied.move_to_end(causation_id)
-        while len(self.applied) > self.remembered_commands:
-            self.applied.popitem(last=False)
-
-    async def _remember_recent_commands(self, version: int) -> None:
-        """Rebuild the replies of the last commands from their events, so that a retry
-        arriving after a restart (the reply was lost with the old host) is not redone."""
-        serializer = self.repository.serializer
-        start = max(0, version - self.remembered_commands)
-        by_command: dict[str, list[Event[EventPayload]]] = {}
-        async for batch in self.repository.event_store.read_stream(self.partition_keys, start):
-            for stored in batch:
-                if stored.causation_id:
-                    by_command.setdefault(stored.causation_id, []).append(
-                        serializer.to_event(stored)
-                    )
-        for causation_id, events in by_command.items():
-            response = CommandResponse(self.partition_keys, tuple(events), events[-1].version)
-            self._remember(causation_id, messages.command_reply(serializer, response))
 
     async def _warm_state(self) -> AggregateState:
         if self.state is None:

@@ -95,8 +95,9 @@ class DaprSekibanExecutor:
 
         `command_id` (or `metadata.causation_id`; a fresh one by default) identifies the
         command: calls retried after a lost reply, or repeated by the caller with the
-        same id, are applied once and answered with the original reply. Both given and
-        different: `CommandIdMismatchError`.
+        same id, are applied once (the event store keeps the id unique per aggregate)
+        and answered with the original reply. Both given and different:
+        `CommandIdMismatchError`.
         """
         keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)
@@ -143,7 +144,7 @@ class DaprSekibanExecutor:
 
         A fault is anything that is not a whole reply from our actor: no connection, a
         timeout, a non-2xx status, or a reply that is empty, cut short or not JSON.
-        Retrying a command is safe because the actor recognises its causation id.
+        Retrying a command is safe: its command id (the causation id) is applied once.
         """
         retry = self.transient_retry
         attempt = 1

@@ -8,9 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
-from sekiban.errors import ConcurrencyError
+from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    check_append,
+    check_batch_size,
+    check_command_id,
+)
 
 
 class InMemoryEventStore:
@@ -20,17 +25,39 @@ class InMemoryEventStore:
         self._lock = threading.Lock()
         self._streams: dict[PartitionKeys, list[StoredEvent]] = {}
         self._all: list[StoredEvent] = []
+        # Per stream: command id -> the versions (first, last) of its commit.
+        self._commands: dict[PartitionKeys, dict[str, tuple[int, int]]] = {}
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         keys = check_append(events, expected_version)
+        command_id = check_command_id(command_id)
         with self._lock:
             stream = self._streams.setdefault(keys, [])
+            commands = self._commands.setdefault(keys, {})
+            if command_id is not None and command_id in commands:
+                raise DuplicateCommandError(keys, command_id)
             if len(stream) != expected_version:
                 raise ConcurrencyError(keys, expected_version, len(stream))
             start = len(self._all)
             stored = [dataclasses.replace(e, position=start + i) for i, e in enumerate(events, 1)]
             stream.extend(stored)
             self._all.extend(stored)
+            if command_id is not None:
+                commands[command_id] = (expected_version + 1, expected_version + len(events))
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        versions = self._commands.get(partition_keys, {}).get(command_id)
+        if versions is None:
+            return None
+        return self._streams[partition_keys][versions[0] - 1 : versions[1]]
 
     async def read_stream(
         self,

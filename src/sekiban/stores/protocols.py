@@ -23,12 +23,28 @@ _TEXT_FIELDS = ("event_type", "causation_id", "correlation_id", "executed_user")
 class EventStore(Protocol):
     """Append-only storage of event streams, one per partition keys."""
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         """Append one command's events to one stream, all or none.
 
         The events must be versions `expected_version + 1 ...` of a single stream.
-        Raises `ConcurrencyError` when the stream is not at `expected_version`.
+        Raises `ConcurrencyError` when the stream is not at `expected_version`. A
+        `command_id` is stored with the commit and is unique per stream, enforced by the
+        store in the same atomic write (not by a read before it) and kept forever: a
+        second commit with it raises `DuplicateCommandError` and writes nothing.
         """
+        ...
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        """The events of the stream's commit with `command_id`, as `read_stream` gives
+        them, or None when the stream has no such commit."""
         ...
 
     def read_stream(
@@ -105,6 +121,23 @@ def check_batch_size(batch_size: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidReadError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
     return batch_size
+
+
+MAX_COMMAND_ID_LENGTH = 256
+"""Characters in a command id: short enough for every store's unique index."""
+
+
+def check_command_id(command_id: str | None) -> str | None:
+    """`command_id`, or None for no id (None or ""); raises `InvalidAppendError` for
+    anything but a string of at most `MAX_COMMAND_ID_LENGTH` characters."""
+    if command_id is None or command_id == "":
+        return None
+    if not isinstance(command_id, str) or len(command_id) > MAX_COMMAND_ID_LENGTH:
+        raise InvalidAppendError(
+            f"a command id must be a string of at most {MAX_COMMAND_ID_LENGTH} characters, "
+            f"got {command_id!r:.80}"
+        )
+    return command_id
 
 
 def check_append(

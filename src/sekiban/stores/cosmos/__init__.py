@@ -25,6 +25,17 @@ the newest boundary it has seen per stream (its own appends, reads, conflicts) a
 the query when appending there: the usual load-then-append costs one request.
 This relies on commits never being deleted (no TTL, no manual deletes in the container).
 
+Command ids. A commit carries `command_key`: "command:" + its command id, or
+"commit:" + its own id without one (a missing unique key counts as a value Cosmos DB
+allows once per partition). The events container's unique key policy on
+`/command_key` is scoped to the logical partition, i.e. the stream, so a second commit
+of one command id fails the create itself with 409; the store then finds the id with
+one query and raises `DuplicateCommandError` instead of `ConcurrencyError`. Unique keys
+can only be set when a container is created: an events container without this one is
+refused at connect (`ConfigurationError`). Not chosen: a marker document per command id
+(a second write, not atomic with the commit without transactional batch), or checking
+for the id before creating (a read-before-write window).
+
 A commit document must stay under `max_commit_bytes` (default 1,900,000: Cosmos items
 are limited to 2 MB), measured as the ASCII JSON the SDK sends; a larger one raises
 `PayloadTooLargeError` and nothing is written. At most 2**16 events per commit.

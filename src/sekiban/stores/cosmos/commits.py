@@ -25,6 +25,9 @@ READ_STREAM = (
     "SELECT c.ordering_key, c.events FROM c "
     "WHERE c.pk = @pk AND c.last_version > @after ORDER BY c.first_version"
 )
+READ_COMMAND = (
+    "SELECT c.ordering_key, c.events FROM c WHERE c.pk = @pk AND c.command_key = @command_key"
+)
 READ_ALL = (
     "SELECT c.pk, c.ordering_key, c.events FROM c "
     "WHERE c.ordering_key >= @from AND c.ordering_key < @bound ORDER BY c.ordering_key"
@@ -49,6 +52,13 @@ async def query_pages(
         options["max_item_count"] = max(1, min(page_size, _MAX_PAGE))
     async for page in container.query_items(query, **options).by_page():
         yield [item async for item in page]
+
+
+def command_key(command_id: str | None, commit_id: str) -> str:
+    """The unique key of a commit: its command id, or for a commit without one its own
+    id (Cosmos DB counts a missing unique key as a value, allowed once per partition).
+    The prefixes keep the two kinds apart, whatever a command id holds."""
+    return f"commit:{commit_id}" if command_id is None else f"command:{command_id}"
 
 
 def event_document(event: StoredEvent) -> dict[str, Any]:

@@ -50,9 +50,15 @@ EVENTS_INDEXING = {
         {"path": "/first_version/?"},
         {"path": "/last_version/?"},
         {"path": "/ordering_key/?"},
+        {"path": "/command_key/?"},
     ],
     "excludedPaths": [{"path": "/*"}],
 }
+COMMAND_KEY_PATH = "/command_key"
+EVENTS_UNIQUE_KEYS = {"uniqueKeys": [{"paths": [COMMAND_KEY_PATH]}]}
+"""A commit's command key is unique within its stream's logical partition, checked by
+the server in the create itself. Cosmos DB sets unique keys only when it creates a
+container."""
 SNAPSHOTS_INDEXING = {
     "indexingMode": "consistent",
     "includedPaths": [{"path": "/version/?"}],
@@ -113,7 +119,7 @@ async def open_containers(
                 if throughput is not None and autoscale:
                     offer = ThroughputProperties(auto_scale_max_throughput=throughput)
                 db = await client.create_database_if_not_exists(database, offer_throughput=offer)
-                events = await _ensure_container(db, names[0], EVENTS_INDEXING)
+                events = await _ensure_container(db, names[0], EVENTS_INDEXING, EVENTS_UNIQUE_KEYS)
                 snapshots = await _ensure_container(db, names[1], SNAPSHOTS_INDEXING)
             else:
                 db = client.get_database_client(database)
@@ -126,19 +132,42 @@ async def open_containers(
                             f"container {name!r} of database {database!r} does not exist at "
                             f"{endpoint}; connect with create=True to create it"
                         ) from None
+            _check_unique_command_key(await events.read(), names[0], endpoint)
     except BaseException:
         await client.close()
         raise
     return CosmosContainers(client, db, events, snapshots, endpoint)
 
 
-async def _ensure_container(database: Any, name: str, indexing: dict[str, Any]) -> Any:
+async def _ensure_container(
+    database: Any,
+    name: str,
+    indexing: dict[str, Any],
+    unique_keys: dict[str, Any] | None = None,
+) -> Any:
     try:
         return await database.create_container_if_not_exists(
-            name, partition_key=PartitionKey(path="/pk"), indexing_policy=indexing
+            name,
+            partition_key=PartitionKey(path="/pk"),
+            indexing_policy=indexing,
+            unique_key_policy=unique_keys,
         )
     except CosmosResourceExistsError:  # another process created it between read and create
         return database.get_container_client(name)
+
+
+def _check_unique_command_key(properties: Mapping[str, Any], name: str, endpoint: str) -> None:
+    """Refuse an events container without the unique key on command keys (one made
+    before command ids): there a resent command could be appended twice."""
+    policy = properties.get("uniqueKeyPolicy") or {}
+    paths = [path for key in policy.get("uniqueKeys") or [] for path in key.get("paths") or []]
+    if COMMAND_KEY_PATH not in paths:
+        raise ConfigurationError(
+            f"container {name!r} at {endpoint} has no unique key on {COMMAND_KEY_PATH}, "
+            "which keeps each command id once per stream; Cosmos DB cannot add one to an "
+            "existing container: use a new container_prefix and copy the commits into it "
+            "(see docs/stores.md)"
+        )
 
 
 def parse_connection_string(connection_string: str) -> tuple[str, str]:

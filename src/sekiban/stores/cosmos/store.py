@@ -17,21 +17,34 @@ from sekiban.core.clock import utc_now
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
 from sekiban.core.sortable_id import SortableUniqueId
-from sekiban.errors import ConcurrencyError, ConfigurationError, PayloadTooLargeError
+from sekiban.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateCommandError,
+    PayloadTooLargeError,
+)
 from sekiban.stores.cosmos.commits import (
     IS_BOUNDARY,
     KEY_DIGITS,
     MAX_EVENTS_PER_APPEND,
     POSITION_BITS,
     READ_ALL,
+    READ_COMMAND,
     READ_STREAM,
     STREAM_VERSION,
+    command_key,
     event_document,
     parse_keys,
     query_pages,
     stored_events,
 )
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, check_append, check_batch_size, rebatch
+from sekiban.stores.protocols import (
+    DEFAULT_BATCH_SIZE,
+    check_append,
+    check_batch_size,
+    check_command_id,
+    rebatch,
+)
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
     from azure.cosmos.exceptions import CosmosResourceExistsError, CosmosResourceNotFoundError
@@ -141,15 +154,24 @@ class CosmosEventStore:
         """The snapshot store beside this event store, sharing its client."""
         return CosmosSnapshotStore(self.containers.snapshots, endpoint=self._endpoint)
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
+        command_id = check_command_id(command_id)
         pk = str(keys)
+        commit_id = f"{expected_version:010d}"
         commit: dict[str, Any] = {
-            "id": f"{expected_version:010d}",
+            "id": commit_id,
             "pk": pk,
             "first_version": expected_version + 1,
             "last_version": expected_version + len(events),
             "ordering_key": "0" * KEY_DIGITS,  # the real key is taken just before create
+            "command_key": command_key(command_id, commit_id),
             "events": [event_document(e) for e in events],
         }
         size = len(json.dumps(commit, separators=(",", ":")))  # ASCII: characters == bytes
@@ -173,7 +195,10 @@ class CosmosEventStore:
             try:
                 await self._events.create_item(commit)
             except CosmosResourceExistsError:
+                # The commit's id (its version) or its command key is taken.
                 if not await self._is_own_commit(pk, commit):
+                    if command_id is not None and await self._command_commits(pk, command_id):
+                        raise DuplicateCommandError(keys, command_id) from None
                     actual = await self._stream_version(pk)
                     raise ConcurrencyError(keys, expected_version, actual) from None
             elapsed = time.monotonic() - started
@@ -189,6 +214,17 @@ class CosmosEventStore:
                 elapsed,
                 self._safe_window,
             )
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        with translate_errors(self._endpoint):
+            commits = await self._command_commits(str(partition_keys), command_id)
+        return stored_events(commits[0], partition_keys) if commits else None
+
+    async def _command_commits(self, pk: str, command_id: str) -> list[Any]:
+        key = command_key(command_id, commit_id="")  # a command's key has no commit id
+        return await self._query_values(READ_COMMAND, pk, {"@pk": pk, "@command_key": key})
 
     async def _is_boundary(self, pk: str, version: int) -> bool:
         """Whether a commit of the stream ends at exactly `version`."""

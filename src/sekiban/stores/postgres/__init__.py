@@ -11,6 +11,14 @@ into `ConcurrencyError`; the statement also inserts nothing unless version
 `expected_version` already exists, so an append ahead of the stream is rejected too and
 versions never have gaps.
 
+Command ids. The first row of a commit carries its command id (`command_id`, NULL on
+the others and without one) under the partial unique index `<prefix>_events_command` on
+(stream, command_id), so the append statement itself refuses a second commit of one id
+(`DuplicateCommandError`, told apart from a version conflict by the index's name).
+`read_command` finds that row and reads the rows of its transaction (positions share
+their upper bits). `connect(create_schema=True)` adds the column and index to tables made
+before command ids; `create_schema=False` refuses such a table.
+
 Global order. `position = (id of the writing transaction << 16) + index of the event in
 its append`, and `read_all` returns only rows whose transaction id is below the xmin of
 the reading statement's own snapshot (the oldest transaction still running then).

@@ -1,6 +1,7 @@
 """The append statement: one `INSERT ... SELECT FROM unnest(...)` that is atomic by
-itself and inserts nothing unless the expected version exists; and the stream's version
-a conflict reports."""
+itself and inserts nothing unless the expected version exists (its command id, on the
+first event's row, is checked by the unique index in the same statement); and the
+stream's version a conflict reports."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ def append_sql(t: Tables) -> str:
     return f"""
 INSERT INTO {t.events} (position, root_partition_key, aggregate_group, aggregate_id, version,
     id, sortable_unique_id, event_type, payload, timestamp,
-    causation_id, correlation_id, executed_user)
+    causation_id, correlation_id, executed_user, command_id)
 SELECT (pg_current_xact_id()::text::bigint << {POSITION_BITS}) + e.ordinal, $1, $2, $3,
     $4::integer + e.ordinal, e.id, e.sortable_unique_id, e.event_type, e.payload, e.timestamp,
-    e.causation_id, e.correlation_id, e.executed_user
+    e.causation_id, e.correlation_id, e.executed_user,
+    CASE WHEN e.ordinal = 1 THEN $13::text END
 FROM unnest($5::uuid[], $6::text[], $7::text[], $8::json[], $9::timestamptz[],
             $10::text[], $11::text[], $12::text[])
     WITH ORDINALITY AS e(id, sortable_unique_id, event_type, payload, timestamp,

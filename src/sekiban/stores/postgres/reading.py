@@ -23,6 +23,17 @@ def read_stream_sql(t: Tables) -> str:
     )
 
 
+def read_command_sql(t: Tables) -> str:
+    # The command id is on the commit's first row; the commit's other rows are the
+    # stream's rows of the same transaction: positions (xid << 16) + 1, 2, ...
+    return f"""
+WITH c AS (SELECT position FROM {t.events} WHERE {STREAM} AND command_id = $4)
+SELECT {EVENT_COLUMNS} FROM {t.events}
+WHERE {STREAM} AND position >= (SELECT position FROM c)
+    AND position < (((SELECT position FROM c) >> {POSITION_BITS}) + 1) << {POSITION_BITS}
+ORDER BY version"""
+
+
 def snapshot_and_stream_sql(t: Tables) -> str:
     # One statement, one round trip for a load: the snapshot row beside the events
     # from its version on (from version 1 without one). The full join puts the

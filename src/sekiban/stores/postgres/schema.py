@@ -32,6 +32,8 @@ class Tables:
         self.quoted_schema = f'"{schema}"'
         self.events = f'"{schema}"."{table_prefix}_events"'
         self.snapshots = f'"{schema}"."{table_prefix}_snapshots"'
+        self.command_index = f"{table_prefix}_events_command"
+        """The unique index on (stream, command_id), unquoted, as errors name it."""
 
 
 def ddl(t: Tables) -> str:
@@ -51,9 +53,17 @@ CREATE TABLE IF NOT EXISTS {t.events} (
     causation_id        text        NOT NULL,
     correlation_id      text        NOT NULL,
     executed_user       text        NOT NULL,
+    command_id          text,
     CONSTRAINT "{t.prefix}_events_stream"
         UNIQUE (root_partition_key, aggregate_group, aggregate_id, version)
 );
+-- A commit's command id is on its first event's row only (NULL on the others and on
+-- commits without one), so the unique index allows each id once per stream. Tables
+-- made before command ids gain the column and the index here, in place.
+ALTER TABLE {t.events} ADD COLUMN IF NOT EXISTS command_id text;
+CREATE UNIQUE INDEX IF NOT EXISTS "{t.command_index}"
+    ON {t.events} (root_partition_key, aggregate_group, aggregate_id, command_id)
+    WHERE command_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {t.snapshots} (
     root_partition_key      text        NOT NULL,
     aggregate_group         text        NOT NULL,

@@ -9,12 +9,13 @@ from typing import Any
 from sekiban._extras import require_extra
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
-from sekiban.errors import ConcurrencyError, ConfigurationError
+from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.postgres.appending import append_sql, stream_version_sql
 from sekiban.stores.postgres.faults import describe, translate_faults
 from sekiban.stores.postgres.reading import (
     read_all_sql,
+    read_command_sql,
     read_stream_sql,
     snapshot_and_stream_sql,
     stored_event,
@@ -26,6 +27,7 @@ from sekiban.stores.protocols import (
     SnapshotStore,
     check_append,
     check_batch_size,
+    check_command_id,
 )
 from sekiban.stores.snapshot_rows import snapshot_from_columns
 
@@ -56,6 +58,7 @@ class PostgresEventStore:
         self._append_sql = append_sql(t)
         self._stream_version_sql = stream_version_sql(t)
         self._read_stream_sql = read_stream_sql(t)
+        self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
 
@@ -72,9 +75,12 @@ class PostgresEventStore:
     ) -> PostgresEventStore:
         """Open a pool on `dsn` and, with `create_schema`, create the tables if missing.
 
-        Raises `ConfigurationError` for a schema or prefix that is not a plain lowercase
-        identifier (checked before connecting), `StoreConnectionError` when the server
-        cannot be reached and `StoreAuthenticationError` when it refuses the login.
+        `create_schema` also brings tables made before command ids up to date in place
+        (a `command_id` column and its unique index). Without it, a table lacking them
+        is refused. Raises `ConfigurationError` for either, and for a schema or prefix
+        that is not a plain lowercase identifier (checked before connecting),
+        `StoreConnectionError` when the server cannot be reached and
+        `StoreAuthenticationError` when it refuses the login.
         """
         tables = Tables(schema, table_prefix)
         where = describe(dsn)
@@ -93,6 +99,9 @@ class PostgresEventStore:
                             f"sekiban-ddl:{tables.schema}.{tables.prefix}",
                         )
                         await connection.execute(ddl(tables))
+            else:
+                with translate_faults(where):
+                    await _check_command_index(pool, tables)
         except BaseException:
             await pool.close()
             raise
@@ -138,8 +147,15 @@ class PostgresEventStore:
                 events.append(stored_event(row, partition_keys))
         return snapshot, events
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
+        command_id = check_command_id(command_id)
         stream = stream_key(keys)
         # A connection that cannot be had is a fault before anything was sent.
         with translate_faults(self._where):
@@ -159,10 +175,14 @@ class PostgresEventStore:
                         [e.causation_id for e in events],
                         [e.correlation_id for e in events],
                         [e.executed_user for e in events],
+                        command_id,
                     )
-                except asyncpg.UniqueViolationError:
-                    # The only unique key a single append can hit is (stream, version):
-                    # the positions of one transaction are distinct by construction.
+                except asyncpg.UniqueViolationError as error:
+                    # (stream, command id), or else (stream, version): the positions of
+                    # one transaction are distinct by construction.
+                    if error.constraint_name == self._tables.command_index:
+                        assert command_id is not None
+                        raise DuplicateCommandError(keys, command_id) from None
                     status = "INSERT 0 0"
         finally:
             with translate_faults(self._where):
@@ -171,6 +191,14 @@ class PostgresEventStore:
             # Version `expected_version` does not exist (the stream is behind the
             # caller), or another writer took the next one.
             raise ConcurrencyError(keys, expected_version, await self._version(stream))
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        rows = await self._pool.fetch(
+            self._read_command_sql, *stream_key(partition_keys), command_id
+        )
+        return [stored_event(r, partition_keys) for r in rows] or None
 
     async def _version(self, stream: tuple[str, str, Any]) -> int:
         with translate_faults(self._where):
@@ -235,6 +263,20 @@ class PostgresEventStore:
         """Close the pool (also the one the snapshot store shares)."""
         with translate_faults(self._where):
             await self._pool.close()
+
+
+async def _check_command_index(pool: Any, tables: Tables) -> None:
+    """Refuse tables the store did not create or update: without the unique index on
+    command ids, a resent command could be appended twice."""
+    found = await pool.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f'"{tables.schema}"."{tables.command_index}"'
+    )
+    if not found:
+        raise ConfigurationError(
+            f"{tables.events} has no unique index {tables.command_index!r} on command ids "
+            "(or does not exist): connect once with create_schema=True, which adds the "
+            "command_id column and the index in place, or apply the DDL in docs/stores.md"
+        )
 
 
 async def _keep_session(connection: Any) -> None:

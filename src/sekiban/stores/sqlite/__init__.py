@@ -5,6 +5,10 @@ JSON array, so a ten-event command costs SQLite one row and one index entry, not
 The INSERT is atomic by itself and also checks the expected version; it runs directly
 on the event loop unless another writer holds the lock (see `database.Database`).
 
+A commit's command id is in its row (`command_id`, NULL without one), under a partial
+unique index per stream: the same INSERT refuses a second commit of one command id.
+Files made before command ids gain the column and index when opened.
+
 Positions number events 1, 2, 3, ... in commit order: a commit's row key is the
 position of its last event, computed inside the write transaction, and SQLite runs
 one write transaction at a time per database, so a reader resuming from its last

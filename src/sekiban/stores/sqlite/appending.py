@@ -16,11 +16,13 @@ from sekiban.stores.sqlite.schema import STREAM
 # inside the write transaction, which SQLite gives one writer at a time, so it sees
 # every commit before it; the unique (stream, last_version) is a second line. The key
 # is the position of the commit's last event (the first parameter: its event count).
+# A command id already in the stream fails the INSERT on the unique index
+# `commits_command`, in the same statement.
 _APPEND = f"""
 INSERT INTO commits
     (position, root_partition_key, aggregate_group, aggregate_id, first_version,
-     last_version, events)
-SELECT COALESCE((SELECT MAX(position) FROM commits), 0) + ?, ?, ?, ?, ?, ?, ?
+     last_version, events, command_id)
+SELECT COALESCE((SELECT MAX(position) FROM commits), 0) + ?, ?, ?, ?, ?, ?, ?, ?
 WHERE COALESCE((SELECT MAX(last_version) FROM commits WHERE {STREAM}), 0) = ?
 """
 

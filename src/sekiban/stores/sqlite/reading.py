@@ -54,6 +54,17 @@ def read_rows(
     return take(connection.execute(sql, parameters), after, limit)
 
 
+def command_rows(
+    connection: sqlite3.Connection, stream: tuple[str, str, str], command_id: str
+) -> list[Any]:
+    """The row of the stream's commit with `command_id` (the unique index finds it)."""
+    return connection.execute(
+        f"SELECT first_version, last_version, events FROM commits "
+        f"WHERE {STREAM} AND command_id = ?",
+        (*stream, command_id),
+    ).fetchall()
+
+
 def snapshot_and_stream_rows(
     connection: sqlite3.Connection,
     stream: tuple[str, str, str],

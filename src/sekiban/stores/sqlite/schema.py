@@ -10,6 +10,7 @@ from sekiban.errors import ConfigurationError
 
 # A commit's `events`: [[id, sortable_unique_id, event_type, payload, timestamp,
 # causation_id, correlation_id, executed_user], ...] for versions first_version, ...
+# `command_id` is NULL for a commit appended without one (see COMMAND_ID).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS commits (
     position INTEGER PRIMARY KEY,
@@ -19,6 +20,7 @@ CREATE TABLE IF NOT EXISTS commits (
     first_version INTEGER NOT NULL,
     last_version INTEGER NOT NULL,
     events TEXT NOT NULL,
+    command_id TEXT,
     UNIQUE (root_partition_key, aggregate_group, aggregate_id, last_version)
 );
 CREATE VIEW IF NOT EXISTS events AS
@@ -57,6 +59,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 """
 
+# A command id is unique per stream: the index is the guarantee, in the INSERT itself.
+COMMAND_ID = """
+CREATE UNIQUE INDEX IF NOT EXISTS commits_command
+ON commits (root_partition_key, aggregate_group, aggregate_id, command_id)
+WHERE command_id IS NOT NULL
+"""
+
 STREAM = "root_partition_key = ? AND aggregate_group = ? AND aggregate_id = ?"
 """The condition selecting one stream's rows, on the parameters of `stream_key`."""
 
@@ -70,11 +79,23 @@ def create_schema(connection: sqlite3.Connection) -> None:
             "read it: start from a new file"
         )
     connection.executescript(SCHEMA)
-    # Files from before snapshot signing lack the last column; adding it keeps the
-    # column order of a new file.
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(snapshots)")}
-    if "signature" not in columns:
-        connection.execute("ALTER TABLE snapshots ADD COLUMN signature TEXT")
+    # Files made before command ids or snapshot signing gain the columns (NULL for old
+    # rows; appended last, as a new file has them) and the command id index in place,
+    # in one write transaction, so processes opening one file at the same time take
+    # turns.
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {c[1] for c in connection.execute("PRAGMA table_info(commits)")}
+        if "command_id" not in columns:
+            connection.execute("ALTER TABLE commits ADD COLUMN command_id TEXT")
+        connection.execute(COMMAND_ID)
+        columns = {c[1] for c in connection.execute("PRAGMA table_info(snapshots)")}
+        if "signature" not in columns:
+            connection.execute("ALTER TABLE snapshots ADD COLUMN signature TEXT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def stream_key(keys: PartitionKeys) -> tuple[str, str, str]:

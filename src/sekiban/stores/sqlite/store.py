@@ -10,13 +10,14 @@ from pathlib import Path
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
-from sekiban.errors import ConcurrencyError
+from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
     SnapshotStore,
     check_append,
     check_batch_size,
+    check_command_id,
     rebatch,
 )
 from sekiban.stores.snapshot_rows import snapshot_from_columns
@@ -26,6 +27,7 @@ from sekiban.stores.sqlite.faults import translate_faults
 from sekiban.stores.sqlite.reading import (
     READ_ALL,
     READ_STREAM,
+    command_rows,
     decode_events,
     read_rows,
     snapshot_and_stream_rows,
@@ -71,20 +73,44 @@ class SqliteEventStore:
         with translate_faults(self._db.where):
             await self._db.close()
 
-    async def append(self, events: Sequence[StoredEvent], expected_version: int) -> None:
+    async def append(
+        self,
+        events: Sequence[StoredEvent],
+        expected_version: int,
+        *,
+        command_id: str | None = None,
+    ) -> None:
         keys = check_append(events, expected_version)
+        command_id = check_command_id(command_id)
         stream = stream_key(keys)
         count = len(events)
-        commit = (*stream, expected_version + 1, expected_version + count, encode_events(events))
+        commit = (
+            *stream,
+            expected_version + 1,
+            expected_version + count,
+            encode_events(events),
+            command_id,
+        )
         with translate_faults(self._db.where, writing=True):
             try:
                 inserted = await self._db.run(insert, (count, *commit, *stream, expected_version))
             except sqlite3.IntegrityError:
+                # One of the two unique indexes: the stream's version, or its command id.
+                if command_id is not None:
+                    rows = await self._db.run(command_rows, stream, command_id)
+                    if rows:
+                        raise DuplicateCommandError(keys, command_id) from None
                 inserted = False
         if not inserted:
             with translate_faults(self._db.where):
                 actual = await self._db.run(stream_version, stream)
             raise ConcurrencyError(keys, expected_version, actual)
+
+    async def read_command(
+        self, partition_keys: PartitionKeys, command_id: str
+    ) -> list[StoredEvent] | None:
+        rows = await self._db.run(command_rows, stream_key(partition_keys), command_id)
+        return stream_events(rows, partition_keys, 0) or None
 
     def read_stream(
         self,
