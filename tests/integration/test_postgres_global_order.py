@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from sekiban import PartitionKeys, StoredEvent
+from sekiban import PartitionKeys, StoreConnectionError, StoredEvent
 from sekiban.stores.postgres import PostgresEventStore
 from tests.support import stored_events
 
@@ -129,8 +129,10 @@ async def test_rolled_back_append_leaves_no_event_and_releases_readers(
         "AND NOT granted AND ((classid::bigint << 32) | objid::bigint) = $1",
         gate,
     )
-    with pytest.raises(asyncpg.QueryCanceledError):
+    with pytest.raises(StoreConnectionError) as cancelled:
         await doomed
+    assert isinstance(cancelled.value.__cause__, asyncpg.QueryCanceledError)
+    assert not cancelled.value.outcome_unknown  # the statement was rolled back
     assert [(e.partition_keys, e.version) for e in await read_all(store)] == [(b, 1)]
 
 
