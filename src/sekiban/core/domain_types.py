@@ -99,6 +99,16 @@ class DomainTypes:
     def payload_name(self, cls: type[AggregatePayload]) -> str:
         return self._names["aggregate payload"].name_of(cls)
 
+    @property
+    def command_types(self) -> dict[str, type[Command]]:
+        """Every registered command type by name (a copy), e.g. to generate routes."""
+        return dict(self._names["command"].by_name)
+
+    @property
+    def query_types(self) -> dict[str, type[Query[Any]]]:
+        """Every registered query type by name (a copy), e.g. to generate routes."""
+        return dict(self._names["query"].by_name)
+
     def command_type(self, name: str) -> type[Command]:
         return self._names["command"].type_of(name)
 
