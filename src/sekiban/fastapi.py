@@ -227,9 +227,7 @@ def _classify(error: BaseException, in_command: bool) -> tuple[int, str, str] | 
     return None
 
 
-def problem_response(
-    error: BaseException, *, command_id: str | None = None
-) -> JSONResponse | None:
+def problem_response(error: BaseException, *, command_id: str | None = None) -> JSONResponse | None:
     """The problem-details response for `error`, or None when it is not a client-facing
     error (a bug or an unexpected failure: let it become a 500).
 
@@ -251,7 +249,9 @@ def problem_response(
     if found is None:
         return None
     status, slug, title = found
-    name = error.error_type if isinstance(error, errors.RemoteCommandError) else type(error).__name__
+    name = (
+        error.error_type if isinstance(error, errors.RemoteCommandError) else type(error).__name__
+    )
     extensions: dict[str, Any] = {"error": name}
     headers: dict[str, str] = {}
     if isinstance(error, PydanticValidationError):
@@ -530,4 +530,3 @@ def _plain(value: Any, domain: DomainTypes) -> Any:
     if isinstance(value, dict):
         return {str(key): _plain(item, domain) for key, item in value.items()}
     return jsonable_encoder(value)
-

@@ -30,6 +30,7 @@ except ImportError as error:
         ("sekiban.dapr", "dapr", "dapr"),
         ("sekiban.testing.actors", "dapr", "testing"),
         ("sekiban.cli", "typer", "cli"),
+        ("sekiban.fastapi", "fastapi", "fastapi"),
     ],
 )
 def test_a_missing_driver_names_the_extra_to_install(module: str, missing: str, extra: str) -> None:
