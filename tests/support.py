@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import socket
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -178,3 +179,11 @@ class LostReplyStore:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

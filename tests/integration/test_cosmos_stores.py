@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import socket
 import traceback
 import uuid
 from collections.abc import AsyncIterator
@@ -33,7 +32,7 @@ from sekiban.stores.cosmos.connection import parse_connection_string
 from tests.conformance.backends import require_env
 from tests.conformance.test_snapshot_store import snapshot_at
 from tests.fault_proxy import FaultProxy, fault_proxy
-from tests.support import stored_events
+from tests.support import free_port, stored_events
 
 pytestmark = pytest.mark.cosmos
 
@@ -258,13 +257,6 @@ async def test_projector_names_cosmos_ids_forbid_are_stored(store: CosmosEventSt
 
 
 # --- configuration and connection errors ---------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def full_text(error: BaseException) -> str:

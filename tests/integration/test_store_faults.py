@@ -9,7 +9,6 @@ cause and `outcome_unknown` saying whether the append may have landed.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -30,16 +29,9 @@ from sekiban.stores.postgres import PostgresEventStore
 from sekiban.stores.sqlite import SqliteEventStore
 from tests.conformance.backends import require_env
 from tests.fault_proxy import FaultProxy, fault_proxy
-from tests.support import stored_events
+from tests.support import free_port, stored_events
 
 DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def dsn_with(
