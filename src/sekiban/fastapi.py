@@ -30,7 +30,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from pydantic.errors import PydanticSchemaGenerationError
+from pydantic.errors import PydanticUserError
 
 from sekiban import errors
 from sekiban._extras import require_extra
@@ -506,7 +506,7 @@ def _shown(annotation: Any) -> Any:
 def _checked(annotation: Any) -> Any:
     try:
         TypeAdapter(annotation).json_schema()
-    except (PydanticSchemaGenerationError, TypeError, ValueError):
+    except PydanticUserError:  # no schema for the type, or none as JSON
         return Any
     return annotation
 

@@ -14,7 +14,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
+from examples.bank import (
+    AccountList,
+    AccountProjector,
+    ActiveAccount,
+    DepositMoney,
+    OpenAccount,
+    bank_domain,
+)
 from examples.fastapi_bank import create_app
 from sekiban import (
     CommandLimits,
@@ -22,6 +29,7 @@ from sekiban import (
     ConfigurationError,
     DaprUnavailableError,
     PartitionKeys,
+    Query,
     RemoteCommandError,
     RetryPolicy,
     SekibanExecutor,
@@ -37,12 +45,13 @@ COMMANDS = ["open-account", "deposit-money", "withdraw-money", "close-account"]
 PROBLEM = "application/problem+json"
 
 
-def serve(executor: SekibanExecutor) -> TestClient:
-    @asynccontextmanager
-    async def open_executor() -> AsyncIterator[SekibanExecutor]:
-        yield executor
+@asynccontextmanager
+async def serve_executor(executor: SekibanExecutor) -> AsyncIterator[SekibanExecutor]:
+    yield executor
 
-    return TestClient(create_app(open_executor))
+
+def serve(executor: SekibanExecutor) -> TestClient:
+    return TestClient(create_app(lambda: serve_executor(executor)))
 
 
 @pytest.fixture
@@ -351,3 +360,51 @@ def test_the_example_opens_its_sqlite_store_with_the_app_and_closes_it_after(
     assert sqlite_path.exists()
     with pytest.raises(StoreConnectionError, match="closed"):
         asyncio.run(SekibanExecutor(bank_domain(), store).command(OpenAccount(owner="Bo")))
+
+
+class Owner:
+    """A result class pydantic has no schema for."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class OwnersQuery(Query[list[Owner]]):
+    """Owners of the accounts named: a list field, so the query is a POST body."""
+
+    multi_projector = AccountList
+    account_ids: list[uuid.UUID]
+
+    def handle(self, state: Any) -> list[Owner]:
+        return [
+            Owner(a.payload.owner)
+            for keys, a in state.items()
+            if keys.aggregate_id in self.account_ids and isinstance(a.payload, ActiveAccount)
+        ]
+
+
+class BalanceQuery(Query[dict[str, int]]):
+    multi_projector = AccountList
+
+    def handle(self, state: Any) -> dict[str, int]:
+        return {str(k.aggregate_id): a.payload.balance for k, a in state.items()}
+
+
+def test_a_query_with_a_list_field_is_a_post_and_an_unknown_result_is_any_json() -> None:
+    domain = bank_domain().register(OwnersQuery, BalanceQuery)
+    app = FastAPI(lifespan=sekiban_lifespan(lambda: serve_executor(SekibanExecutor(domain))))
+    app.include_router(sekiban_router(domain))
+    with TestClient(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        owners = paths["/queries/owners-query"]["post"]
+        assert owners["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/OwnersQuery"
+        }
+        any_json = owners["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(any_json) == {"title"}  # no type: any JSON
+        balances = paths["/queries/balance-query"]["get"]["responses"]["200"]["content"]
+        assert balances["application/json"]["schema"]["additionalProperties"] == {"type": "integer"}
+        account_id = open_account(client, "Di", 3)
+        answer = client.post("/queries/owners-query", json={"account_ids": [account_id]})
+        assert answer.json() == [{"name": "Di"}]
+        assert client.get("/queries/balance-query").json() == {account_id: 3}
