@@ -136,7 +136,8 @@ class Serializer:
                 stored.timestamp,
                 metadata,
             )
-        except (ValidationError, ValueError) as error:
+        except (ValidationError, ValueError, TypeError, AttributeError, RecursionError) as error:
+            # Whatever a damaged row holds, the caller learns which event it was.
             raise SerializationError(
                 f"stored event {stored.id} ({stored.event_type}, version {stored.version} of "
                 f"{stored.partition_keys}) cannot be decoded: {error}"
@@ -186,7 +187,7 @@ rebuild_stored_event = trusted_constructor(StoredEvent)
 def _load_envelope(text: str | bytes, what: str) -> Any:
     try:
         envelope = json.loads(text)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise SerializationError(f"{what} is not valid JSON: {error}") from None
     _check_envelope(envelope, what)
     return envelope
