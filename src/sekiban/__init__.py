@@ -44,6 +44,7 @@ from sekiban.errors import (
     StoreError,
     TooManyEventsError,
     UnknownTypeError,
+    UnstorablePayloadError,
 )
 from sekiban.executor import Executor, SekibanExecutor
 from sekiban.limits import CommandLimits
@@ -102,4 +103,5 @@ __all__ = [
     "StoredEvent",
     "TooManyEventsError",
     "UnknownTypeError",
+    "UnstorablePayloadError",
 ]

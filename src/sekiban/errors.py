@@ -51,6 +51,23 @@ class SerializationError(SekibanError):
     """Stored or received data that cannot be decoded into a registered type."""
 
 
+class UnstorablePayloadError(SekibanError, ValueError):
+    """A payload (an event's, a snapshot's aggregate or a command) whose stored JSON
+    would not read back as it is: a NaN or infinite float, a string with a lone
+    surrogate, nesting deeper than `CommandLimits.max_depth`, or a field the JSON
+    does not carry faithfully. Nothing was written.
+
+    `kind` is "event", "aggregate payload" or "command"; `type_name` its registered
+    name; `path` the field at fault, like `items[3].price`."""
+
+    def __init__(self, kind: str, type_name: str, path: str, reason: str) -> None:
+        self.kind, self.type_name, self.path, self.reason = kind, type_name, path, reason
+        shown = path if len(path) <= 80 else f"{path[:60]}...{path[-16:]}"
+        super().__init__(
+            f"{kind} {type_name} cannot be stored: {shown}: {reason}; nothing was written"
+        )
+
+
 class CommandValidationError(SekibanError, ValueError):
     """A command whose fields are invalid. Nothing was read or written."""
 

@@ -67,12 +67,12 @@ class AggregateRepository:
         limits: CommandLimits | None = None,
     ) -> None:
         self.domain = domain
-        self.serializer = Serializer(domain)
+        self.limits = limits or CommandLimits()
+        self.serializer = Serializer(domain, max_depth=self.limits.max_depth)
         self.event_store = event_store
         self.snapshot_store = snapshot_store
         self.snapshot_config = snapshot_config or SnapshotConfiguration()
         self.clock = clock
-        self.limits = limits or CommandLimits()
         self.snapshots = SnapshotCounters()
         self.optimizer = EventReplayOptimizer(
             event_store,
@@ -111,8 +111,9 @@ class AggregateRepository:
         """Append a command's events, decided at `state`'s version, under `command_id`.
 
         Raises `ConcurrencyError` when the stream moved on, `DuplicateCommandError`
-        when it already holds `command_id`, or the error of a `limits` the events
-        exceed (nothing appended in each case). The snapshot, if due, is saved only
+        when it already holds `command_id`, `UnstorablePayloadError` for a payload that
+        would not read back as it is, or the error of a `limits` the events exceed
+        (nothing appended in each case). The snapshot, if due, is saved only
         after the events are committed, and its failure never fails the command.
         """
         aggregate = state.aggregate

@@ -15,6 +15,7 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import Event, EventMetadata, EventPayload, rebuild_event
 from sekiban.core.fastpaths import sortable_id_from_text, trusted_constructor, uuid_from_text
 from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.payload_checks import DEFAULT_MAX_DEPTH, stored_json
 from sekiban.errors import CommandValidationError, SekibanError, SerializationError
 
 
@@ -75,24 +76,34 @@ class StoredEvent:
 
 
 class Serializer:
-    """Turns domain objects into JSON and back, resolving names only via `DomainTypes`."""
+    """Turns domain objects into JSON and back, resolving names only via `DomainTypes`.
 
-    def __init__(self, domain: DomainTypes) -> None:
+    What it writes (`to_stored`, `dump_payload`, `dump_command`) is checked to read
+    back as it was, nesting at most `max_depth` containers (see `payload_checks`):
+    anything else raises `UnstorablePayloadError` before a byte is written.
+    """
+
+    def __init__(self, domain: DomainTypes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.domain = domain
+        self.max_depth = max_depth
         # The registry's name map, read directly on the replay hot path.
         self._event_types = domain.event_types_by_name
         self._event_names = domain.event_names_by_type
 
     def to_stored(self, event: Event[EventPayload]) -> StoredEvent:
+        """The event as stores keep it; raises `UnstorablePayloadError` for a payload
+        that would not read back as it is."""
         metadata = event.metadata
         name = self._event_names.get(type(event.payload))
+        if name is None:
+            name = self.domain.event_name(type(event.payload))
         return rebuild_stored_event(
             str(event.id),
             event.sortable_unique_id,
             event.version,
             event.partition_keys,
-            name if name is not None else self.domain.event_name(type(event.payload)),
-            event.payload.model_dump_json(),
+            name,
+            stored_json(event.payload, "event", name, self.max_depth),
             event.timestamp,
             metadata.causation_id,
             metadata.correlation_id,
@@ -125,7 +136,8 @@ class Serializer:
                 stored.timestamp,
                 metadata,
             )
-        except (ValidationError, ValueError) as error:
+        except (ValidationError, ValueError, TypeError, AttributeError, RecursionError) as error:
+            # Whatever a damaged row holds, the caller learns which event it was.
             raise SerializationError(
                 f"stored event {stored.id} ({stored.event_type}, version {stored.version} of "
                 f"{stored.partition_keys}) cannot be decoded: {error}"
@@ -134,7 +146,8 @@ class Serializer:
     def dump_command(self, command: Command) -> str:
         """`{"type": name, "payload": {...}}` for sending a command across a process."""
         name = self.domain.command_name(type(command))
-        return f'{{"type":{json.dumps(name)},"payload":{command.model_dump_json()}}}'
+        payload = stored_json(command, "command", name, self.max_depth)
+        return f'{{"type":{json.dumps(name)},"payload":{payload}}}'
 
     def load_command(self, text: str | bytes) -> Command:
         """Decode `dump_command` output; bad fields raise `CommandValidationError`."""
@@ -153,7 +166,8 @@ class Serializer:
 
     def dump_payload(self, payload: AggregatePayload) -> tuple[str, bytes]:
         """The registered type name of an aggregate payload and its JSON bytes."""
-        return self.domain.payload_name(type(payload)), payload.model_dump_json().encode()
+        name = self.domain.payload_name(type(payload))
+        return name, stored_json(payload, "aggregate payload", name, self.max_depth).encode()
 
     def load_payload(self, type_name: str, data: bytes) -> AggregatePayload:
         payload_type = self.domain.payload_type(type_name)
@@ -173,7 +187,7 @@ rebuild_stored_event = trusted_constructor(StoredEvent)
 def _load_envelope(text: str | bytes, what: str) -> Any:
     try:
         envelope = json.loads(text)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise SerializationError(f"{what} is not valid JSON: {error}") from None
     _check_envelope(envelope, what)
     return envelope

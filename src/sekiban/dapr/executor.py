@@ -210,7 +210,7 @@ def _dapr_error_code(body: bytes) -> str:
     """The `errorCode` of a Dapr error body, or "" when the body is not one."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     code = data.get("errorCode") if isinstance(data, dict) else None
     return str(code) if code else ""

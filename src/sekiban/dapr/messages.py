@@ -12,6 +12,7 @@ from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.payload_checks import stored_json
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.core.sortable_id import SortableUniqueId
 from sekiban.errors import RemoteCommandError, SekibanError, SerializationError
@@ -42,7 +43,11 @@ def parse_command_request(serializer: Serializer, body: str) -> tuple[Command, E
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise SerializationError("command metadata must be an object")
-    return serializer.command_from_envelope(data.get("command")), EventMetadata(
+    command = serializer.command_from_envelope(data.get("command"))
+    # Another client's JSON may hold what ours never sends (NaN, deep nesting, lone
+    # surrogates): hold the command to the checks its events will face.
+    stored_json(command, "command", data["command"]["type"], serializer.max_depth)
+    return command, EventMetadata(
         str(metadata.get("causation_id", "")),
         str(metadata.get("correlation_id", "")),
         str(metadata.get("executed_user", "")),
@@ -154,6 +159,9 @@ def _loads(body: str | bytes) -> dict[str, Any]:
         data = json.loads(body)
     except ValueError as error:
         raise IncompleteMessageError(f"unreadable actor message ({error}): {_head(body)}") from None
+    except RecursionError:
+        # Whole but absurd (a cut message is never this): the sender's data is at fault.
+        raise SerializationError(f"actor message nests too deeply: {_head(body)}") from None
     if not isinstance(data, dict):
         raise IncompleteMessageError(f"actor message is not a JSON object: {_head(body)}")
     return data

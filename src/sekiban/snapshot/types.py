@@ -124,7 +124,7 @@ class AggregateSnapshot:
                     signature=_str_or_none(d.get("signature")),
                 ),
             )
-        except (ValueError, TypeError, KeyError, SekibanError) as error:
+        except (ValueError, TypeError, KeyError, RecursionError, SekibanError) as error:
             raise SnapshotRejectedError(
                 SnapshotRejection(RejectionReason.CORRUPT, f"unreadable snapshot document: {error}")
             ) from None

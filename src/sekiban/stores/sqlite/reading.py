@@ -149,7 +149,8 @@ def decode_events(
                     position,
                 )
             )
-    except (ValueError, TypeError, StopIteration) as error:  # StopIteration: not JSON
+    # StopIteration: not JSON; RecursionError: nested too deep for the C scanner.
+    except (ValueError, TypeError, StopIteration, RecursionError) as error:
         raise SerializationError(
             f"the commit of {keys} from version {first_version} cannot be decoded: {error!r}"
         ) from None
