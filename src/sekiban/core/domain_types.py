@@ -106,7 +106,7 @@ class DomainTypes:
         if kind == "event":
             check_event_name(name)
         self._names[kind].add(name, cls)
-        if kind == "event":
+        if issubclass(cls, EventPayload):
             self._add_stored_name(name, cls)
             self._stored_names[cls] = stored_event_type(name, cls.schema_version)
         return self

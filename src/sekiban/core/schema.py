@@ -145,7 +145,9 @@ def _field_keys(event_type: type[EventPayload]) -> set[str]:
     return keys
 
 
-def schema_fingerprint(event_names: dict[str, type[EventPayload]], write_names: dict[type, str]) -> str:
+def schema_fingerprint(
+    event_names: dict[str, type[EventPayload]], write_names: dict[type, str]
+) -> str:
     """A short hash of every non-trivial event schema: versions above 1 and old names.
 
     Empty while every type is at version 1 under its one name, so snapshots taken

@@ -25,10 +25,10 @@ def canonical_form(snapshot: AggregateSnapshot) -> bytes:
     """The bytes a signature covers: everything that decides the restored aggregate.
 
     A JSON header (projector name and version, partition keys, version, last sortable
-    id, payload type, format version, encoding, schema fingerprint if any) on one line, then the payload bytes as
-    stored. JSON never holds a raw newline, so the header ends unambiguously. `taken_at`
-    and `events_since_previous` are left out: they only steer when the next snapshot is
-    taken, and their stored spelling differs between stores.
+    id, payload type, format version, encoding, schema fingerprint if any) on one line,
+    then the payload bytes as stored. JSON never holds a raw newline, so the header ends
+    unambiguously. `taken_at` and `events_since_previous` are left out: they only steer
+    when the next snapshot is taken, and their stored spelling differs between stores.
     """
     m = snapshot.metadata
     header = json.dumps(
