@@ -70,7 +70,7 @@ async def test_stored_unknown_type_names_the_event_and_imports_nothing(stores: S
 
 
 @pytest.mark.parametrize(
-    "payload", ['{"amount": "lots"}', '{"amount": -5}', '{"amount": 1, "x": 2}', "[]"]
+    "payload", ['{"amount": "lots"}', '{"amount": -5}', '{"amount": -1, "x": 2}', "[]"]
 )
 async def test_stored_payload_of_the_wrong_shape_names_the_event(
     stores: Stores, payload: str

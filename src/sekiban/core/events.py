@@ -6,7 +6,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,9 +29,19 @@ _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 class EventPayload(BaseModel):
-    """Base of every event payload: an immutable, validated fact of the domain."""
+    """Base of every event payload: an immutable, validated fact of the domain.
+
+    `schema_version` is the version of the payload's shape that new events are written
+    at (bump it when the shape changes, and register an upcaster from the previous one
+    on `DomainTypes`). `read_extra` says what reading does with a stored field the type
+    no longer has: "ignore" (the default) drops it, "forbid" makes the event unreadable.
+    Building a payload in code always forbids unknown fields.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: ClassVar[int] = 1
+    read_extra: ClassVar[Literal["ignore", "forbid"]] = "ignore"
 
 
 P = TypeVar("P", bound=EventPayload, covariant=True)

@@ -16,7 +16,12 @@ from sekiban.core.events import Event, EventMetadata, EventPayload, rebuild_even
 from sekiban.core.fastpaths import sortable_id_from_text, trusted_constructor, uuid_from_text
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.payload_checks import DEFAULT_MAX_DEPTH, stored_json
-from sekiban.errors import CommandValidationError, SekibanError, SerializationError
+from sekiban.errors import (
+    CommandValidationError,
+    ConfigurationError,
+    SekibanError,
+    SerializationError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +91,11 @@ class Serializer:
     def __init__(self, domain: DomainTypes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.domain = domain
         self.max_depth = max_depth
-        # The registry's name map, read directly on the replay hot path.
-        self._event_types = domain.event_types_by_name
-        self._event_names = domain.event_names_by_type
+        domain.validate()
+        # The registry's stored-name maps, read directly on the replay hot path: a
+        # current-version event costs one dict lookup, anything older is upcast.
+        self._event_types = domain.stored_event_types
+        self._event_names = domain.stored_event_names
 
     def to_stored(self, event: Event[EventPayload]) -> StoredEvent:
         """The event as stores keep it; raises `UnstorablePayloadError` for a payload
@@ -116,12 +123,20 @@ class Serializer:
 
         Stored envelopes were validated when they were written, so only the payload is
         parsed here (it must be, to build the model); ids are rebuilt without re-checking.
+        Events of an older schema version or an old type name are upcast first.
         """
         payload_type = self._event_types.get(stored.event_type)
-        if payload_type is None:
-            payload_type = self.domain.event_type(stored.event_type)
         try:
-            payload = payload_type.model_validate_json(stored.payload)
+            if payload_type is None:
+                payload = self.domain.read_event_payload(stored.event_type, stored.payload)
+            else:
+                try:
+                    payload = payload_type.model_validate_json(stored.payload)
+                except ValidationError as error:
+                    # Perhaps a field the type no longer has: the tolerant path decides.
+                    payload = self.domain.read_event_payload(
+                        stored.event_type, stored.payload, error
+                    )
             metadata = (
                 _NO_METADATA
                 if not (stored.causation_id or stored.correlation_id or stored.executed_user)
@@ -136,7 +151,16 @@ class Serializer:
                 stored.timestamp,
                 metadata,
             )
-        except (ValidationError, ValueError, TypeError, AttributeError, RecursionError) as error:
+        except ConfigurationError:
+            raise  # an incomplete upcaster chain is the domain's fault, not the event's
+        except (
+            ValidationError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            SerializationError,
+        ) as error:
             # Whatever a damaged row holds, the caller learns which event it was.
             raise SerializationError(
                 f"stored event {stored.id} ({stored.event_type}, version {stored.version} of "

@@ -25,10 +25,10 @@ def canonical_form(snapshot: AggregateSnapshot) -> bytes:
     """The bytes a signature covers: everything that decides the restored aggregate.
 
     A JSON header (projector name and version, partition keys, version, last sortable
-    id, payload type, format version, encoding) on one line, then the payload bytes as
-    stored. JSON never holds a raw newline, so the header ends unambiguously. `taken_at`
-    and `events_since_previous` are left out: they only steer when the next snapshot is
-    taken, and their stored spelling differs between stores.
+    id, payload type, format version, encoding, schema fingerprint if any) on one line,
+    then the payload bytes as stored. JSON never holds a raw newline, so the header ends
+    unambiguously. `taken_at` and `events_since_previous` are left out: they only steer
+    when the next snapshot is taken, and their stored spelling differs between stores.
     """
     m = snapshot.metadata
     header = json.dumps(
@@ -42,6 +42,8 @@ def canonical_form(snapshot: AggregateSnapshot) -> bytes:
             m.payload_type,
             m.format_version,
             m.encoding.value,
+            # Only when set, so signatures made before schema fingerprints still verify.
+            *([m.schema_fingerprint] if m.schema_fingerprint else []),
         ],
         separators=(",", ":"),
     ).encode()

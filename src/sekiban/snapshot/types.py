@@ -58,6 +58,9 @@ class SnapshotMetadata:
     events_since_previous: int
     signature: str | None = None
     """`key-id:hex HMAC-SHA-256` of the canonical form (see `SnapshotSigning`), or None."""
+    schema_fingerprint: str = ""
+    """`DomainTypes.schema_fingerprint()` when taken: the event schemas the payload was
+    folded from ("" before any event type evolved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class AggregateSnapshot:
                 "taken_at": m.taken_at.isoformat(),
                 "events_since_previous": m.events_since_previous,
                 "signature": m.signature,
+                "schema_fingerprint": m.schema_fingerprint,
             },
             separators=(",", ":"),
         ).encode()
@@ -122,6 +126,7 @@ class AggregateSnapshot:
                     taken_at=datetime.fromisoformat(d["taken_at"]),
                     events_since_previous=_int(d["events_since_previous"]),
                     signature=_str_or_none(d.get("signature")),
+                    schema_fingerprint=_str_or_none(d.get("schema_fingerprint")) or "",
                 ),
             )
         except (ValueError, TypeError, KeyError, RecursionError, SekibanError) as error:
@@ -148,6 +153,7 @@ class RejectionReason(StrEnum):
     CORRUPT = "corrupt"
     OTHER_PROJECTOR = "other-projector"
     PROJECTOR_VERSION = "projector-version"
+    SCHEMA_CHANGED = "schema-changed"
     UNKNOWN_PAYLOAD_TYPE = "unknown-payload-type"
     NEWER_FORMAT = "newer-format"
     AHEAD_OF_STREAM = "ahead-of-stream"
@@ -205,6 +211,7 @@ def take_snapshot(
             checksum=zlib.crc32(data),
             taken_at=taken_at,
             events_since_previous=events_since_previous,
+            schema_fingerprint=serializer.domain.schema_fingerprint(),
         ),
     )
     return snapshot if signing is None else signing.sign(snapshot)
@@ -221,7 +228,8 @@ def restore_snapshot(
     """The aggregate a snapshot holds, if `projector` may use it.
 
     Raises `SnapshotRejectedError` saying why not: another projector or projector
-    version, a newer format, an unknown payload type, corrupt bytes, a payload that
+    version, event schemas that changed since (another `schema_fingerprint`), a newer
+    format, an unknown payload type, corrupt bytes, a payload that
     inflates beyond `max_bytes` (checked while inflating) or, with `signing`, a missing,
     unknown-key or wrong signature. Without `signing` a signature is not looked at.
     """
@@ -232,6 +240,12 @@ def restore_snapshot(
         _reject(
             RejectionReason.PROJECTOR_VERSION,
             f"taken by version {m.projector_version!r}, projector is {projector.version!r}",
+        )
+    if m.schema_fingerprint != (fingerprint := serializer.domain.schema_fingerprint()):
+        _reject(
+            RejectionReason.SCHEMA_CHANGED,
+            f"taken under event schemas {m.schema_fingerprint or 'unversioned'!r}, "
+            f"the domain's are {fingerprint or 'unversioned'!r}",
         )
     if m.format_version > FORMAT_VERSION:
         _reject(

@@ -25,6 +25,11 @@ SNAPSHOT_COLUMNS = (
 )
 
 
+# The schema fingerprint rides in the projector_version column after this separator,
+# so existing tables need no new column; rows without it have none.
+_FINGERPRINT_SEPARATOR = "#schema="
+
+
 def snapshot_columns(
     snapshot: AggregateSnapshot, *, text_timestamp: bool = False
 ) -> tuple[Any, ...]:
@@ -34,7 +39,11 @@ def snapshot_columns(
         snapshot.version,
         snapshot.last_sortable_unique_id,
         snapshot.payload,
-        m.projector_version,
+        (
+            f"{m.projector_version}{_FINGERPRINT_SEPARATOR}{m.schema_fingerprint}"
+            if m.schema_fingerprint
+            else m.projector_version
+        ),
         m.payload_type,
         m.format_version,
         m.encoding.value,
@@ -53,9 +62,12 @@ def snapshot_from_columns(
     try:
         if not isinstance(row[0], int):
             raise TypeError(f"version {row[0]!r} is not an integer")
+        if not isinstance(row[3], str):
+            raise TypeError(f"projector version {row[3]!r} is not text")
         if row[10] is not None and not isinstance(row[10], str):
             raise TypeError(f"signature {row[10]!r} is not text")
         taken_at = row[8] if isinstance(row[8], datetime) else datetime.fromisoformat(row[8])
+        projector_version, _, fingerprint = row[3].partition(_FINGERPRINT_SEPARATOR)
         return AggregateSnapshot(
             partition_keys,
             row[0],
@@ -63,7 +75,7 @@ def snapshot_from_columns(
             bytes(row[2]),
             SnapshotMetadata(
                 projector_name,
-                row[3],
+                projector_version,
                 row[4],
                 row[5],
                 _ENCODINGS[row[6]],
@@ -71,6 +83,7 @@ def snapshot_from_columns(
                 taken_at,
                 row[9],
                 row[10],
+                fingerprint,
             ),
         )
     except (ValueError, TypeError, IndexError, KeyError) as error:
