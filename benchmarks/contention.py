@@ -153,7 +153,7 @@ async def postgres_run(
     from sekiban.stores.postgres import PostgresEventStore
 
     tally = Tally()
-    store = await PostgresEventStore.connect(
+    store = await PostgresEventStore.open(
         dsn, schema=f"bench_{uuid.uuid4().hex[:12]}", max_size=pool
     )
     try:

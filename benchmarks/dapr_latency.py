@@ -40,6 +40,7 @@ from sekiban import (
 )
 from sekiban.dapr.executor import DaprSekibanExecutor
 from sekiban.snapshot import SnapshotConfiguration
+from sekiban.stores import with_query
 from sekiban.stores.postgres import PostgresEventStore
 from sekiban.testing.sidecar import DaprCluster, postgres_actor_state_component
 
@@ -81,7 +82,7 @@ async def time_commands(
 async def main(histories: list[int], commands: int) -> dict[str, object]:
     dsn = os.environ["SEKIBAN_POSTGRES_DSN"]
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    store = await PostgresEventStore.connect(dsn, schema=schema)
+    store = await PostgresEventStore.open(dsn, schema=schema)
     domain = bank_domain()
     plain = SekibanExecutor(domain, store)
     snapshotting = SekibanExecutor(
@@ -91,7 +92,7 @@ async def main(histories: list[int], commands: int) -> dict[str, object]:
         snapshot_config=SnapshotConfiguration(count_threshold=50),
     )
     rows: list[dict[str, object]] = []
-    env = {"SEKIBAN_POSTGRES_DSN": dsn, "SEKIBAN_POSTGRES_SCHEMA": schema}
+    env = {"SEKIBAN_STORE_URL": with_query(dsn, schema=schema)}
     component = postgres_actor_state_component("actorstate", dsn, f"{schema}_actor_state")
     with (
         tempfile.TemporaryDirectory() as work,

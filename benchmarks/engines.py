@@ -185,7 +185,7 @@ class PostgresEngine:
         from sekiban.stores.postgres import PostgresEventStore
 
         with self._fresh_schema() as schema:
-            store = await PostgresEventStore.connect(self.dsn, schema=schema)
+            store = await PostgresEventStore.open(self.dsn, schema=schema)
             try:
                 yield Stores(store, store.snapshot_store())
             finally:
@@ -236,7 +236,7 @@ class CosmosEngine:
     async def sekiban_stores(self) -> AsyncIterator[Stores]:
         from sekiban.stores.cosmos import CosmosEventStore
 
-        store = await CosmosEventStore.connect(
+        store = await CosmosEventStore.open(
             endpoint=self._settings["endpoint"],
             key=self._settings["key"],
             database=self._settings.get("database", "sekiban-bench"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from sekiban._extras import require_extra
+from sekiban.stores.urls import parse_store_url, redact
+
+if TYPE_CHECKING:
+    from sekiban.settings import SekibanSettings
 
 with require_extra("cli", "the sekiban command"):
     import typer
@@ -21,38 +23,35 @@ console = Console()
 
 @db.command("init")
 def db_init(
-    postgres: Annotated[
-        str | None, typer.Option(help="PostgreSQL DSN (default: SEKIBAN_POSTGRES_DSN)")
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="store URL, e.g. sqlite:///events.db or postgresql://user@host/db?schema=app "
+            "(default: SEKIBAN_STORE_URL, from the environment or .env)"
+        ),
     ] = None,
-    schema: Annotated[str, typer.Option(help="PostgreSQL schema")] = "public",
-    table_prefix: Annotated[str, typer.Option(help="table name prefix")] = "sekiban",
-    sqlite: Annotated[Path | None, typer.Option(help="SQLite database file")] = None,
 ) -> None:
-    """Create the event and snapshot tables if they do not exist (safe to repeat)."""
-    if postgres is None and sqlite is None:
-        postgres = os.environ.get("SEKIBAN_POSTGRES_DSN") or None
-    if (postgres is None) == (sqlite is None):
-        raise typer.BadParameter(
-            "give exactly one of --postgres (or SEKIBAN_POSTGRES_DSN) or --sqlite"
-        )
-    asyncio.run(_init(postgres, schema, table_prefix, sqlite))
+    """Create the event and snapshot tables (or containers) if they do not exist (safe to
+    repeat)."""
+    from sekiban.errors import ConfigurationError
+    from sekiban.settings import SekibanSettings
+
+    try:
+        settings = SekibanSettings() if store is None else SekibanSettings(store_url=store)
+        url = settings.store_url.get_secret_value()
+        if parse_store_url(url).kind == "memory":
+            raise ConfigurationError(
+                "memory:// keeps nothing: give a SQLite, PostgreSQL or Cosmos URL"
+            )
+    except ConfigurationError as error:
+        raise typer.BadParameter(str(error), param_hint="--store") from None
+    asyncio.run(_init(settings))
+    console.print(f"event and snapshot tables ready in {redact(url)}")
 
 
-async def _init(postgres: str | None, schema: str, prefix: str, sqlite: Path | None) -> None:
-    if sqlite is not None:
-        from sekiban.stores.sqlite import SqliteEventStore
-
-        await (await SqliteEventStore.open(sqlite)).close()
-        console.print(f"SQLite event and snapshot tables ready in {sqlite}")
-        return
-    from sekiban.stores.postgres import PostgresEventStore
-
-    assert postgres is not None
-    store = await PostgresEventStore.connect(postgres, schema=schema, table_prefix=prefix)
-    await store.close()
-    console.print(
-        f"PostgreSQL tables {schema}.{prefix}_events and {schema}.{prefix}_snapshots ready"
-    )
+async def _init(settings: SekibanSettings) -> None:
+    async with await settings.open_store():
+        pass
 
 
 if __name__ == "__main__":

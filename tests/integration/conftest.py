@@ -24,7 +24,7 @@ def schema() -> str:
 @pytest.fixture
 async def store(dsn: str, schema: str) -> AsyncIterator[PostgresEventStore]:
     """A PostgreSQL event store in a fresh schema, dropped afterwards."""
-    store = await PostgresEventStore.connect(dsn, schema=schema)
+    store = await PostgresEventStore.open(dsn, schema=schema)
     try:
         yield store
     finally:

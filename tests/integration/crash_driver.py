@@ -381,7 +381,7 @@ async def open_stores(
             f"{dsn}{separator}application_name={application_name(where)}"
             "&client_connection_check_interval=10"
         )
-        events = await DriverPostgresEventStore.connect(dsn, schema=where, max_size=2)
+        events = await DriverPostgresEventStore.open(dsn, schema=where, max_size=2)
         snapshots = DriverPostgresSnapshotStore(events._pool, schema=where)
     else:
         raise SystemExit(f"unknown store {spec!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sekiban.errors import SidecarError
+from sekiban.stores import with_query
 from sekiban.stores.postgres import PostgresEventStore
 from sekiban.testing.sidecar import DaprCluster, find_binaries, postgres_actor_state_component
 from tests.conformance.backends import require_env
@@ -52,14 +53,13 @@ async def bank_cluster(
     """
     dsn = require_env("SEKIBAN_POSTGRES_DSN")
     schema = f"dapr_{uuid.uuid4().hex[:10]}"
-    store = await PostgresEventStore.connect(dsn, schema=schema)
+    store = await PostgresEventStore.open(dsn, schema=schema)
     state_table = f"{schema}.actor_state"
     component = postgres_actor_state_component("actorstate", dsn, state_table)
     env = {
-        "SEKIBAN_POSTGRES_DSN": dsn,
-        "SEKIBAN_POSTGRES_SCHEMA": schema,
+        "SEKIBAN_STORE_URL": with_query(dsn, schema=schema),
         "SEKIBAN_SNAPSHOT_COUNT": str(snapshot_count),
-        "SEKIBAN_ACTOR_IDLE_SECONDS": str(idle_seconds),
+        "SEKIBAN_ACTOR_IDLE_TIMEOUT": str(idle_seconds),
         **(extra_env or {}),
     }
     try:

@@ -19,7 +19,7 @@ DEPOSITS = 5
 
 
 async def test_32_writers_on_one_aggregate_all_succeed_with_default_retry() -> None:
-    store = await PostgresEventStore.connect(
+    store = await PostgresEventStore.open(
         require_env("SEKIBAN_POSTGRES_DSN"), schema=f"t_{uuid.uuid4().hex[:12]}", max_size=16
     )
     try:

@@ -35,7 +35,7 @@ async def connect() -> AsyncIterator[Connect]:
     stores: list[CosmosEventStore] = []
 
     async def open_store(safe_window: timedelta) -> CosmosEventStore:
-        store = await CosmosEventStore.connect(
+        store = await CosmosEventStore.open(
             endpoint=require_env("SEKIBAN_COSMOS_ENDPOINT"),
             key=require_env("SEKIBAN_COSMOS_KEY"),
             container_prefix=f"t-{uuid.uuid4().hex[:12]}",

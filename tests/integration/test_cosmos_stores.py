@@ -42,7 +42,7 @@ KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsE
 
 async def connect(**options: Any) -> CosmosEventStore:
     """A store on fresh containers of the local server."""
-    return await CosmosEventStore.connect(
+    return await CosmosEventStore.open(
         endpoint=require_env("SEKIBAN_COSMOS_ENDPOINT"),
         key=require_env("SEKIBAN_COSMOS_KEY"),
         container_prefix=f"t-{uuid.uuid4().hex[:12]}",
@@ -266,7 +266,7 @@ def full_text(error: BaseException) -> str:
 async def test_unreachable_server_is_a_connection_error_naming_the_endpoint() -> None:
     endpoint = f"https://127.0.0.1:{free_port()}/"
     with pytest.raises(StoreConnectionError) as error:
-        await CosmosEventStore.connect(endpoint=endpoint, key=KEY)
+        await CosmosEventStore.open(endpoint=endpoint, key=KEY)
     assert not isinstance(error.value, StoreAuthenticationError)
     assert endpoint in str(error.value)
     assert KEY not in full_text(error.value)
@@ -278,7 +278,7 @@ async def proxied(store: CosmosEventStore) -> AsyncIterator[tuple[CosmosEventSto
     """A second store on `store`'s containers, reaching the server through a proxy."""
     endpoint = urlsplit(require_env("SEKIBAN_COSMOS_ENDPOINT"))
     async with fault_proxy(endpoint.hostname or "127.0.0.1", endpoint.port or 443) as proxy:
-        other = await CosmosEventStore.connect(
+        other = await CosmosEventStore.open(
             endpoint=f"{endpoint.scheme}://127.0.0.1:{proxy.port}/",
             key=require_env("SEKIBAN_COSMOS_KEY"),
             container_prefix=store.containers.events.id.removesuffix("-events"),
@@ -348,7 +348,7 @@ async def test_refused_key_is_an_authentication_error_naming_the_endpoint(
     endpoint, answer = refusing_server
     answer[0] = status
     with pytest.raises(StoreAuthenticationError) as error:
-        await CosmosEventStore.connect(endpoint=endpoint, key=KEY)
+        await CosmosEventStore.open(endpoint=endpoint, key=KEY)
     assert endpoint in str(error.value) and str(status) in str(error.value)
     assert KEY not in full_text(error.value)
 
@@ -356,7 +356,7 @@ async def test_refused_key_is_an_authentication_error_naming_the_endpoint(
 async def test_key_that_is_not_base64_is_a_configuration_error() -> None:
     key = "not a key!"
     with pytest.raises(ConfigurationError) as error:
-        await CosmosEventStore.connect(endpoint="https://127.0.0.1:1/", key=key)
+        await CosmosEventStore.open(endpoint="https://127.0.0.1:1/", key=key)
     assert key not in str(error.value)
 
 
@@ -366,12 +366,12 @@ async def test_key_that_is_not_base64_is_a_configuration_error() -> None:
 )
 async def test_invalid_names_are_rejected_before_connecting(option: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=option):
-        await CosmosEventStore.connect(endpoint="https://127.0.0.1:1/", key=KEY, **{option: value})
+        await CosmosEventStore.open(endpoint="https://127.0.0.1:1/", key=KEY, **{option: value})
 
 
 async def test_missing_containers_without_create_are_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="create=True"):
-        await CosmosEventStore.connect(
+        await CosmosEventStore.open(
             endpoint=require_env("SEKIBAN_COSMOS_ENDPOINT"),
             key=require_env("SEKIBAN_COSMOS_KEY"),
             container_prefix=f"missing-{uuid.uuid4().hex[:8]}",
@@ -393,7 +393,7 @@ async def test_an_events_container_without_the_command_key_is_refused() -> None:
         try:
             for create in (True, False):
                 with pytest.raises(ConfigurationError, match="/command_key"):
-                    await CosmosEventStore.connect(
+                    await CosmosEventStore.open(
                         endpoint=endpoint, key=key, container_prefix=prefix, create=create
                     )
         finally:

@@ -89,7 +89,7 @@ class Backend:
         else:
             from sekiban.stores.postgres import PostgresEventStore
 
-            pg_store = await PostgresEventStore.connect(self.dsn, schema=self.schema)
+            pg_store = await PostgresEventStore.open(self.dsn, schema=self.schema)
             try:
                 yield pg_store, pg_store.snapshot_store()
             finally:
@@ -175,7 +175,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
     dsn = require_env("SEKIBAN_POSTGRES_DSN")
     schema = f"crash_{uuid.uuid4().hex[:12]}"
-    store = await PostgresEventStore.connect(dsn, schema=schema)
+    store = await PostgresEventStore.open(dsn, schema=schema)
     try:
         yield Backend("postgres", dsn=dsn, schema=schema)
     finally:

@@ -154,7 +154,7 @@ async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: P
 
 
 async def test_timer_flushes_the_snapshot_of_a_quiet_actor(tmp_path: Path) -> None:
-    env = {"SEKIBAN_SNAPSHOT_STRATEGY": "time", "SEKIBAN_SNAPSHOT_INTERVAL_MS": "1000"}
+    env = {"SEKIBAN_SNAPSHOT_STRATEGY": "time", "SEKIBAN_SNAPSHOT_INTERVAL": "1"}
     async with bank_cluster(tmp_path, extra_env=env) as bank:
         keys = await open_account_with_deposits(bank, 5)
         deadline = asyncio.get_running_loop().time() + 10

@@ -4,6 +4,7 @@ import asyncpg
 from typer.testing import CliRunner
 
 from sekiban.cli import app
+from sekiban.stores import with_query
 from tests.conformance.backends import require_env
 
 
@@ -21,7 +22,8 @@ async def _tables_then_drop(dsn: str, schema: str) -> set[str]:
 
 def test_db_init_creates_postgres_tables() -> None:
     dsn = require_env("SEKIBAN_POSTGRES_DSN")
-    result = CliRunner().invoke(app, ["db", "init", "--postgres", dsn, "--schema", "cli_init"])
+    url = with_query(dsn, schema="cli_init")
+    result = CliRunner().invoke(app, ["db", "init", "--store", url])
     assert result.exit_code == 0, result.output
     tables = asyncio.run(_tables_then_drop(dsn, "cli_init"))
     assert tables == {"sekiban_events", "sekiban_snapshots"}

@@ -164,7 +164,7 @@ async def test_tailing_reader_sees_every_event_once_under_concurrent_writers(
     """)
     # The reader has a pool of its own, as a projector in another process would, so it
     # keeps polling instead of queueing behind the writers for a connection.
-    reader = await PostgresEventStore.connect(dsn, schema=schema, max_size=1)
+    reader = await PostgresEventStore.open(dsn, schema=schema, max_size=1)
     streams = [PartitionKeys.generate("race") for _ in range(20)]
     appends_per_stream = 25
     done = asyncio.Event()

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.postgres
 async def test_only_its_own_snapshot_store_is_read_together(store: PostgresEventStore) -> None:
     assert store.reads_snapshots_of(store.snapshot_store())
     assert not store.reads_snapshots_of(InMemorySnapshotStore())
-    elsewhere = await PostgresEventStore.connect(
+    elsewhere = await PostgresEventStore.open(
         require_env("SEKIBAN_POSTGRES_DSN"), schema=f"t_{uuid.uuid4().hex[:12]}"
     )
     try:

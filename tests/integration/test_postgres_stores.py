@@ -42,7 +42,7 @@ async def read_stream(store: PostgresEventStore, keys: PartitionKeys) -> list[St
 )
 async def test_invalid_names_are_rejected_before_connecting(schema: str, prefix: str) -> None:
     with pytest.raises(ConfigurationError, match=r"\[a-z_\]"):
-        await PostgresEventStore.connect(
+        await PostgresEventStore.open(
             "postgresql://nobody@127.0.0.1:1/none", schema=schema, table_prefix=prefix
         )
 
@@ -57,7 +57,7 @@ async def test_connecting_concurrently_to_a_new_schema_creates_it_once(
     dsn: str, schema: str
 ) -> None:
     stores = await asyncio.gather(
-        *(PostgresEventStore.connect(dsn, schema=schema, max_size=1) for _ in range(4))
+        *(PostgresEventStore.open(dsn, schema=schema, max_size=1) for _ in range(4))
     )
     try:
         keys = PartitionKeys.generate()
@@ -72,7 +72,7 @@ async def test_connecting_concurrently_to_a_new_schema_creates_it_once(
 async def test_table_prefixes_keep_stores_in_one_schema_apart(
     store: PostgresEventStore, dsn: str, schema: str
 ) -> None:
-    other = await PostgresEventStore.connect(dsn, schema=schema, table_prefix="other")
+    other = await PostgresEventStore.open(dsn, schema=schema, table_prefix="other")
     try:
         keys = PartitionKeys.generate()
         await store.append(stored_events(keys, 1, 2), 0)
@@ -109,15 +109,15 @@ async def test_a_table_from_before_command_ids_is_updated_in_place_or_refused(
         await connection.close()
 
     with pytest.raises(ConfigurationError, match="create_schema=True"):
-        await PostgresEventStore.connect(dsn, schema=schema, create_schema=False)
-    updated = await PostgresEventStore.connect(dsn, schema=schema)
+        await PostgresEventStore.open(dsn, schema=schema, create_schema=False)
+    updated = await PostgresEventStore.open(dsn, schema=schema)
     try:
         await updated.append(stored_events(keys, 3, 1), 2, command_id="c")
         with pytest.raises(DuplicateCommandError):
             await updated.append(stored_events(keys, 4, 1), 3, command_id="c")
         assert [e.version for e in await read_stream(updated, keys)] == [1, 2, 3]
         assert [e.version for e in await updated.read_command(keys, "c") or []] == [3]
-        again = await PostgresEventStore.connect(dsn, schema=schema, create_schema=False)
+        again = await PostgresEventStore.open(dsn, schema=schema, create_schema=False)
         await again.close()
     finally:
         await updated.close()
@@ -175,7 +175,7 @@ async def test_a_snapshot_table_from_before_signing_gains_the_signature_column(
         await connection.execute(f'ALTER TABLE "{schema}".sekiban_snapshots DROP COLUMN signature')
     finally:
         await connection.close()
-    reopened = await PostgresEventStore.connect(dsn, schema=schema)
+    reopened = await PostgresEventStore.open(dsn, schema=schema)
     try:
         await assert_signed_snapshots_round_trip(reopened.snapshot_store())
     finally:

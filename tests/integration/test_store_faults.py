@@ -54,7 +54,7 @@ async def events_of(store: PostgresEventStore | SqliteEventStore, keys: Partitio
 @pytest.fixture
 async def direct() -> AsyncIterator[PostgresEventStore]:
     """A store straight on the server, in a fresh schema."""
-    store = await PostgresEventStore.connect(
+    store = await PostgresEventStore.open(
         require_env("SEKIBAN_POSTGRES_DSN"), schema=f"t_{uuid.uuid4().hex[:12]}"
     )
     try:
@@ -72,7 +72,7 @@ async def proxied(
     dsn = require_env("SEKIBAN_POSTGRES_DSN")
     parts = urlsplit(dsn)
     async with fault_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
-        store = await PostgresEventStore.connect(
+        store = await PostgresEventStore.open(
             dsn_with(dsn, port=proxy.port),
             schema=direct._tables.schema,
             create_schema=False,
@@ -127,7 +127,7 @@ async def test_refused_login_is_an_authentication_error() -> None:
         require_env("SEKIBAN_POSTGRES_DSN"), user="no_such_user", password="not-the-password"
     )
     with pytest.raises(StoreAuthenticationError) as error:
-        await PostgresEventStore.connect(dsn, create_schema=False)
+        await PostgresEventStore.open(dsn, create_schema=False)
     assert error.value.outcome_unknown is False
     assert isinstance(error.value.__cause__, asyncpg.InvalidAuthorizationSpecificationError)
     assert "not-the-password" not in str(error.value)
@@ -137,7 +137,7 @@ async def test_closed_port_is_a_connection_error() -> None:
     port = free_port()
     dsn = dsn_with(require_env("SEKIBAN_POSTGRES_DSN"), port=port)
     with pytest.raises(StoreConnectionError) as error:
-        await PostgresEventStore.connect(dsn)
+        await PostgresEventStore.open(dsn)
     assert not isinstance(error.value, StoreAuthenticationError)
     assert error.value.outcome_unknown is False and f"127.0.0.1:{port}" in str(error.value)
     assert isinstance(error.value.__cause__, OSError)
@@ -153,7 +153,7 @@ async def test_statement_timeout_is_a_connection_error_with_a_known_outcome(
         # Hold version 2's key so the append waits on it, and let the server cancel it.
         await blocker.execute(f"LOCK TABLE {direct._tables.events} IN EXCLUSIVE MODE")
         dsn = require_env("SEKIBAN_POSTGRES_DSN")
-        timed = await PostgresEventStore.connect(
+        timed = await PostgresEventStore.open(
             dsn + "?options=-c%20statement_timeout%3D200",
             schema=direct._tables.schema,
             create_schema=False,

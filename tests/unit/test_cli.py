@@ -9,13 +9,21 @@ from sekiban.cli import app
 def test_db_init_creates_sqlite_tables_and_is_repeatable(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     for _ in range(2):
-        result = CliRunner().invoke(app, ["db", "init", "--sqlite", str(path)])
+        result = CliRunner().invoke(app, ["db", "init", "--store", f"sqlite:///{path}"])
         assert result.exit_code == 0, result.output
     objects = set(sqlite3.connect(path).execute("SELECT type, name FROM sqlite_master").fetchall())
     assert {("table", "commits"), ("view", "events"), ("table", "snapshots")} <= objects
 
 
-def test_db_init_needs_exactly_one_target(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["db", "init"], env={"SEKIBAN_POSTGRES_DSN": ""})
+def test_db_init_takes_the_store_url_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "env.db"
+    env = {"SEKIBAN_STORE_URL": f"sqlite:///{path}"}
+    result = CliRunner().invoke(app, ["db", "init"], env=env)
+    assert result.exit_code == 0, result.output
+    assert path.exists()
+
+
+def test_db_init_refuses_a_bad_store_url() -> None:
+    result = CliRunner().invoke(app, ["db", "init", "--store", "mysql://host/db"])
     assert result.exit_code != 0
-    assert "exactly one" in result.output
+    assert "unknown store URL scheme 'mysql'" in result.output

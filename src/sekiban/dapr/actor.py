@@ -169,7 +169,7 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         config = self.repository.snapshot_config.for_projector(self.projector.name)
         if config.strategy not in ("time", "hybrid"):
             return None
-        return timedelta(milliseconds=config.time_interval_ms)
+        return config.time_interval
 
     async def _on_deactivate(self) -> None:
         if self.state is not None and self.state.aggregate.version > self.state.snapshot_version:

@@ -21,6 +21,8 @@ from sekiban.snapshot.strategies import (
 )
 from sekiban.snapshot.types import DEFAULT_MAX_SNAPSHOT_BYTES
 
+DEFAULT_TIME_INTERVAL = timedelta(minutes=1)
+
 
 @dataclass(frozen=True)
 class SnapshotConfiguration:
@@ -30,6 +32,9 @@ class SnapshotConfiguration:
     `strategies` (custom names mapped to builders: `config -> SnapshotStrategy`), or a
     `SnapshotStrategy` instance. Custom strategies are part of the configuration value,
     never registered process-wide, so differently configured executors do not meet.
+    `time_interval` is how often the "time" and "hybrid" strategies snapshot (default
+    one minute); `time_interval_ms` is the same in milliseconds, accepted for the plan's
+    readers and folded into `time_interval` (it reads None afterwards).
     `load_events_threshold` / `load_time_ms_threshold` add a load-cost trigger to any
     strategy. Payloads larger than `compress_above_bytes` are zlib-compressed (None:
     never). `overrides` maps projector names to their own configuration (an override
@@ -45,7 +50,8 @@ class SnapshotConfiguration:
 
     strategy: str | SnapshotStrategy = "count"
     count_threshold: int = 50
-    time_interval_ms: int = 60_000
+    time_interval: timedelta = DEFAULT_TIME_INTERVAL
+    time_interval_ms: int | None = None
     load_events_threshold: int | None = None
     load_time_ms_threshold: float | None = None
     compress_above_bytes: int | None = 16_384
@@ -58,7 +64,11 @@ class SnapshotConfiguration:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         "frequent": {"strategy": "count", "count_threshold": 10},
-        "relaxed": {"strategy": "hybrid", "count_threshold": 500, "time_interval_ms": 300_000},
+        "relaxed": {
+            "strategy": "hybrid",
+            "count_threshold": 500,
+            "time_interval": timedelta(minutes=5),
+        },
         "load-cost": {"strategy": "none", "load_events_threshold": 200},
         "disabled": {"strategy": "none"},
     }
@@ -66,7 +76,8 @@ class SnapshotConfiguration:
     def __post_init__(self) -> None:
         SnapshotStrategyFactory.require_known(self)
         _at_least("count_threshold", self.count_threshold, 1)
-        _at_least("time_interval_ms", self.time_interval_ms, 1)
+        object.__setattr__(self, "time_interval", _time_interval(self))
+        object.__setattr__(self, "time_interval_ms", None)
         _at_least("compression_level", self.compression_level, 0)
         _at_least("max_snapshot_bytes", self.max_snapshot_bytes, 1)
         if self.signing is not None and not isinstance(self.signing, SnapshotSigning):
@@ -113,6 +124,20 @@ class SnapshotConfiguration:
         return replace(self, overrides={**self.overrides, **overrides})
 
 
+def _time_interval(config: SnapshotConfiguration) -> timedelta:
+    interval, ms = config.time_interval, config.time_interval_ms
+    if ms is not None:
+        _at_least("time_interval_ms", ms, 1)
+        if interval not in (DEFAULT_TIME_INTERVAL, timedelta(milliseconds=ms)):
+            raise ConfigurationError(
+                f"give time_interval or time_interval_ms, not both ({interval} vs {ms} ms)"
+            )
+        return timedelta(milliseconds=ms)
+    if not isinstance(interval, timedelta) or interval <= timedelta(0):
+        raise ConfigurationError(f"time_interval must be a positive timedelta, got {interval!r}")
+    return interval
+
+
 def _at_least(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
         raise ConfigurationError(f"{name} must be a number >= {minimum}, got {value!r}")
@@ -123,10 +148,8 @@ StrategyBuilder = Callable[[SnapshotConfiguration], SnapshotStrategy]
 BUILT_IN_STRATEGIES: Mapping[str, StrategyBuilder] = MappingProxyType(
     {
         "count": lambda c: CountBasedSnapshotStrategy(c.count_threshold),
-        "time": lambda c: TimeBasedSnapshotStrategy(timedelta(milliseconds=c.time_interval_ms)),
-        "hybrid": lambda c: HybridSnapshotStrategy(
-            c.count_threshold, timedelta(milliseconds=c.time_interval_ms)
-        ),
+        "time": lambda c: TimeBasedSnapshotStrategy(c.time_interval),
+        "hybrid": lambda c: HybridSnapshotStrategy(c.count_threshold, c.time_interval),
         "none": lambda c: NoSnapshotStrategy(),
     }
 )

@@ -1,4 +1,4 @@
-"""Event stores and snapshot stores.
+"""Event stores and snapshot stores, and `open_store` to open one by URL.
 
 The SQL and Cosmos stores load on first use, so their drivers (optional extras) are
 needed only by the programs that use them.
@@ -9,6 +9,7 @@ from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
 from sekiban.stores.protocols import EventStore, SnapshotStore
+from sekiban.stores.urls import Stores, StoreUrl, open_store, parse_store_url, with_query
 
 _LAZY = {
     "SqliteEventStore": "sekiban.stores.sqlite",
@@ -24,6 +25,11 @@ __all__ = [
     "InMemoryEventStore",
     "InMemorySnapshotStore",
     "SnapshotStore",
+    "StoreUrl",
+    "Stores",
+    "open_store",
+    "parse_store_url",
+    "with_query",
     *_LAZY,
 ]
 

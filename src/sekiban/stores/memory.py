@@ -12,13 +12,14 @@ from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
+    ClosesOnExit,
     check_append,
     check_batch_size,
     check_command_id,
 )
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(ClosesOnExit):
     """Events in process memory. Appends are atomic and checked under a lock."""
 
     def __init__(self) -> None:
@@ -83,7 +84,7 @@ class InMemoryEventStore:
         return None
 
 
-class InMemorySnapshotStore:
+class InMemorySnapshotStore(ClosesOnExit):
     """The latest snapshot per (aggregate, projector), in process memory."""
 
     def __init__(self) -> None:

@@ -6,7 +6,7 @@ What each guarantees is proven once, for every store, by `tests/conformance/`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
@@ -18,6 +18,20 @@ MAX_VERSION = 2**31 - 1
 """The highest version any store keeps: PostgreSQL's `integer` version column, the
 narrowest of them (SQLite and Cosmos DB would take up to 2**63 - 1)."""
 _TEXT_FIELDS = ("event_type", "causation_id", "correlation_id", "executed_user")
+
+
+class ClosesOnExit:
+    """Makes a store an async context manager: `async with await Store.open(...) as
+    store:` closes it on exit, as `await store.close()` does."""
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class EventStore(Protocol):

@@ -32,7 +32,7 @@ allows once per partition). The events container's unique key policy on
 of one command id fails the create itself with 409; the store then finds the id with
 one query and raises `DuplicateCommandError` instead of `ConcurrencyError`. Unique keys
 can only be set when a container is created: an events container without this one is
-refused at connect (`ConfigurationError`). Not chosen: a marker document per command id
+refused at open (`ConfigurationError`). Not chosen: a marker document per command id
 (a second write, not atomic with the commit without transactional batch), or checking
 for the id before creating (a read-before-write window).
 

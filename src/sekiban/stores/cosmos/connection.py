@@ -130,7 +130,7 @@ async def open_containers(
                     except CosmosResourceNotFoundError:
                         raise ConfigurationError(
                             f"container {name!r} of database {database!r} does not exist at "
-                            f"{endpoint}; connect with create=True to create it"
+                            f"{endpoint}; open with create=True to create it"
                         ) from None
             _check_unique_command_key(await events.read(), names[0], endpoint)
     except BaseException:

@@ -13,6 +13,7 @@ from sekiban._extras import require_extra
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.errors import SnapshotRejectedError
 from sekiban.snapshot.types import AggregateSnapshot, RejectionReason, SnapshotRejection
+from sekiban.stores.protocols import ClosesOnExit
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
     from azure.core import MatchConditions
@@ -27,7 +28,7 @@ with require_extra("cosmos", "sekiban.stores.cosmos"):
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_:@=-]{1,200}")
 
 
-class CosmosSnapshotStore:
+class CosmosSnapshotStore(ClosesOnExit):
     """The latest snapshot per (aggregate, projector), one document each.
 
     Obtained from `CosmosEventStore.snapshot_store()`; `close()` leaves the shared

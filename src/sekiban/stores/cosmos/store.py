@@ -40,6 +40,7 @@ from sekiban.stores.cosmos.commits import (
 )
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
+    ClosesOnExit,
     check_append,
     check_batch_size,
     check_command_id,
@@ -67,11 +68,12 @@ _KNOWN_BOUNDARIES = 10_000
 """Streams whose latest known commit boundary an event store remembers (see append)."""
 
 
-class CosmosEventStore:
+class CosmosEventStore(ClosesOnExit):
     """Event streams as commit documents in a Cosmos DB container; see the module docs.
 
-    Create it with `await CosmosEventStore.connect(...)`, `from_connection_string` or
-    `from_env`. `close()` closes the client, which `snapshot_store()` shares.
+    Open it with `async with await CosmosEventStore.open(...) as store:` (or
+    `from_connection_string`, `from_env`); leaving the block (or `close()`) closes the
+    client, which `snapshot_store()` shares.
     """
 
     def __init__(
@@ -96,7 +98,7 @@ class CosmosEventStore:
         """Appends that took longer than the safe window (see the module docstring)."""
 
     @classmethod
-    async def connect(
+    async def open(
         cls,
         *,
         endpoint: str,
@@ -139,16 +141,16 @@ class CosmosEventStore:
     async def from_connection_string(
         cls, connection_string: str, **options: Any
     ) -> CosmosEventStore:
-        """`connect` with the endpoint and key of `AccountEndpoint=...;AccountKey=...;`."""
+        """`open` with the endpoint and key of `AccountEndpoint=...;AccountKey=...;`."""
         endpoint, key = parse_connection_string(connection_string)
-        return await cls.connect(endpoint=endpoint, key=key, **options)
+        return await cls.open(endpoint=endpoint, key=key, **options)
 
     @classmethod
     async def from_env(cls, **options: Any) -> CosmosEventStore:
-        """`connect` as SEKIBAN_COSMOS_CONNECTION_STRING, or SEKIBAN_COSMOS_ENDPOINT and
+        """`open` as SEKIBAN_COSMOS_CONNECTION_STRING, or SEKIBAN_COSMOS_ENDPOINT and
         SEKIBAN_COSMOS_KEY, and SEKIBAN_COSMOS_DATABASE say; `options` win over them.
         Raises `ConfigurationError` naming a missing variable."""
-        return await cls.connect(**{**settings_from_env(), **options})
+        return await cls.open(**{**settings_from_env(), **options})
 
     def snapshot_store(self) -> CosmosSnapshotStore:
         """The snapshot store beside this event store, sharing its client."""

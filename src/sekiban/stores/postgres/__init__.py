@@ -1,7 +1,7 @@
 """PostgreSQL event and snapshot stores on asyncpg, sharing one connection pool.
 
 Tables live in `schema` and are named `<table_prefix>_events` / `<table_prefix>_snapshots`;
-`PostgresEventStore.connect(create_schema=True)` creates them idempotently (see `schema.ddl`).
+`PostgresEventStore.open(create_schema=True)` creates them idempotently (see `schema.ddl`).
 Needs PostgreSQL 13 or newer (`pg_current_xact_id`, `pg_current_snapshot`).
 
 Appends. One command's events go in with ONE statement, an `INSERT ... SELECT FROM
@@ -16,7 +16,7 @@ the others and without one) under the partial unique index `<prefix>_events_comm
 (stream, command_id), so the append statement itself refuses a second commit of one id
 (`DuplicateCommandError`, told apart from a version conflict by the index's name).
 `read_command` finds that row and reads the rows of its transaction (positions share
-their upper bits). `connect(create_schema=True)` adds the column and index to tables made
+their upper bits). `open(create_schema=True)` adds the column and index to tables made
 before command ids; `create_schema=False` refuses such a table.
 
 Global order. `position = (id of the writing transaction << 16) + index of the event in

@@ -9,6 +9,7 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.postgres.faults import translate_faults
 from sekiban.stores.postgres.schema import STREAM, Tables, stream_key
+from sekiban.stores.protocols import ClosesOnExit
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
     snapshot_columns,
@@ -16,7 +17,7 @@ from sekiban.stores.snapshot_rows import (
 )
 
 
-class PostgresSnapshotStore:
+class PostgresSnapshotStore(ClosesOnExit):
     """The latest snapshot per (aggregate, projector), one row each.
 
     Usually obtained from `PostgresEventStore.snapshot_store()`; `close()` leaves the

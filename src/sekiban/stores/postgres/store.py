@@ -24,6 +24,7 @@ from sekiban.stores.postgres.schema import MAX_EVENTS_PER_APPEND, Tables, ddl, s
 from sekiban.stores.postgres.snapshots import PostgresSnapshotStore
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
+    ClosesOnExit,
     SnapshotStore,
     check_append,
     check_batch_size,
@@ -35,13 +36,13 @@ with require_extra("postgres", "sekiban.stores.postgres"):
     import asyncpg
 
 
-class PostgresEventStore:
+class PostgresEventStore(ClosesOnExit):
     """Event streams in one PostgreSQL table; see the module docstring for guarantees.
 
-    Create it with `await PostgresEventStore.connect(dsn, ...)`. `close()` closes the
-    pool, which `snapshot_store()` shares. Connection, network, timeout and server
-    faults raise `StoreConnectionError` / `StoreAuthenticationError` / `StoreError`
-    (see `faults.translate_faults`), naming `where`.
+    Open it with `async with await PostgresEventStore.open(dsn, ...) as store:`;
+    leaving the block (or `close()`) closes the pool, which `snapshot_store()` shares.
+    Connection, network, timeout and server faults raise `StoreConnectionError` /
+    `StoreAuthenticationError` / `StoreError` (see `faults.translate_faults`), naming `where`.
     """
 
     def __init__(
@@ -63,7 +64,7 @@ class PostgresEventStore:
         self._read_all_sql = read_all_sql(t)
 
     @classmethod
-    async def connect(
+    async def open(
         cls,
         dsn: str,
         *,
@@ -274,7 +275,7 @@ async def _check_command_index(pool: Any, tables: Tables) -> None:
     if not found:
         raise ConfigurationError(
             f"{tables.events} has no unique index {tables.command_index!r} on command ids "
-            "(or does not exist): connect once with create_schema=True, which adds the "
+            "(or does not exist): open it once with create_schema=True, which adds the "
             "command_id column and the index in place, or apply the DDL in docs/stores.md"
         )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.protocols import ClosesOnExit
 from sekiban.stores.snapshot_rows import (
     SNAPSHOT_COLUMNS,
     snapshot_columns,
@@ -18,7 +19,7 @@ from sekiban.stores.sqlite.faults import translate_faults
 from sekiban.stores.sqlite.schema import STREAM, stream_key
 
 
-class SqliteSnapshotStore:
+class SqliteSnapshotStore(ClosesOnExit):
     """The latest snapshot per (aggregate, projector) in the event store's database."""
 
     def __init__(self, database: Database) -> None:

@@ -14,6 +14,7 @@ from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
+    ClosesOnExit,
     SnapshotStore,
     check_append,
     check_batch_size,
@@ -37,8 +38,11 @@ from sekiban.stores.sqlite.schema import stream_key
 from sekiban.stores.sqlite.snapshots import SqliteSnapshotStore
 
 
-class SqliteEventStore:
+class SqliteEventStore(ClosesOnExit):
     """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
+
+    Open it with `async with await SqliteEventStore.open(path) as store:`; leaving the
+    block (or `close()`) closes the database, which `snapshot_store()` shares.
 
     `read_stream` and `read_all` fetch commits until they hold a batch (at most one
     commit more than `batch_size` events) and hand them out in batches of `batch_size`.
@@ -53,7 +57,8 @@ class SqliteEventStore:
     async def open(
         cls, path: str | Path, *, busy_timeout: timedelta = timedelta(seconds=5)
     ) -> SqliteEventStore:
-        """Open (creating if needed) the database file at `path`.
+        """Open (creating if needed) the database file at `path` (":memory:" for a
+        database in memory, gone when closed).
 
         A statement that finds the file locked by another writer (another process, or a
         connection holding `BEGIN IMMEDIATE`) waits up to `busy_timeout` for it, then
