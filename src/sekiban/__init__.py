@@ -45,6 +45,7 @@ from sekiban.errors import (
     TooManyEventsError,
     UnknownTypeError,
     UnstorablePayloadError,
+    UpcastError,
 )
 from sekiban.executor import Executor, SekibanExecutor
 from sekiban.limits import CommandLimits
@@ -104,4 +105,5 @@ __all__ = [
     "TooManyEventsError",
     "UnknownTypeError",
     "UnstorablePayloadError",
+    "UpcastError",
 ]

@@ -51,6 +51,12 @@ class SerializationError(SekibanError):
     """Stored or received data that cannot be decoded into a registered type."""
 
 
+class UpcastError(SerializationError):
+    """A stored event of an older schema version that its upcasters could not bring up
+    to date: an upcaster raised, or returned something other than a dict. The upcaster's
+    own exception is the `__cause__`."""
+
+
 class UnstorablePayloadError(SekibanError, ValueError):
     """A payload (an event's, a snapshot's aggregate or a command) whose stored JSON
     would not read back as it is: a NaN or infinite float, a string with a lone

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sekiban.core.events import EventPayload
-from sekiban.errors import ConfigurationError, SerializationError
+from sekiban.errors import ConfigurationError, SerializationError, UpcastError
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the JSON data of one schema version into the next; a plain function."""
@@ -107,8 +107,8 @@ def decode_payload(
 
     The slow path: older versions are upcast, and (unless the type sets
     `read_extra = "forbid"`) fields the type no longer has are dropped. Raises
-    `SerializationError`, or re-raises `first_error`, the fast path's failure, when
-    tolerance changes nothing.
+    `UpcastError` when an upcaster fails, `SerializationError`, or re-raises
+    `first_error`, the fast path's failure, when tolerance changes nothing.
     """
     current = event_type.schema_version
     if version > current:
@@ -123,7 +123,7 @@ def decode_payload(
     except ConfigurationError:
         raise
     except Exception as error:  # the user's upcaster: any failure makes the event unreadable
-        raise SerializationError(f"upcasting from version {version} failed: {error!r}") from error
+        raise UpcastError(f"upcasting from version {version} failed: {error!r}") from error
     if event_type.read_extra == "ignore":
         known = _field_keys(event_type)
         data = {key: value for key, value in data.items() if key in known}

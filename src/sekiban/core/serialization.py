@@ -21,6 +21,7 @@ from sekiban.errors import (
     ConfigurationError,
     SekibanError,
     SerializationError,
+    UpcastError,
 )
 
 
@@ -119,7 +120,8 @@ class Serializer:
         )
 
     def to_event(self, stored: StoredEvent) -> Event[EventPayload]:
-        """Decode a stored event; raises `UnknownTypeError` or `SerializationError`.
+        """Decode a stored event; raises `UnknownTypeError` or `SerializationError`
+        (`UpcastError` when an upcaster failed on it).
 
         Stored envelopes were validated when they were written, so only the payload is
         parsed here (it must be, to build the model); ids are rebuilt without re-checking.
@@ -161,8 +163,10 @@ class Serializer:
             RecursionError,
             SerializationError,
         ) as error:
-            # Whatever a damaged row holds, the caller learns which event it was.
-            raise SerializationError(
+            # Whatever a damaged row holds, the caller learns which event it was (and,
+            # by the class, whether an upcaster failed on it).
+            kind = UpcastError if isinstance(error, UpcastError) else SerializationError
+            raise kind(
                 f"stored event {stored.id} ({stored.event_type}, version {stored.version} of "
                 f"{stored.partition_keys}) cannot be decoded: {error}"
             ) from error
