@@ -185,7 +185,7 @@ def _load_domain(spec: str) -> DomainTypes:
         value: Any = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise typer.BadParameter(f"cannot load {spec}: {error}", param_hint="--domain") from None
-    if not isinstance(value, DomainTypes) and callable(value):
+    if callable(value) and not isinstance(value, (DomainTypes, type)):
         value = value()
     if not isinstance(value, DomainTypes):
         raise typer.BadParameter(
