@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from examples.bank import AccountProjector, DepositMoney, bank_domain
 from sekiban import DomainTypes, EventPayload, PartitionKeys
+from sekiban.snapshot import AggregateSnapshot
 from sekiban.verify import ProblemKind, verify_store
 from tests.conformance.backends import Stores
 from tests.support import bank_account_with_snapshot, forged, stored_events
+
+
+async def replace_snapshot(
+    stores: Stores, change: Callable[[AggregateSnapshot], AggregateSnapshot]
+) -> None:
+    """A bank account of 5 events snapshotted at 4, whose stored snapshot is then
+    replaced by `change(snapshot)`."""
+    events, snapshots = stores
+    _, keys = await bank_account_with_snapshot(events, snapshots, events=5, every=4)
+    snapshot = await snapshots.get(keys, AccountProjector.name)
+    assert snapshot is not None
+    await snapshots.delete(keys, AccountProjector.name)
+    await snapshots.save(change(snapshot))
 
 
 async def test_a_clean_store_verifies(stores: Stores) -> None:
@@ -84,11 +99,9 @@ async def test_an_upcaster_failure_is_reported_apart_from_undecodable_events(
 
 async def test_a_corrupt_snapshot_is_reported(stores: Stores) -> None:
     events, snapshots = stores
-    _, keys = await bank_account_with_snapshot(events, snapshots, events=5, every=4)
-    snapshot = await snapshots.get(keys, AccountProjector.name)
-    assert snapshot is not None
-    await snapshots.delete(keys, AccountProjector.name)
-    await snapshots.save(dataclasses.replace(snapshot, payload=b'{"owner": "mallory"}'))
+    await replace_snapshot(
+        stores, lambda snapshot: dataclasses.replace(snapshot, payload=b'{"owner": "x"}')
+    )
     report = await verify_store(events, bank_domain(), snapshot_store=snapshots)
     [problem] = report.problems
     assert problem.kind is ProblemKind.BAD_SNAPSHOT and "corrupt" in problem.detail
@@ -96,21 +109,14 @@ async def test_a_corrupt_snapshot_is_reported(stores: Stores) -> None:
 
 async def test_a_forged_snapshot_that_differs_from_replay_is_reported(stores: Stores) -> None:
     events, snapshots = stores
-    _, keys = await bank_account_with_snapshot(events, snapshots, events=5, every=4)
-    snapshot = await snapshots.get(keys, AccountProjector.name)
-    assert snapshot is not None
-    await snapshots.delete(keys, AccountProjector.name)
-    await snapshots.save(forged(snapshot))
+    await replace_snapshot(stores, forged)
     report = await verify_store(events, bank_domain(), snapshot_store=snapshots)
     assert [p.kind for p in report.problems] == [ProblemKind.SNAPSHOT_DIFFERS]
 
 
 async def test_a_snapshot_ahead_of_its_stream_is_reported(stores: Stores) -> None:
     events, snapshots = stores
-    _, keys = await bank_account_with_snapshot(events, snapshots, events=5, every=4)
-    snapshot = await snapshots.get(keys, AccountProjector.name)
-    assert snapshot is not None
-    await snapshots.save(dataclasses.replace(snapshot, version=9))
+    await replace_snapshot(stores, lambda snapshot: dataclasses.replace(snapshot, version=9))
     report = await verify_store(events, bank_domain(), snapshot_store=snapshots)
     [problem] = report.problems
     assert problem.kind is ProblemKind.BAD_SNAPSHOT and "ahead-of-stream" in problem.detail
@@ -120,12 +126,12 @@ async def test_a_snapshot_of_an_older_projector_version_is_stale_not_a_problem(
     stores: Stores,
 ) -> None:
     events, snapshots = stores
-    _, keys = await bank_account_with_snapshot(events, snapshots, events=5, every=4)
-    snapshot = await snapshots.get(keys, AccountProjector.name)
-    assert snapshot is not None
-    old = dataclasses.replace(snapshot.metadata, projector_version="0")
-    await snapshots.delete(keys, AccountProjector.name)
-    await snapshots.save(dataclasses.replace(snapshot, metadata=old))
+
+    def older(snapshot: AggregateSnapshot) -> AggregateSnapshot:
+        metadata = dataclasses.replace(snapshot.metadata, projector_version="0")
+        return dataclasses.replace(snapshot, metadata=metadata)
+
+    await replace_snapshot(stores, older)
     report = await verify_store(events, bank_domain(), snapshot_store=snapshots)
     assert report.ok and report.stale_snapshots == 1
 
