@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/pyright --pythonpath $(PY)
 
 # The docs site; --strict turns broken links and API references into failures.
 docs: $(STAMP)

@@ -11,8 +11,8 @@ ones, SEKIBAN_ACTOR_IDLE_TIMEOUT (seconds) deactivates quiet actors; see docs/se
 
 from __future__ import annotations
 
-from examples.bank import bank_domain
 from sekiban.dapr.app import create_actor_app
+from sekiban.examples.bank import bank_domain
 from sekiban.settings import SekibanSettings
 from sekiban.stores import EventStore
 

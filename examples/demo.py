@@ -15,7 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from examples.bank import (
+from sekiban import AggregateStateError, SekibanExecutor
+from sekiban.examples.bank import (
     AccountProjector,
     ActiveAccountsQuery,
     CloseAccount,
@@ -24,7 +25,6 @@ from examples.bank import (
     WithdrawMoney,
     bank_domain,
 )
-from sekiban import AggregateStateError, SekibanExecutor
 from sekiban.snapshot import SnapshotConfiguration
 from sekiban.stores.sqlite import SqliteEventStore
 

@@ -16,8 +16,8 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
-from examples.bank import AccountProjector, bank_domain
 from sekiban import CommandLimits, Executor, PartitionKeys, SekibanExecutor
+from sekiban.examples.bank import AccountProjector, bank_domain
 from sekiban.fastapi import AggregateResult, sekiban_executor, sekiban_lifespan, sekiban_router
 from sekiban.stores.sqlite import SqliteEventStore
 

@@ -1,42 +1,36 @@
-"""Every ```python block in the README and docs/ runs as written.
+"""Every ```python block in the README and docs/ runs as written (tests/doc_blocks.py).
 
-Blocks of one file run in order in one namespace; afterwards every `test_*` function
-they defined is called (awaited if async). A block preceded by a line
-`<!-- not runnable: <reason> -->` is skipped, and must say why.
+Here the blocks run in this interpreter, from the repository; the installed-wheel run,
+outside the repository, is tests/integration/test_docs_installed.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import re
 from pathlib import Path
 
 import pytest
 
+from tests.doc_blocks import BLOCK, not_run_reasons, run_page
+
 ROOT = Path(__file__).resolve().parents[2]
 ALL_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 PAGES = [page for page in ALL_PAGES if "```python" in page.read_text()]
-BLOCK = re.compile(r"(<!-- not runnable: [^>]+-->\s*)?```python\n(.*?)```", re.S)
-
-
-def runnable_blocks(page: Path) -> list[str]:
-    return [code for marker, code in BLOCK.findall(page.read_text()) if not marker]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_code_blocks_run(page: Path) -> None:
-    blocks = runnable_blocks(page)
-    namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
-    exec(compile("\n".join(blocks), str(page), "exec", dont_inherit=True), namespace)
-    for name, value in list(namespace.items()):
-        if name.startswith("test_") and callable(value):
-            result = value()
-            if inspect.iscoroutine(result):
-                asyncio.run(result)
+    run_page(page)
 
 
 def test_every_unrunnable_block_says_why() -> None:
     for page in ALL_PAGES:
-        for marker in re.findall(r"<!-- not runnable:([^>]*)-->", page.read_text()):
-            assert marker.strip(), f"{page}: a not-runnable block without a reason"
+        for reason in not_run_reasons(page.read_text()):
+            assert reason, f"{page}: a not-runnable block without a reason"
+
+
+def test_no_page_imports_the_repository_examples_package() -> None:
+    # `examples/` is not in the wheel: a guide that imports it fails after pip install.
+    for page in ALL_PAGES:
+        for _, _, lang, code in BLOCK.findall(page.read_text()):
+            if lang == "python":
+                assert "from examples" not in code and "import examples" not in code, page

@@ -28,6 +28,8 @@ DEFAULT_MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 
 
 class SnapshotEncoding(StrEnum):
+    """How a snapshot's state is stored: plain JSON, or JSON compressed with zlib."""
+
     JSON = "json"
     ZLIB = "zlib+json"
 

@@ -79,6 +79,7 @@ class ManagedProcess:
     args: Sequence[str]
     log: Path
     env: Mapping[str, str] | None = None
+    cwd: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> ManagedProcess:
@@ -89,6 +90,7 @@ class ManagedProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(self.env or {})},
+                cwd=self.cwd,
                 start_new_session=True,
             )
         return self
@@ -212,15 +214,20 @@ class DaprCluster:
     """placement plus any number of (actor host, daprd) nodes on loopback.
 
     `app_target` is the ASGI app for uvicorn, e.g. "examples.dapr_host:app";
-    `component` is the actor state store YAML every daprd loads.
+    `component` is the actor state store YAML every daprd loads, or `resources_path` a
+    directory of component files (what a `dapr.yaml` run file names in
+    `resourcesPath`). daprd runs in `work_dir`: relative paths in component files (a
+    local file secret store's `secretsFile`) resolve against it, as they resolve
+    against the directory `dapr run -f .` runs in.
     """
 
     def __init__(
         self,
         work_dir: Path,
         app_target: str,
-        component: str,
+        component: str | None = None,
         *,
+        resources_path: Path | None = None,
         app_env: Mapping[str, str] | None = None,
         binaries: Path | None = None,
         ready_timeout: float = 60,
@@ -230,10 +237,16 @@ class DaprCluster:
         self.app_env = dict(app_env or {})
         self.binaries = binaries or find_binaries()
         self.ready_timeout = ready_timeout
-        self.components = work_dir / "components"
-        self.components.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # The component holds the database password: readable by this user only.
-        write_private(self.components / "actorstate.yaml", component)
+        if (component is None) == (resources_path is None):
+            raise ValueError("give either a component or a resources_path")
+        if resources_path is not None:
+            self.components = resources_path
+        else:
+            assert component is not None
+            self.components = work_dir / "components"
+            self.components.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The component holds the database password: readable by this user only.
+            write_private(self.components / "actorstate.yaml", component)
         self.config = work_dir / "config.yaml"
         self.config.write_text(LOOPBACK_CONFIGURATION)
         self.placement_port = free_port()
@@ -325,6 +338,7 @@ class DaprCluster:
                 "info",
             ],
             logs / "daprd.log",
+            cwd=self.work_dir,
             env={
                 "DAPR_HOST_IP": "127.0.0.1",
                 **{
