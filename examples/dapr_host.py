@@ -30,7 +30,7 @@ def export_spans_to(path: str) -> None:
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
     def one_line(span: ReadableSpan) -> str:
-        return span.to_json(indent=None) + "\n"
+        return str(span.to_json(indent=None)) + "\n"
 
     exporter = ConsoleSpanExporter(out=open(path, "a"), formatter=one_line)  # noqa: SIM115
     provider = TracerProvider()
