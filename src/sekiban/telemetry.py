@@ -15,6 +15,7 @@ conventions; errors are recorded on the span (`record_exception`, status ERROR).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sekiban.core.partition_keys import PartitionKeys
 try:
     from opentelemetry import context, metrics, propagate, trace
     from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.metrics import _internal as _metrics_internal
     from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind
 except ImportError:  # the `otel` extra is not installed: every helper is a no-op
     ENABLED = False
@@ -35,6 +37,21 @@ if TYPE_CHECKING:
     from sekiban.loading import LoadStatistics
 
 SCOPE = "sekiban"
+
+# Speed trick, fenced here: until a provider is set, the API's `get_tracer_provider()`
+# and `get_meter_provider()` look in os.environ on every call (~1 µs each, several per
+# command). The module globals they return once set (`opentelemetry.trace.
+# _TRACER_PROVIDER`, `opentelemetry.metrics._internal._METER_PROVIDER`) are None until
+# then, so a None there means "nothing to record" without that look. Used only when both
+# globals exist and no provider is chosen by environment variable; otherwise the public
+# getters decide (tests/unit/test_telemetry.py compares the two).
+_FAST_OFF = (
+    ENABLED
+    and hasattr(trace, "_TRACER_PROVIDER")
+    and hasattr(_metrics_internal, "_METER_PROVIDER")
+    and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+    and "OTEL_PYTHON_METER_PROVIDER" not in os.environ
+)
 
 
 class _NoSpan:
@@ -82,7 +99,7 @@ _instruments_cache: tuple[object, _Instruments | None] = (None, None)
 def _tracer() -> Any:
     """The sekiban tracer of the configured provider, or None when none is set."""
     global _tracer_cache
-    if not ENABLED:
+    if not ENABLED or (_FAST_OFF and trace._TRACER_PROVIDER is None):
         return None
     provider = trace.get_tracer_provider()
     seen, tracer = _tracer_cache
@@ -96,7 +113,7 @@ def _tracer() -> Any:
 def _instruments() -> _Instruments | None:
     """The sekiban instruments of the configured meter provider, or None."""
     global _instruments_cache
-    if not ENABLED:
+    if not ENABLED or (_FAST_OFF and _metrics_internal._METER_PROVIDER is None):
         return None
     provider = metrics.get_meter_provider()
     seen, instruments = _instruments_cache

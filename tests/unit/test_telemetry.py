@@ -20,7 +20,7 @@ from examples.bank import (
     WithdrawMoney,
     bank_domain,
 )
-from sekiban import PartitionKeys, RetryPolicy, SekibanExecutor, StoredEvent
+from sekiban import PartitionKeys, RetryPolicy, SekibanExecutor, StoredEvent, telemetry
 from sekiban.dapr.app import TraceContextMiddleware
 from sekiban.snapshot import SnapshotConfiguration
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
@@ -351,3 +351,14 @@ def test_commands_run_without_the_api_or_without_a_provider(prelude: str, expect
         [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True
     )
     assert result.stdout.strip() == expected
+
+
+def test_the_fast_provider_check_reads_what_the_public_getters_return() -> None:
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import _internal
+
+    # The session set both providers: the globals telemetry reads are those providers.
+    assert telemetry._FAST_OFF
+    assert trace._TRACER_PROVIDER is trace.get_tracer_provider()
+    assert _internal._METER_PROVIDER is metrics.get_meter_provider()
+    assert telemetry.enabled()
