@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
+from sekiban import telemetry
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
@@ -132,10 +133,13 @@ class SekibanExecutor:
         keys = command_keys(command)
         projector = self.domain.projector(type(command).projector)
         metadata = command_metadata(metadata, command_id)
-        state = await self.repository.load(projector, keys)
-        response, _ = await self.repository.execute_with_retry(
-            projector, command, state, metadata, self.conflict_retry
-        )
+        name = type(command).__name__
+        with telemetry.command(name, projector.name, keys, metadata.causation_id) as span:
+            state = await self.repository.load(projector, keys)
+            response, _ = await self.repository.execute_with_retry(
+                projector, command, state, metadata, self.conflict_retry
+            )
+            telemetry.command_applied(span, len(response.events), response.version)
         return response
 
     async def load_aggregate(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
+from sekiban import telemetry
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
@@ -113,6 +114,14 @@ class EventReplayOptimizer:
     async def load(
         self, projector: AggregateProjector, partition_keys: PartitionKeys
     ) -> LoadResult:
+        with telemetry.load(projector.name, projector.version, partition_keys) as span:
+            result = await self._load(projector, partition_keys)
+            telemetry.loaded(span, projector.name, result.statistics)
+            return result
+
+    async def _load(
+        self, projector: AggregateProjector, partition_keys: PartitionKeys
+    ) -> LoadResult:
         started = self.timer()
         head: list[StoredEvent] | None = None  # the events read with the snapshot, if any
         if self._reader is not None:
@@ -165,7 +174,13 @@ class EventReplayOptimizer:
         """`aggregate` advanced by every stored event after its version, and those of
         the new events whose causation id is `causation_id` (none for "")."""
         caused: list[StoredEvent] = []
-        aggregate, _ = await self._fold_stream(projector, aggregate, None, causation_id, caused)
+        with telemetry.span(
+            "sekiban.catch_up", {"sekiban.aggregate.projector": projector.name}
+        ) as span:
+            aggregate, replayed = await self._fold_stream(
+                projector, aggregate, None, causation_id, caused
+            )
+            span.set_attribute("sekiban.events.replayed", replayed)
         return aggregate, caused
 
     async def _fold_stream(

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sekiban import telemetry
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.query import MultiProjector, Query
 from sekiban.core.serialization import Serializer
@@ -41,11 +42,30 @@ class Projections:
             projection = self._projections.setdefault(
                 type(projector), _Projection(projector.initial_state())
             )
-        async with projection.lock:
+        attributes = {
+            "sekiban.query.type": type(query).__name__,
+            "sekiban.projector.name": projector.name,
+            "sekiban.projector.version": projector.version,
+        }
+        with telemetry.span("sekiban.query", attributes):
+            async with projection.lock:
+                await self._catch_up(projector, projection)
+                return query.handle(projection.state)
+
+    async def _catch_up(self, projector: MultiProjector[Any], projection: _Projection) -> None:
+        start, applied = projection.position, 0
+        attributes = {
+            "sekiban.projector.name": projector.name,
+            "sekiban.projection.position": start,
+        }
+        with telemetry.span("sekiban.projection.catch_up", attributes) as span:
             async for batch in self.event_store.read_all(projection.position):
                 state = projection.state
                 for stored in batch:
                     state = projector.project(state, self._to_event(stored))
                 projection.state = state
                 projection.position = batch[-1].position or projection.position
-            return query.handle(projection.state)
+                applied += len(batch)
+            span.set_attribute("sekiban.events.applied", applied)
+        # The events applied are how far behind the projection was when asked.
+        telemetry.projection_caught_up(projector.name, applied)

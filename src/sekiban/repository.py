@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sekiban import telemetry
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.clock import Clock
 from sekiban.core.command import Command, CommandResponse, decide
@@ -119,7 +120,12 @@ class AggregateRepository:
         aggregate = state.aggregate
         stored = [self.serializer.to_stored(e) for e in events]
         self.limits.check(command_name, stored)
-        await self.event_store.append(stored, aggregate.version, command_id=command_id or None)
+        attributes = {
+            "sekiban.events.count": len(stored),
+            "sekiban.expected_version": aggregate.version,
+        }
+        with telemetry.span("sekiban.append", attributes):
+            await self.event_store.append(stored, aggregate.version, command_id=command_id or None)
         aggregate = projector.fold(aggregate, events)
         state = await self.snapshot_if_due(replace(state, aggregate=aggregate))
         response = CommandResponse(aggregate.partition_keys, tuple(events), aggregate.version)
@@ -152,11 +158,31 @@ class AggregateRepository:
         an answered resend, the stream as read); after a failure, callers that keep a
         state warm must catch it up themselves.
         """
+        try:
+            result = await self._execute_with_retry(
+                projector, command, state, metadata, retry, sleep
+            )
+        except Exception as error:
+            telemetry.count_command(type(command).__name__, error)
+            raise
+        telemetry.count_command(type(command).__name__, None)
+        return result
+
+    async def _execute_with_retry(
+        self,
+        projector: AggregateProjector,
+        command: Command,
+        state: AggregateState,
+        metadata: EventMetadata,
+        retry: RetryPolicy,
+        sleep: Sleep,
+    ) -> tuple[CommandResponse, AggregateState]:
         command_id = metadata.causation_id
         attempt = 1
         while True:
             try:
-                events = await decide(command, state.aggregate, metadata, self.clock)
+                with telemetry.span("sekiban.decide", {"sekiban.attempt": attempt}):
+                    events = await decide(command, state.aggregate, metadata, self.clock)
             except Exception:
                 # A refusal decided on a stale state is a lost race in disguise.
                 if retry.retries_left(attempt):
@@ -164,7 +190,7 @@ class AggregateRepository:
                     if answered is not None:
                         return answered
                     moved = caught_up.aggregate.version != state.aggregate.version
-                    state = caught_up
+                    state, reason = caught_up, "stale-refusal"
                 else:
                     moved = False
                 if not moved:
@@ -198,7 +224,10 @@ class AggregateRepository:
                     if not retry.retries_left(attempt):
                         raise
                     state = caught_up
+                    conflict = isinstance(error, ConcurrencyError)
+                    reason = "conflict" if conflict else "unknown-outcome"
             attempt += 1
+            telemetry.retrying(type(command).__name__, reason, attempt)
             log.debug(
                 "retrying %s on %s at version %d (attempt %d of %d)",
                 type(command).__name__,
@@ -269,6 +298,30 @@ class AggregateRepository:
         if not (force or replace_bad or strategy.should_snapshot(context)):
             return state
         config = self.snapshot_config.for_projector(aggregate.projector_name)
+        attributes = {
+            "sekiban.aggregate.version": aggregate.version,
+            "sekiban.snapshot.replaces_rejected": replace_bad,
+        }
+        with telemetry.span("sekiban.snapshot", attributes) as span:
+            error = await self._save_snapshot(aggregate, config, now, since, replace_bad)
+            if error is not None:
+                telemetry.record_error(span, error)
+        telemetry.snapshot_taken(aggregate.projector_name, error)
+        if error is not None:
+            return state
+        self.snapshots.taken += 1
+        return replace(state, snapshot_version=aggregate.version, snapshot_taken_at=now)
+
+    async def _save_snapshot(
+        self,
+        aggregate: Aggregate[AggregatePayload],
+        config: SnapshotConfiguration,
+        now: datetime,
+        since: int,
+        replace_bad: bool,
+    ) -> Exception | None:
+        """Take and save the snapshot; the error (logged and counted) if that failed."""
+        assert self.snapshot_store is not None
         try:
             snapshot = take_snapshot(
                 aggregate,
@@ -285,14 +338,13 @@ class AggregateRepository:
                 # a higher version: remove it first.
                 await self.snapshot_store.delete(aggregate.partition_keys, aggregate.projector_name)
             await self.snapshot_store.save(snapshot)
-        except Exception:
+        except Exception as error:
             self.snapshots.failed += 1
             log.exception(
                 "snapshot of %s at version %d failed", aggregate.partition_keys, aggregate.version
             )
-            return state
-        self.snapshots.taken += 1
-        return replace(state, snapshot_version=aggregate.version, snapshot_taken_at=now)
+            return error
+        return None
 
     def strategy_for(self, projector_name: str) -> SnapshotStrategy:
         strategy = self._strategies.get(projector_name)

@@ -10,6 +10,7 @@ from dapr.actor import Actor, ActorInterface, actormethod
 from dapr.actor.id import ActorId
 from dapr.actor.runtime.context import ActorRuntimeContext
 
+from sekiban import telemetry
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.command import command_metadata
 from sekiban.core.domain_types import DomainTypes
@@ -176,6 +177,10 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
             await self.repository.snapshot_if_due(self.state, force=True)
 
     async def execute_command(self, request: str) -> str:
+        with telemetry.actor_method(type(self).__name__, self.id.id, "ExecuteCommand") as span:
+            return await self._execute_command(request, span)
+
+    async def _execute_command(self, request: str, span: telemetry.Span) -> str:
         serializer = self.repository.serializer
         try:
             command, metadata = messages.parse_command_request(serializer, request)
@@ -185,8 +190,10 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
             response, self.state = await self.repository.execute_with_retry(
                 self.projector, command, state, command_metadata(metadata), self.conflict_retry
             )
+            telemetry.command_applied(span, len(response.events), response.version)
             return messages.command_reply(serializer, response)
         except Exception as error:  # every failure becomes an error reply
+            telemetry.record_error(span, error)
             self.stale = True
             # The SDK drops pending state changes only on Dapr errors; drop ours so a
             # later call cannot save something this failed call half-made.
@@ -198,9 +205,10 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
     async def load_aggregate(self) -> str:
         """The aggregate, caught up with events other writers appended, and the
         statistics of the load that activated this actor."""
-        state = self.state = await self.repository.catch_up(
-            self.projector, await self._warm_state()
-        )
+        with telemetry.actor_method(type(self).__name__, self.id.id, "LoadAggregate"):
+            state = self.state = await self.repository.catch_up(
+                self.projector, await self._warm_state()
+            )
         assert self.activation is not None
         return messages.aggregate_reply(
             self.repository.serializer, LoadResult(state.aggregate, self.activation)

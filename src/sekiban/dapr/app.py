@@ -15,7 +15,9 @@ from dapr.actor.runtime.context import ActorRuntimeContext
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sekiban import telemetry
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
@@ -26,6 +28,21 @@ from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
 
 ActorFactory = Callable[[ActorRuntimeContext, ActorId], Actor]
+
+
+class TraceContextMiddleware:
+    """Serves each request in the trace context of its `traceparent` header (which
+    daprd forwards from the caller), so actor spans are children of the caller's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with telemetry.remote_context(scope["headers"]):
+            await self.app(scope, receive, send)
 
 
 def aggregate_actor_factory(
@@ -109,5 +126,7 @@ def create_actor_app(
                 return Response(status_code=401, content=b"missing or wrong dapr-api-token")
             return await call_next(request)
 
+    if telemetry.ENABLED:
+        app.add_middleware(TraceContextMiddleware)
     DaprActor(app)
     return app

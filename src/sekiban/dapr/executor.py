@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from sekiban import telemetry
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse, command_keys, command_metadata
 from sekiban.core.domain_types import DomainTypes
@@ -103,13 +104,17 @@ class DaprSekibanExecutor:
         projector = self.domain.projector(type(command).projector)
         metadata = command_metadata(metadata, command_id)
         body = messages.command_request(self.serializer, command, metadata)
+        name = type(command).__name__
         try:
-            return await self._invoke(
-                actor_id_for(projector.name, keys),
-                "ExecuteCommand",
-                body,
-                lambda reply: messages.parse_command_reply(self.serializer, reply),
-            )
+            with telemetry.command(name, projector.name, keys, metadata.causation_id) as span:
+                response = await self._invoke(
+                    actor_id_for(projector.name, keys),
+                    "ExecuteCommand",
+                    body,
+                    lambda reply: messages.parse_command_reply(self.serializer, reply),
+                )
+                telemetry.command_applied(span, len(response.events), response.version)
+                return response
         except DaprUnavailableError as error:
             raise DaprUnavailableError(
                 f"{error}. The command's outcome is unknown: it may have been applied. "
@@ -146,6 +151,12 @@ class DaprSekibanExecutor:
         timeout, a non-2xx status, or a reply that is empty, cut short or not JSON.
         Retrying a command is safe: its command id (the causation id) is applied once.
         """
+        with telemetry.actor_call(DaprAggregateActor.__name__, actor_id, method):
+            return await self._invoke_with_retry(actor_id, method, body, parse)
+
+    async def _invoke_with_retry(
+        self, actor_id: str, method: str, body: bytes | None, parse: Callable[[bytes], T]
+    ) -> T:
         retry = self.transient_retry
         attempt = 1
         while True:
@@ -173,6 +184,7 @@ class DaprSekibanExecutor:
                         "there (dapr_http_endpoint, or DAPR_HTTP_ENDPOINT / DAPR_HTTP_PORT)"
                     ) from error
             attempt += 1
+            telemetry.actor_call_retrying(method, attempt, fault)
             await asyncio.sleep(retry.delay_before(attempt).total_seconds())
 
     async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
@@ -187,6 +199,8 @@ class DaprSekibanExecutor:
         headers = {"Content-Type": "application/json"}
         if self.api_token:
             headers["dapr-api-token"] = self.api_token
+        # daprd passes `traceparent` on to the actor host: its spans join this trace.
+        telemetry.inject(headers)
         timeout = aiohttp.ClientTimeout(total=self.timeout.total_seconds())
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
