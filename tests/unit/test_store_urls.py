@@ -127,3 +127,16 @@ def test_with_query_adds_and_replaces_parameters() -> None:
     assert with_query("postgresql://h/db?sslmode=require&schema=a", schema="b") == (
         "postgresql://h/db?sslmode=require&schema=b"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///:memory:", "sqlite:///:memory:?busy_timeout_seconds=1"),
+        ("sqlite:////var/events.db", "sqlite:////var/events.db?busy_timeout_seconds=1"),
+        ("sqlite:///events.db", "sqlite:///events.db?busy_timeout_seconds=1"),
+    ],
+)
+def test_with_query_keeps_urls_without_a_host_openable(url: str, expected: str) -> None:
+    assert with_query(url, busy_timeout_seconds="1") == expected
+    assert parse_store_url(expected).kind == "sqlite"

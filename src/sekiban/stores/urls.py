@@ -172,9 +172,12 @@ async def open_store(url: str, **options: Any) -> Stores:
 def with_query(url: str, **parameters: str) -> str:
     """`url` with `parameters` added to its query (replacing ones of the same name),
     e.g. `with_query(os.environ["DATABASE_URL"], schema="app")`."""
-    parts = urlsplit(url)
-    query = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **parameters}
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    # Rebuilt by hand: urlunsplit drops the "//" of a URL without a host, which turns
+    # `sqlite:///:memory:` into `sqlite:/:memory:`.
+    rest, hash_sign, fragment = url.partition("#")
+    base, _, query_text = rest.partition("?")
+    query = {**dict(parse_qsl(query_text, keep_blank_values=True)), **parameters}
+    return f"{base}?{urlencode(query)}{hash_sign}{fragment}"
 
 
 def redact(url: str) -> str:
