@@ -23,8 +23,10 @@ from tests.unit.test_docs_examples import ALL_PAGES, PAGES, ROOT
 
 pytestmark = pytest.mark.wheel
 
-# The extras the guides use, and httpx for FastAPI's TestClient (docs/fastapi.md).
-REQUIREMENTS = ["[all]", "httpx"]
+# The extras the guides use, and what they tell the reader to install beside them:
+# httpx for FastAPI's TestClient (docs/fastapi.md), the OpenTelemetry SDK
+# (docs/observability.md).
+REQUIREMENTS = ["[all]", "httpx", "opentelemetry-sdk"]
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
