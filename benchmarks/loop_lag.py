@@ -37,19 +37,15 @@ from typing import Any
 
 from benchmarks.domains import (
     SNAPSHOT_EVERY,
-    AccountOpened,
     AccountProjector,
-    ActiveAccount,
     DepositMany,
-    LedgerAccount,
-    MoneyDeposited,
     OpenAccount,
+    bench_domain,
 )
 from benchmarks.engines import Stores
 from benchmarks.environment import environment
 from benchmarks.seeding import seed_sekiban
 from sekiban import (
-    DomainTypes,
     Event,
     EventMetadata,
     EventPayload,
@@ -85,17 +81,7 @@ class CountEvents(Query[int]):
         return state
 
 
-DOMAIN = DomainTypes(
-    AccountOpened,
-    MoneyDeposited,
-    ActiveAccount,
-    LedgerAccount,
-    AccountProjector,
-    OpenAccount,
-    DepositMany,
-    EventCounter,
-    CountEvents,
-)
+DOMAIN = bench_domain(EventCounter, CountEvents)
 SERIALIZER = Serializer(DOMAIN)
 
 
