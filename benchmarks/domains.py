@@ -113,8 +113,8 @@ class DepositMany(Command):
         return [MoneyDeposited(amount=self.amount)] * self.count
 
 
-def bench_domain() -> DomainTypes:
-    """Every sekiban type the benchmarks use."""
+def bench_domain(*extra: type) -> DomainTypes:
+    """Every sekiban type the benchmarks use, and `extra` ones (a benchmark's own)."""
     return DomainTypes(
         AccountOpened,
         MoneyDeposited,
@@ -123,6 +123,7 @@ def bench_domain() -> DomainTypes:
         AccountProjector,
         OpenAccount,
         DepositMany,
+        *extra,
     )
 
 

@@ -1,12 +1,13 @@
 """The connections to one SQLite file: statements on the event loop, or on a worker
-thread while another writer holds the lock."""
+thread while another writer holds the lock; WAL checkpoints on the worker thread."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -15,6 +16,12 @@ from sekiban.stores.sqlite.faults import is_busy
 from sekiban.stores.sqlite.schema import create_schema
 
 T = TypeVar("T")
+
+CHECKPOINT_EVERY = 200
+"""Rows written on the loop's connection between two checkpoints on the worker thread:
+at 2.5-5.5 WAL pages per commit, about SQLite's own 1,000-page auto-checkpoint."""
+CHECKPOINT_TAIL = 20
+"""Rows committed during a checkpoint on the thread that the loop copies itself."""
 
 
 class Database:
@@ -26,6 +33,15 @@ class Database:
     statement fails at once with SQLITE_BUSY, before changing anything, and is run again
     on a worker thread whose connection waits for the lock, up to `busy_timeout`. An
     in-memory database has a single connection (a second one would be another database).
+
+    The loop's connection never checkpoints the WAL (`wal_autocheckpoint=0`): SQLite's
+    automatic checkpoint runs inside the commit that crosses 1,000 pages and copies them
+    into the database file with an fsync, milliseconds to tens of milliseconds that
+    would stall every task. Every `CHECKPOINT_EVERY` rows written, a PASSIVE checkpoint
+    runs on the worker thread instead (sqlite3 releases the GIL while it works). The
+    WAL starts over only once every frame is copied, so the few committed meanwhile
+    are copied on the loop (a fraction of a millisecond), or by another checkpoint on
+    the thread if there are more.
     """
 
     def __init__(self, path: str, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
@@ -36,6 +52,8 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self.connection: sqlite3.Connection | None = None
         self._waiting: sqlite3.Connection | None = None
+        self._checkpointed_at = 0  # the loop connection's total_changes then
+        self._checkpoint: Future[None] | None = None
 
     def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
         # Autocommit: every statement is its own transaction unless BEGIN says otherwise.
@@ -62,6 +80,7 @@ class Database:
             await self.close()
             raise
         self.connection = self._connect(0)
+        self.connection.execute("PRAGMA wal_autocheckpoint=0")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(connection, *args)`: at once on the loop, or, if the database is locked
@@ -69,14 +88,42 @@ class Database:
         if self.connection is None:
             raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
         try:
-            return fn(self.connection, *args)
+            result = fn(self.connection, *args)
         except sqlite3.OperationalError as error:
             if self._waiting is None or not is_busy(error):
                 raise
             if self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
+        else:
+            if self._waiting is not None:
+                self._checkpoint_wal(self.connection)
+            return result
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
+
+    def _checkpoint_wal(self, connection: sqlite3.Connection) -> None:
+        """Start a PASSIVE checkpoint on the worker thread every `CHECKPOINT_EVERY` rows;
+        when one has finished, copy the frames committed meanwhile here, if they are few
+        (a row is a handful of frames), or start another that copies them."""
+        behind = connection.total_changes - self._checkpointed_at
+        if self._checkpoint is not None:
+            if not self._checkpoint.done():
+                return
+            self._checkpoint = None
+            if behind <= CHECKPOINT_TAIL:
+                # Between two statements: no write of this process is under way, and
+                # once every frame is copied the next commit starts the WAL over.
+                with contextlib.suppress(sqlite3.Error):
+                    _checkpoint(connection)
+                self._checkpointed_at = connection.total_changes
+                return
+        elif behind < CHECKPOINT_EVERY:
+            return
+        assert self._executor is not None and self._waiting is not None
+        self._checkpointed_at = connection.total_changes
+        # A failure (a busy or read-only file) leaves the WAL to the next checkpoint;
+        # the writes were committed either way.
+        self._checkpoint = self._executor.submit(_checkpoint, self._waiting)
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -88,3 +135,7 @@ class Database:
                 await asyncio.get_running_loop().run_in_executor(self._executor, waiting.close)
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

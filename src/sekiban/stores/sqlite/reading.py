@@ -20,6 +20,10 @@ from sekiban.stores.sqlite.schema import STREAM
 # Every read's rows start with (first, last): the commit's first and last version, or
 # position, to count its events by.
 
+READ_CHUNK = 250
+"""Events one statement of `read_stream` or `read_all` fetches and decodes on the event
+loop (about a millisecond) before other tasks get a turn."""
+
 # The commits holding versions after ?, the first of them perhaps begun before it.
 READ_STREAM = f"""
 SELECT first_version, last_version, events FROM commits

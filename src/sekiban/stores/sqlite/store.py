@@ -3,6 +3,7 @@ the snapshot store beside it."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -27,6 +28,7 @@ from sekiban.stores.sqlite.database import Database
 from sekiban.stores.sqlite.faults import translate_faults
 from sekiban.stores.sqlite.reading import (
     READ_ALL,
+    READ_CHUNK,
     READ_STREAM,
     command_rows,
     decode_events,
@@ -44,8 +46,9 @@ class SqliteEventStore(ClosesOnExit):
     Open it with `async with await SqliteEventStore.open(path) as store:`; leaving the
     block (or `close()`) closes the database, which `snapshot_store()` shares.
 
-    `read_stream` and `read_all` fetch commits until they hold a batch (at most one
-    commit more than `batch_size` events) and hand them out in batches of `batch_size`.
+    `read_stream` and `read_all` fetch commits until they hold `READ_CHUNK` events (at
+    most one commit more), let the event loop run other tasks between two such reads,
+    and hand the events out in batches of `batch_size`.
     sqlite3's errors are raised as `StoreBusyError`, `StoreConnectionError` or
     `StoreError` (see `faults.translate_faults`).
     """
@@ -127,17 +130,19 @@ class SqliteEventStore(ClosesOnExit):
         stream = stream_key(partition_keys)
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
+            limit = min(batch_size, READ_CHUNK)
             while True:
                 with translate_faults(self._db.where):
                     rows = await self._db.run(
-                        read_rows, READ_STREAM, (*stream, after), after, batch_size
+                        read_rows, READ_STREAM, (*stream, after), after, limit
                     )
                 page = stream_events(rows, partition_keys, after)
                 if page:
                     yield page
                     after = page[-1].version
-                if len(page) < batch_size:
+                if len(page) < limit:
                     return
+                await asyncio.sleep(0)  # the statements never wait: let other tasks run
 
         return rebatch(pages(after_version), batch_size)
 
@@ -169,9 +174,10 @@ class SqliteEventStore(ClosesOnExit):
         keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
+            limit = min(batch_size, READ_CHUNK)
             while True:
                 with translate_faults(self._db.where):
-                    rows = await self._db.run(read_rows, READ_ALL, (after,), after, batch_size)
+                    rows = await self._db.run(read_rows, READ_ALL, (after,), after, limit)
                 page: list[StoredEvent] = []
                 for first_position, _, events, root, group, aggregate_id, first, last in rows:
                     stream = (root, group, aggregate_id)
@@ -185,7 +191,8 @@ class SqliteEventStore(ClosesOnExit):
                 if page:
                     yield page
                     after = page[-1].position or after
-                if len(page) < batch_size:
+                if len(page) < limit:
                     return
+                await asyncio.sleep(0)
 
         return rebatch(pages(after_position), batch_size)
