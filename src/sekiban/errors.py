@@ -241,6 +241,40 @@ class SnapshotRejectedError(SekibanError):
         super().__init__(f"snapshot rejected ({rejection}); replay the events instead")
 
 
+class ProjectionError(SekibanError):
+    """A multi-projector raised on an event, or could not decode one it reads.
+
+    The projection stays at the last event it applied: the failed event is applied
+    again (never twice) once the projector or the event is fixed. `position`,
+    `event_id`, `event_type` and `partition_keys` name the event; the projector's own
+    error is the `__cause__`.
+    """
+
+    def __init__(
+        self,
+        projector_name: str,
+        position: int,
+        event_id: str,
+        event_type: str,
+        partition_keys: str,
+        cause: BaseException,
+    ) -> None:
+        super().__init__(
+            f"projector {projector_name!r} failed on event {event_id} ({event_type} of "
+            f"{partition_keys}) at position {position}: {type(cause).__name__}: {cause}"
+        )
+        self.projector_name = projector_name
+        self.position = position
+        self.event_id = event_id
+        self.event_type = event_type
+        self.partition_keys = partition_keys
+
+
+class ConsistencyTimeoutError(SekibanError, TimeoutError):
+    """A query asked to wait for a write (`after=`) timed out before its projection
+    caught up to it. The write itself is committed; ask again later."""
+
+
 class RemoteCommandError(SekibanError):
     """The aggregate actor refused a command; `error_type` names the error it raised
     (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""

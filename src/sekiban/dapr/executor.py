@@ -25,7 +25,7 @@ from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.errors import DaprUnavailableError
 from sekiban.loading import LoadResult
-from sekiban.projections import Projections
+from sekiban.projections import DEFAULT_CONSISTENCY_TIMEOUT, Projections
 from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
 from sekiban.stores.protocols import EventStore
 
@@ -139,8 +139,16 @@ class DaprSekibanExecutor:
     ) -> Aggregate[AggregatePayload]:
         return (await self.load(projector, partition_keys)).aggregate
 
-    async def query(self, query: Query[R]) -> R:
-        return await self.projections.query(query)
+    async def query(
+        self,
+        query: Query[R],
+        *,
+        after: CommandResponse | str | None = None,
+        timeout: timedelta = DEFAULT_CONSISTENCY_TIMEOUT,
+    ) -> R:
+        """Answer `query`, caught up to the latest event (with `after`, including that
+        command's events: see `sekiban.Executor.query`)."""
+        return await self.projections.query(query, after=after, timeout=timeout)
 
     async def _invoke(
         self, actor_id: str, method: str, body: bytes | None, parse: Callable[[bytes], T]
