@@ -39,7 +39,7 @@ from sekiban.core.command import Command, CommandResponse
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import _kebab
-from sekiban.core.query import ListQuery, ListQueryResult
+from sekiban.core.query import ListQueryResult, declared_result_type
 from sekiban.core.query import Query as SekibanQuery
 from sekiban.errors import ConfigurationError, SekibanError
 from sekiban.executor import Executor
@@ -483,14 +483,8 @@ def _result_type(cls: type[SekibanQuery[Any]]) -> Any:
     """The response model of a query: its `Query[R]`/`ListQuery[Item]` argument, with
     `Aggregate` shown as `AggregateResult` and list results as `ListResult`; `Any` (an
     unconstrained schema) when no argument is found or it has no JSON schema."""
-    for base in cls.__mro__:
-        metadata = getattr(base, "__pydantic_generic_metadata__", None) or {}
-        origin, args = metadata.get("origin"), metadata.get("args", ())
-        if origin is ListQuery and args:
-            return _checked(ListResult[_shown(args[0])])  # type: ignore[misc]
-        if origin is SekibanQuery and args:
-            return _checked(_shown(args[0]))
-    return Any
+    declared = declared_result_type(cls)
+    return Any if declared is Any else _checked(_shown(declared))
 
 
 def _shown(annotation: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -42,12 +43,12 @@ class FaultyHarness(ActorHarness):
         self.pending_fault = fault
         self.calls = 0
 
-    async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+    async def _call(self, actor_id: str, method: str, body: bytes | None, **options: Any) -> bytes:
         if self.fault is None:
-            return await super()._call(actor_id, method, body)
+            return await super()._call(actor_id, method, body, **options)
         self.calls += 1
         body, alter_reply = self.fault(self.calls, body)
-        return alter_reply(await super()._call(actor_id, method, body))
+        return alter_reply(await super()._call(actor_id, method, body, **options))
 
     def arm(self) -> None:
         self.fault, self.calls = self.pending_fault, 0

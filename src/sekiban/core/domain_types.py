@@ -241,6 +241,9 @@ class DomainTypes:
     def query_type(self, name: str) -> type[Query[Any]]:
         return self._names["query"].type_of(name)
 
+    def query_name(self, cls: type[Query[Any]]) -> str:
+        return self._names["query"].name_of(cls)
+
     def _add_stored_name(self, name: str, cls: type[EventPayload]) -> None:
         self._stored_types[stored_event_type(name, cls.schema_version)] = cls
         self._fingerprint = None

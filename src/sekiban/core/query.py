@@ -111,6 +111,19 @@ class ListQuery(Query[ListQueryResult[Item]], Generic[Item]):
         return ListQueryResult(page, len(items), self.page_number, self.page_size)
 
 
+def declared_result_type(query_type: type[Query[Any]]) -> Any:
+    """The answer type a query class declares: `R` of `Query[R]`, `ListQueryResult[Item]`
+    of `ListQuery[Item]`; `Any` when it declares none."""
+    for base in query_type.__mro__:
+        metadata = getattr(base, "__pydantic_generic_metadata__", None) or {}
+        origin, args = metadata.get("origin"), metadata.get("args", ())
+        if origin is ListQuery and args:
+            return ListQueryResult[args[0]]  # type: ignore[valid-type]
+        if origin is Query and args:
+            return args[0]
+    return Any
+
+
 AggregateMap = dict[PartitionKeys, Aggregate[AggregatePayload]]
 
 

@@ -15,6 +15,7 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import Event, EventMetadata, EventPayload, rebuild_event
 from sekiban.core.fastpaths import sortable_id_from_text, trusted_constructor, uuid_from_text
 from sekiban.core.partition_keys import PartitionKeys
+from sekiban.core.query import Query
 from sekiban.core.payload_checks import DEFAULT_MAX_DEPTH, stored_json
 from sekiban.errors import (
     CommandValidationError,
@@ -190,6 +191,24 @@ class Serializer:
         except ValidationError as error:
             raise CommandValidationError(
                 envelope["type"], [dict(e) for e in error.errors(include_url=False)]
+            ) from None
+
+    def dump_query(self, query: Query[Any]) -> str:
+        """`{"type": name, "payload": {...}}` for sending a query across a process; the
+        query type must be registered."""
+        name = self.domain.query_name(type(query))
+        payload = stored_json(query, "query", name, self.max_depth)
+        return f'{{"type":{json.dumps(name)},"payload":{payload}}}'
+
+    def query_from_envelope(self, envelope: Any) -> Query[Any]:
+        """Decode a parsed `dump_query` envelope; bad fields raise `SerializationError`."""
+        _check_envelope(envelope, "query")
+        query_type = self.domain.query_type(envelope["type"])
+        try:
+            return query_type.model_validate(envelope["payload"])
+        except ValidationError as error:
+            raise SerializationError(
+                f"query {envelope['type']} does not validate: {error}"
             ) from None
 
     def dump_payload(self, payload: AggregatePayload) -> tuple[str, bytes]:

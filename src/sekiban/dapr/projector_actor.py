@@ -1,0 +1,191 @@
+"""DaprProjectorActor: one virtual actor per multi-projector, its projection's state and
+checkpoint in actor state."""
+
+# No `from __future__ import annotations`: the SDK reads the method annotations at
+# runtime to pick how to decode arguments, and a string "str" is not `str`.
+
+import logging
+import re
+from contextlib import suppress
+
+from dapr.actor import Actor, ActorInterface, actormethod
+from dapr.actor.id import ActorId
+from dapr.actor.runtime.context import ActorRuntimeContext
+
+from sekiban import telemetry
+from sekiban.core.clock import Clock, utc_now
+from sekiban.core.domain_types import DomainTypes
+from sekiban.core.query import Query
+from sekiban.core.serialization import Serializer
+from sekiban.dapr import messages
+from sekiban.dapr.results import QueryResults
+from sekiban.errors import ConfigurationError, SekibanError, SnapshotRejectedError, StoreError
+from sekiban.projections import ProjectionOptions, ProjectionRecord, Projections
+from sekiban.snapshot.types import RejectionReason, SnapshotRejection
+from sekiban.stores.protocols import EventStore
+
+log = logging.getLogger("sekiban.dapr")
+
+PROJECTION_STATE_KEY = "projection"
+DEFAULT_MAX_ACTOR_STATE_BYTES = 3 * 1024 * 1024
+"""The largest projection record (JSON, the state base64-encoded inside) written to
+actor state. daprd refuses request bodies over its `--max-body-size` (4 MiB by
+default), and the SDK saves actor state in one request: raise both together."""
+
+# What Dapr rejects or routes badly in an actor id: / \ # ? whitespace, control bytes.
+_BAD_ACTOR_ID = re.compile(r"[/\\#?\s\x00-\x1f\x7f]")
+
+
+def projector_actor_id(projector_name: str) -> str:
+    """The actor id of a multi-projector's actor: its name, checked to be one Dapr
+    routes (`ConfigurationError` otherwise: rename the projector)."""
+    if not projector_name or projector_name in (".", "..") or _BAD_ACTOR_ID.search(projector_name):
+        raise ConfigurationError(
+            f"multi-projector name {projector_name!r} cannot be a Dapr actor id (no / \\ # "
+            "?, whitespace or control characters, not . or ..): give the projector another name"
+        )
+    return projector_name
+
+
+class ProjectorActorInterface(ActorInterface):
+    """The method a projector actor exposes; bodies are JSON (see `messages`)."""
+
+    @actormethod(name="Query")  # type: ignore[untyped-decorator]
+    async def query(self, request: str) -> bytes:
+        raise NotImplementedError
+
+
+class ActorStateProjectionStore:
+    """The projection store of one projector actor: one `ProjectionRecord` (its JSON
+    form) under the key "projection" of its actor state, saved at once.
+
+    A record over `max_bytes` is not written: `save` raises `SnapshotRejectedError`
+    (too large), which `Projections` logs and counts, and the projection goes on in
+    memory (after a failover it is rebuilt from the events).
+    """
+
+    def __init__(self, actor: Actor, max_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES) -> None:
+        self._actor = actor
+        self.max_bytes = max_bytes
+
+    async def get(self, name: str) -> ProjectionRecord | None:
+        found, data = await self._actor._state_manager.try_get_state(PROJECTION_STATE_KEY)
+        if not (found and data):
+            return None
+        record = ProjectionRecord.from_json(data)
+        if record.name != name:
+            raise SnapshotRejectedError(
+                SnapshotRejection(
+                    RejectionReason.CORRUPT, f"actor state holds projection {record.name!r}"
+                )
+            )
+        return record
+
+    async def save(self, record: ProjectionRecord) -> bool:
+        document = record.to_json()
+        if len(document) > self.max_bytes:
+            raise SnapshotRejectedError(
+                SnapshotRejection(
+                    RejectionReason.TOO_LARGE,
+                    f"projection {record.name!r} at position {record.position} is "
+                    f"{len(document)} bytes as actor state, over the limit of "
+                    f"{self.max_bytes}; it is kept in memory only. Raise max_bytes together "
+                    "with daprd's --max-body-size, or give the projection fewer fields",
+                )
+            )
+        stored = None
+        with suppress(SnapshotRejectedError):  # a corrupt record is replaced
+            stored = await self.get(record.name)
+        if not record.replaces(stored):
+            return False
+        state = self._actor._state_manager
+        try:
+            await state.set_state(PROJECTION_STATE_KEY, document)
+            await state.save_state()
+        except Exception as error:
+            # Nothing of it may be saved later by the SDK's end-of-call save.
+            await state.clear_cache()
+            raise StoreError(
+                f"actor state of projection {record.name!r} not saved: {error!r}",
+                outcome_unknown=True,
+            ) from error
+        return True
+
+    async def delete(self, name: str) -> None:
+        await self._actor._state_manager.try_remove_state(PROJECTION_STATE_KEY)
+        await self._actor._state_manager.save_state()
+
+    async def names(self) -> list[str]:
+        with suppress(SnapshotRejectedError):
+            found, data = await self._actor._state_manager.try_get_state(PROJECTION_STATE_KEY)
+            if found and data:
+                return [ProjectionRecord.from_json(data).name]
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+class DaprProjectorActor(Actor, ProjectorActorInterface):
+    """Hosts one multi-projection (the actor id is the multi-projector's name) and
+    answers its queries.
+
+    It is a `Projections` over this actor's state: the first query after activation
+    restores the projection from the record in actor state (a record of another
+    projector version or event schema, corrupt, or wrongly signed is refused and the
+    projection rebuilt from position 0), every query catches it up from the event
+    store, waits for `after` when given, and answers. The record is saved every
+    `options.persist_every` events and when the actor is deactivated, so another app
+    instance that takes the actor over (after a crash, or a rebalance) reads only the
+    events after the last save. Errors come back as an error reply.
+
+    Dapr runs one call of an actor at a time: queries of one projection are answered
+    in turn, a query waiting for `after` holds the others back until it is answered or
+    times out.
+    """
+
+    def __init__(
+        self,
+        ctx: ActorRuntimeContext,
+        actor_id: ActorId,
+        *,
+        domain: DomainTypes,
+        event_store: EventStore,
+        options: ProjectionOptions | None = None,
+        max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
+        clock: Clock = utc_now,
+    ) -> None:
+        super().__init__(ctx, actor_id)
+        self.serializer = Serializer(domain)
+        self.results = QueryResults(self.serializer)
+        self.store = ActorStateProjectionStore(self, max_state_bytes)
+        self.projections = Projections(
+            domain, event_store, self.store, options=options, clock=clock
+        )
+
+    async def _on_deactivate(self) -> None:
+        # Saves what was applied since the last save (failures are logged and counted).
+        await self.projections.close()
+
+    async def query(self, request: str) -> bytes:
+        with telemetry.actor_method(type(self).__name__, self.id.id, "Query") as span:
+            try:
+                query, after, timeout = messages.parse_query_request(self.serializer, request)
+                self._check_target(type(query))
+                answer = await self.projections.query(query, after=after, timeout=timeout)
+                return messages.query_reply(self.results.dump(type(query), answer))
+            except Exception as error:  # every failure becomes an error reply
+                telemetry.record_error(span, error)
+                # The SDK drops pending state changes only on Dapr errors.
+                await self._state_manager.clear_cache()
+                if not isinstance(error, SekibanError):
+                    log.info("query on %s failed: %r", self.id, error)
+                return messages.error_reply(error).encode()
+
+    def _check_target(self, query_type: type[Query[object]]) -> None:
+        name = self.projections.projector(query_type.multi_projector).name
+        if name != self.id.id:
+            raise ConfigurationError(
+                f"query {query_type.__name__} reads projector {name!r}, sent to the actor "
+                f"of {self.id.id!r}"
+            )
