@@ -25,7 +25,7 @@ from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
 from sekiban.dapr.results import QueryResults
-from sekiban.errors import DaprUnavailableError
+from sekiban.errors import DaprUnavailableError, SekibanError
 from sekiban.loading import LoadResult
 from sekiban.projections import DEFAULT_CONSISTENCY_TIMEOUT, ConsistencyToken
 from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
@@ -162,6 +162,7 @@ class DaprSekibanExecutor:
         """
         query_type = type(query)
         projector = self.domain.multi_projector(query_type.multi_projector)
+        self.results.adapter(query_type)  # an answer type it cannot carry fails here
         token = None if after is None else str(ConsistencyToken.of(after))
         body = messages.query_request(self.serializer, query, token, timeout)
         answer: R = await self._invoke(
@@ -199,6 +200,9 @@ class DaprSekibanExecutor:
                         actor_id, method, body, actor_type=actor_type, timeout=timeout
                     )
                     return parse(reply)
+                except SekibanError:
+                    # The actor's answer, even a `ConsistencyTimeoutError` (a TimeoutError).
+                    raise
                 except (
                     TimeoutError,
                     aiohttp.ClientError,

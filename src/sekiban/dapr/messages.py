@@ -8,14 +8,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.payload_checks import stored_json
 from sekiban.core.query import Query
 from sekiban.core.serialization import Serializer, StoredEvent
-from sekiban.core.sortable_id import SortableUniqueId
 from sekiban.errors import (
     ConsistencyTimeoutError,
     InvalidReadError,
@@ -92,7 +90,7 @@ def aggregate_reply(serializer: Serializer, result: LoadResult) -> str:
     return json.dumps(
         {
             "ok": {
-                **aggregate_fields(serializer, result.aggregate),
+                **serializer.aggregate_fields(result.aggregate),
                 "statistics": {
                     "from_snapshot": stats.from_snapshot,
                     "events_replayed": stats.events_replayed,
@@ -116,7 +114,7 @@ def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
         stats = ok["statistics"]
         taken_at, rejection = stats["snapshot_taken_at"], stats.get("rejection")
         return LoadResult(
-            aggregate_from_fields(serializer, ok),
+            serializer.aggregate_from_fields(ok),
             LoadStatistics(
                 bool(stats["from_snapshot"]),
                 int(stats["events_replayed"]),
@@ -128,38 +126,6 @@ def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
                 else None,
             ),
         )
-
-
-def aggregate_fields(
-    serializer: Serializer, aggregate: Aggregate[AggregatePayload]
-) -> dict[str, Any]:
-    """An aggregate as JSON data, its payload under its registered type name."""
-    payload_type, payload = serializer.dump_payload(aggregate.payload)
-    return {
-        "payload_type": payload_type,
-        "payload": payload.decode(),
-        "partition_keys": str(aggregate.partition_keys),
-        "version": aggregate.version,
-        "last_sortable_unique_id": aggregate.last_sortable_unique_id,
-        "projector_name": aggregate.projector_name,
-        "projector_version": aggregate.projector_version,
-    }
-
-
-def aggregate_from_fields(
-    serializer: Serializer, fields: dict[str, Any]
-) -> Aggregate[AggregatePayload]:
-    """The aggregate `aggregate_fields` wrote; the payload type resolves through the
-    registry only."""
-    last = fields["last_sortable_unique_id"]
-    return Aggregate(
-        serializer.load_payload(fields["payload_type"], fields["payload"].encode()),
-        PartitionKeys.parse(fields["partition_keys"]),
-        int(fields["version"]),
-        SortableUniqueId(last) if last else None,
-        str(fields["projector_name"]),
-        str(fields["projector_version"]),
-    )
 
 
 def query_request(

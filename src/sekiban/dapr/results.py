@@ -4,10 +4,15 @@ type the query declares.
 The type is `R` of `Query[R]` (`ListQueryResult[Item]` for `ListQuery[Item]`), read
 with a pydantic `TypeAdapter`, so the caller gets the value a local query returns: models,
 dataclasses (`ListQueryResult`), dates, enums and collections come back as themselves.
-Aggregates and aggregate payloads, which pydantic would read as their declared base
-class, are written with their registered payload type name and read back through the
-registry only. A query that declares no answer type (`Query` without `[R]`) gets its
-answer back as plain JSON data (dicts, lists, strings, numbers).
+Aggregates and aggregate payloads, at the top of the answer or inside lists, tuples,
+sets, dicts, unions and `ListQueryResult`, are written with their registered payload type
+name and read back through the registry only (pydantic alone would read a payload as
+its declared base class). Inside a model or dataclass of your own, an `Aggregate` cannot
+be carried (the query type is refused with `ConfigurationError` before it is sent) and a
+field typed `AggregatePayload` does not read back: give such fields the payload's
+concrete type, or the values the caller needs. A query that declares no answer type
+(`Query` without `[R]`) gets its answer back as plain JSON data (dicts, lists, strings,
+numbers).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from pydantic_core import PydanticSerializationError
 from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.query import ListQueryResult, Query, declared_result_type
 from sekiban.core.serialization import Serializer
-from sekiban.dapr import messages
 from sekiban.errors import ConfigurationError, SerializationError
 
 # Containers whose arguments are rewritten (an aggregate inside a list, a dict, ...).
@@ -41,8 +45,9 @@ class QueryResults:
 
     def dump(self, query_type: type[Query[Any]], answer: Any) -> bytes:
         """The answer as JSON; `SerializationError` when it does not fit the declared type."""
+        adapter = self.adapter(query_type)
         try:
-            return self._adapter(query_type).dump_json(answer)
+            return adapter.dump_json(answer)
         except (PydanticSerializationError, ValueError, TypeError) as error:
             raise SerializationError(
                 f"the answer of {query_type.__name__} cannot be written as its declared "
@@ -51,14 +56,17 @@ class QueryResults:
 
     def load(self, query_type: type[Query[Any]], data: bytes) -> Any:
         """The answer `dump` wrote; `SerializationError` when it does not read back."""
+        adapter = self.adapter(query_type)
         try:
-            return self._adapter(query_type).validate_json(data)
+            return adapter.validate_json(data)
         except ValidationError as error:
             raise SerializationError(
                 f"the answer of {query_type.__name__} does not read back: {error}"
             ) from None
 
-    def _adapter(self, query_type: type[Query[Any]]) -> TypeAdapter[Any]:
+    def adapter(self, query_type: type[Query[Any]]) -> TypeAdapter[Any]:
+        """The adapter of the query's answer type; `ConfigurationError` when pydantic
+        cannot write that type as JSON."""
         adapter = self._adapters.get(query_type)
         if adapter is None:
             declared = declared_result_type(query_type)
@@ -74,11 +82,11 @@ class QueryResults:
         return adapter
 
     def _wire_type(self, annotation: Any) -> Any:
-        """`annotation` with every aggregate and aggregate payload read through the
-        registry (see the module docstring)."""
+        """`annotation` with aggregate payloads read through the registry (see the
+        module docstring)."""
         origin = typing.get_origin(annotation) or annotation
         if origin is Aggregate:
-            return self._registered(self._dump_aggregate, self._load_aggregate)
+            return self._registered(self._serializer.aggregate_fields, self._load_aggregate)
         if isinstance(origin, type) and issubclass(origin, AggregatePayload):
             return self._registered(self._dump_payload, self._load_payload)
         args = typing.get_args(annotation)
@@ -93,12 +101,9 @@ class QueryResults:
     def _registered(dump: Callable[[Any], Any], load: Callable[[Any], Any]) -> Any:
         return Annotated[Any, PlainValidator(load), PlainSerializer(dump)]
 
-    def _dump_aggregate(self, aggregate: Aggregate[AggregatePayload]) -> dict[str, Any]:
-        return messages.aggregate_fields(self._serializer, aggregate)
-
     def _load_aggregate(self, data: Any) -> Aggregate[AggregatePayload]:
         try:
-            return messages.aggregate_from_fields(self._serializer, data)
+            return self._serializer.aggregate_from_fields(data)
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not an aggregate: {error!r}") from None
 

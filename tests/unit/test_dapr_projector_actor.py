@@ -1,0 +1,424 @@
+"""DaprProjectorActor through the SDK's actor runtime, in process (no sidecar): queries
+answered from a projection kept in actor state."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from examples.bank import (
+    AccountList,
+    AccountProjector,
+    ActiveAccount,
+    ActiveAccountsQuery,
+    DepositMoney,
+    MoneyDeposited,
+    OpenAccount,
+    bank_domain,
+)
+from sekiban import (
+    Aggregate,
+    AggregatePayload,
+    ConfigurationError,
+    ConsistencyTimeoutError,
+    Event,
+    EventPayload,
+    InvalidReadError,
+    MultiProjector,
+    PartitionKeys,
+    Query,
+    RemoteCommandError,
+    SekibanExecutor,
+    SerializationError,
+    SnapshotRejectedError,
+    StoredEvent,
+    UnknownTypeError,
+)
+from sekiban.core.domain_types import DomainTypes
+from sekiban.core.serialization import Serializer
+from sekiban.dapr import messages
+from sekiban.dapr.projector_actor import projector_actor_id
+from sekiban.dapr.results import QueryResults
+from sekiban.projections import ProjectionOptions, ProjectionRecord
+from sekiban.snapshot.types import RejectionReason
+from sekiban.stores import InMemoryEventStore
+from sekiban.testing.actors import ActorHarness
+
+
+class Deposits(MultiProjector[dict[str, int]]):
+    """Sums deposits per account; raises on the amount in `fail_on`."""
+
+    event_types: ClassVar = (MoneyDeposited,)
+    fail_on: ClassVar[int | None] = None
+
+    def initial_state(self) -> dict[str, int]:
+        return {}
+
+    def project(self, state: dict[str, int], event: Event[EventPayload]) -> dict[str, int]:
+        assert isinstance(event.payload, MoneyDeposited)
+        key = str(event.partition_keys.aggregate_id)
+        state[key] = state.get(key, 0) + event.payload.amount
+        if event.payload.amount == self.fail_on:
+            raise RuntimeError("projector bug")
+        return state
+
+
+class DepositsQuery(Query[dict[str, int]]):
+    multi_projector = Deposits
+
+    def handle(self, state: dict[str, int]) -> dict[str, int]:
+        return dict(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Owners:
+    """Values the Dapr SDK's JSON decoder would alter (date-like and duration-like
+    strings), and a date."""
+
+    asked: str
+    owners: list[str]
+    on: date
+
+
+OwnersAnswer = tuple[Owners, Aggregate[AggregatePayload] | None, dict[str, AggregatePayload]]
+
+
+class OwnersQuery(Query[OwnersAnswer]):
+    """Owners whose name starts with `prefix`, the richest, and their payloads."""
+
+    multi_projector = AccountList
+    prefix: str
+
+    def handle(self, state: dict[PartitionKeys, Aggregate[AggregatePayload]]) -> OwnersAnswer:
+        matching = sorted(
+            (a for a in state.values() if getattr(a.payload, "owner", "").startswith(self.prefix)),
+            key=lambda a: str(a.partition_keys),
+        )
+        return (
+            Owners(
+                self.prefix, [getattr(a.payload, "owner", "") for a in matching], date(2024, 1, 1)
+            ),
+            max(matching, key=lambda a: getattr(a.payload, "balance", 0), default=None),
+            {str(a.partition_keys): a.payload for a in matching},
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Richest:
+    account: Aggregate[AggregatePayload] | None
+
+
+class RichestQuery(Query[Richest]):
+    """An aggregate inside a dataclass of the user's: not carried across the hop."""
+
+    multi_projector = AccountList
+
+    def handle(self, state: dict[PartitionKeys, Aggregate[AggregatePayload]]) -> Richest:
+        return Richest(next(iter(state.values()), None))
+
+
+class UnregisteredQuery(Query[int]):
+    multi_projector = Deposits
+
+    def handle(self, state: dict[str, int]) -> int:
+        return len(state)
+
+
+def domain() -> DomainTypes:
+    return bank_domain().register(Deposits, DepositsQuery, OwnersQuery, RichestQuery)
+
+
+@pytest.fixture(autouse=True)
+def _no_failure() -> Any:
+    yield
+    Deposits.fail_on = None
+
+
+class CountingEventStore(InMemoryEventStore):
+    """A real in-memory store that counts the events `read_all` hands out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events_read = 0
+
+    async def read_all(  # type: ignore[override]
+        self, after_position: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[list[StoredEvent]]:
+        async for batch in super().read_all(after_position, batch_size):
+            self.events_read += len(batch)
+            yield batch
+
+
+class LaggingEventStore(InMemoryEventStore):
+    """Hides the last `hidden` events from `read_all` (a reader behind the writers)."""
+
+    hidden = 0
+
+    async def read_all(  # type: ignore[override]
+        self, after_position: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[list[StoredEvent]]:
+        visible = len(self._all) - self.hidden
+        async for batch in super().read_all(after_position, batch_size):
+            kept = [e for e in batch if (e.position or 0) <= visible]
+            if kept:
+                yield kept
+
+
+def harness(
+    store: InMemoryEventStore | None = None, persist_every: int = 10_000, **options: Any
+) -> ActorHarness:
+    return ActorHarness(
+        domain(),
+        store or InMemoryEventStore(),
+        projection_options=ProjectionOptions(persist_every=persist_every),
+        **options,
+    )
+
+
+async def open_accounts(executor: ActorHarness, count: int, deposits: int = 2) -> None:
+    for i in range(count):
+        opened = await executor.command(OpenAccount(owner=f"2024-01-0{i % 9 + 1} #{i}"))
+        for amount in range(1, deposits + 1):
+            await executor.command(
+                DepositMoney(account_id=opened.partition_keys.aggregate_id, amount=amount)
+            )
+
+
+QUERIES: list[Query[Any]] = [
+    ActiveAccountsQuery(min_balance=2),
+    ActiveAccountsQuery(page_size=2, page_number=2),
+    DepositsQuery(),
+    OwnersQuery(prefix="2024-01-0"),
+    OwnersQuery(prefix="10s"),
+]
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=repr)
+async def test_an_actor_answers_as_the_local_executor_does(query: Query[Any]) -> None:
+    h = harness()
+    await open_accounts(h, 5)
+    local = SekibanExecutor(domain(), h.event_store)
+
+    answer = await h.query(query)
+
+    assert answer == await local.query(query)
+    assert type(answer) is type(await local.query(query))
+
+
+async def test_aggregates_in_an_answer_keep_their_payload_type() -> None:
+    h = harness()
+    await open_accounts(h, 2, deposits=3)
+
+    owners, richest, payloads = await h.query(OwnersQuery(prefix="2024"))
+
+    assert richest is not None and isinstance(richest.payload, ActiveAccount)
+    assert len(payloads) == 2 and all(isinstance(p, ActiveAccount) for p in payloads.values())
+    assert owners.asked == "2024" and owners.on == date(2024, 1, 1)
+    assert sorted(owners.owners) == ["2024-01-01 #0", "2024-01-02 #1"]
+
+
+async def test_an_answer_type_that_cannot_carry_an_aggregate_is_refused_before_sending() -> None:
+    h = harness()
+    await open_accounts(h, 1)
+    with pytest.raises(ConfigurationError, match="RichestQuery"):
+        await h.query(RichestQuery())
+    assert h.active_projector(AccountList) is None
+
+
+async def test_a_deactivated_actor_restores_its_state_and_reads_only_new_events() -> None:
+    store = CountingEventStore()
+    h = harness(store)
+    await open_accounts(h, 3)
+    first = await h.query(DepositsQuery())
+    await h.deactivate_projector(Deposits)  # saves the record to actor state
+    saved = h.stored_projection(Deposits)
+    assert saved is not None and saved.position == 9
+
+    await open_accounts(h, 1)  # 3 more events
+    store.events_read = 0
+    answer = await h.query(DepositsQuery())
+
+    actor = h.active_projector(Deposits)
+    assert actor is not None and actor.projections.counters.restored == 1
+    assert store.events_read == 3
+    assert len(answer) == len(first) + 1
+    assert answer == await SekibanExecutor(domain(), store).query(DepositsQuery())
+
+
+async def test_a_lost_actor_resumes_from_its_last_checkpoint_and_equals_a_full_replay() -> None:
+    store = CountingEventStore()
+    h = harness(store, persist_every=4)
+    await open_accounts(h, 2)  # 4 deposits: saved at the first query
+    await h.query(DepositsQuery())
+    await open_accounts(h, 1)  # 2 more deposits: applied, not saved
+    await h.query(DepositsQuery())
+    saved = h.stored_projection(Deposits)
+    assert saved is not None and saved.events_applied == 4
+
+    h.forget_projector(Deposits)  # its host is killed: no deactivation, no save
+    store.events_read = 0
+    answer = await h.query(DepositsQuery())
+
+    assert store.events_read == 9 - saved.position
+    assert answer == await SekibanExecutor(domain(), store).query(DepositsQuery())
+
+
+def corrupted(record: bytes) -> list[bytes]:
+    """Ways a record in actor state can be damaged."""
+    good = ProjectionRecord.from_json(record)
+    flipped = bytes([good.payload[0] ^ 1]) + good.payload[1:] if good.payload else b"x"
+    return [
+        b'"not a record"',
+        record[: len(record) // 2],
+        dataclasses.replace(good, payload=flipped).to_json(),
+        dataclasses.replace(good, name="another-projector").to_json(),
+        dataclasses.replace(good, projector_version="0").to_json(),
+    ]
+
+
+@pytest.mark.parametrize("damage", range(5))
+async def test_a_damaged_record_in_actor_state_is_rebuilt_from_the_events(damage: int) -> None:
+    h = harness()
+    await open_accounts(h, 3)
+    await h.query(DepositsQuery())
+    await h.deactivate_projector(Deposits)
+    key = h.stored_projection_key(Deposits)
+    h.actor_client.state[key] = corrupted(h.actor_client.state[key])[damage]
+
+    answer = await h.query(DepositsQuery())
+
+    actor = h.active_projector(Deposits)
+    assert actor is not None
+    assert (actor.projections.counters.rejected, actor.projections.counters.restored) == (1, 0)
+    assert answer == await SekibanExecutor(domain(), h.event_store).query(DepositsQuery())
+    await h.deactivate_projector(Deposits)  # the rebuilt state replaces the damaged one
+    replaced = h.stored_projection(Deposits)
+    assert replaced is not None and replaced.position == 9
+
+
+async def test_after_waits_until_the_projection_has_the_command() -> None:
+    store = LaggingEventStore()
+    h = harness(store)
+    await open_accounts(h, 1, deposits=1)
+    store.hidden = 1
+    response = await h.command(OpenAccount(owner="late"))
+    stale = await h.query(ActiveAccountsQuery())
+    assert stale.total_count == 1
+
+    async def writer_catches_up() -> None:
+        await asyncio.sleep(0.05)
+        store.hidden = 0
+
+    answer, _ = await asyncio.gather(
+        h.query(ActiveAccountsQuery(), after=response), writer_catches_up()
+    )
+    assert answer.total_count == 2
+    assert (await h.query(ActiveAccountsQuery(), after=response.consistency_token)).total_count == 2
+
+
+async def test_after_that_is_never_reached_times_out_as_it_does_locally() -> None:
+    store = LaggingEventStore()
+    h = harness(store)
+    store.hidden = 1
+    response = await h.command(OpenAccount(owner="never seen"))
+
+    with pytest.raises(ConsistencyTimeoutError, match="account-list"):
+        await h.query(ActiveAccountsQuery(), after=response, timeout=timedelta(milliseconds=50))
+    with pytest.raises(InvalidReadError, match="no event at version 7"):
+        await h.query(ActiveAccountsQuery(), after=f"{response.partition_keys}@7")
+
+
+async def test_a_state_over_the_actor_state_limit_is_kept_in_memory_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = harness(max_projection_state_bytes=300)
+    await open_accounts(h, 4)
+    first = await h.query(ActiveAccountsQuery())
+    actor = h.active_projector(AccountList)
+    assert actor is not None
+
+    with caplog.at_level(logging.WARNING, "sekiban.projections"):
+        await h.deactivate_projector(AccountList)
+
+    assert h.stored_projection(AccountList) is None
+    assert actor.projections.counters.save_failures == 1
+    assert "over the limit of 300" in caplog.text
+    assert await h.query(ActiveAccountsQuery()) == first  # rebuilt from the events
+
+
+async def test_a_projector_error_is_named_and_the_next_query_applies_nothing_twice() -> None:
+    h = harness()
+    await open_accounts(h, 2, deposits=2)
+    Deposits.fail_on = 2
+
+    with pytest.raises(RemoteCommandError) as raised:
+        await h.query(DepositsQuery())
+
+    assert raised.value.error_type == "ProjectionError"
+    assert "MoneyDeposited" in raised.value.message
+    Deposits.fail_on = None
+    answer = await h.query(DepositsQuery())
+    assert sorted(answer.values()) == [3, 3]
+
+
+async def test_an_unregistered_query_is_refused_before_anything_is_sent() -> None:
+    h = harness()
+    with pytest.raises(UnknownTypeError, match="UnregisteredQuery"):
+        await h.query(UnregisteredQuery())
+    assert h.active_projector(Deposits) is None
+
+
+async def test_a_query_sent_to_another_projectors_actor_is_refused() -> None:
+    h = harness()
+    body = messages.query_request(Serializer(domain()), DepositsQuery(), None, timedelta(seconds=1))
+    reply = await h._call(
+        projector_actor_id(AccountList.name), "Query", body, actor_type="DaprProjectorActor"
+    )
+    with pytest.raises(RemoteCommandError, match="ConfigurationError.*deposits"):
+        messages.parse_query_reply(reply)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a#b", "a?b", "a b", "a\\b", "a\x00"])
+def test_a_projector_name_dapr_cannot_route_is_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="cannot be a Dapr actor id"):
+        projector_actor_id(name)
+
+
+def test_a_projection_record_round_trips_as_json_and_refuses_damage() -> None:
+    record = ProjectionRecord(
+        "deposits", "1", "fp", 9, 6, datetime.now(UTC), "zlib+jsonl", 3, "ab", b"\x00\xff\n"
+    )
+    assert ProjectionRecord.from_json(record.to_json()) == record
+    out_of_line = dataclasses.replace(record, payload=None, blob_key="deposits/ab", signature="s")
+    assert ProjectionRecord.from_json(out_of_line.to_json()) == out_of_line
+    for bad in (
+        b"{",
+        b"[]",
+        b'{"format": "other"}',
+        record.to_json().replace(b'"position":9', b'"position":true'),
+    ):
+        with pytest.raises(SnapshotRejectedError) as raised:
+            ProjectionRecord.from_json(bad)
+        assert raised.value.rejection.reason is RejectionReason.CORRUPT
+
+
+def test_an_answer_that_does_not_fit_its_declared_type_is_a_serialization_error() -> None:
+    results = QueryResults(Serializer(domain()))
+    with pytest.raises(SerializationError, match="DepositsQuery"):
+        results.load(DepositsQuery, b'{"a": "not a number"}')
+    with pytest.raises(SerializationError, match="DepositsQuery"):
+        results.dump(DepositsQuery, {"a": object()})
+
+
+async def test_the_aggregate_actor_and_projector_actor_share_one_host() -> None:
+    h = harness()
+    opened = await h.command(OpenAccount(owner="ann"))
+    await h.query(ActiveAccountsQuery())
+    assert h.active_actor(AccountProjector, opened.partition_keys) is not None
+    assert h.active_projector(AccountList) is not None
