@@ -267,6 +267,17 @@ async def test_a_lost_actor_resumes_from_its_last_checkpoint_and_equals_a_full_r
 
     assert store.events_read == 9 - saved.position
     assert answer == await SekibanExecutor(domain(), store).query(DepositsQuery())
+    status = await h.projector_status(Deposits)
+    assert (status.projector, status.position) == ("deposits", 9)
+    assert status.restored_from == saved.position == 6
+    assert (status.restored, status.rejected, status.events_applied) == (1, 0, 6)
+
+
+async def test_the_status_of_a_projection_built_from_the_events_names_no_checkpoint() -> None:
+    h = harness()
+    await open_accounts(h, 1)
+    status = await h.projector_status("deposits")
+    assert (status.position, status.restored_from, status.restored) == (3, None, 0)
 
 
 def corrupted(record: bytes) -> list[bytes]:

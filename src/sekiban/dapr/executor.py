@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -19,10 +19,11 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.core.query import Query
+from sekiban.core.query import MultiProjector, Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
+from sekiban.dapr.messages import ProjectorStatus
 from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
 from sekiban.dapr.results import QueryResults
 from sekiban.errors import DaprUnavailableError, SekibanError
@@ -174,6 +175,18 @@ class DaprSekibanExecutor:
             timeout=self.timeout + timeout,
         )
         return answer
+
+    async def projector_status(self, projector: type[MultiProjector[Any]] | str) -> ProjectorStatus:
+        """The status of a multi-projector's actor (activating it, and catching it up,
+        if it is not): its position and where it was restored from."""
+        name = self.domain.multi_projector(projector).name
+        return await self._invoke(
+            projector_actor_id(name),
+            "Status",
+            None,
+            messages.parse_status_reply,
+            actor_type=PROJECTOR_ACTOR_TYPE,
+        )
 
     async def _invoke(
         self,

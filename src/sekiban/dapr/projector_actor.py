@@ -48,10 +48,14 @@ def projector_actor_id(projector_name: str) -> str:
 
 
 class ProjectorActorInterface(ActorInterface):
-    """The method a projector actor exposes; bodies are JSON (see `messages`)."""
+    """The methods a projector actor exposes; bodies are JSON (see `messages`)."""
 
     @actormethod(name="Query")  # type: ignore[untyped-decorator]
     async def query(self, request: str) -> bytes:
+        raise NotImplementedError
+
+    @actormethod(name="Status")  # type: ignore[untyped-decorator]
+    async def status(self) -> str:
         raise NotImplementedError
 
 
@@ -67,12 +71,18 @@ class ActorStateProjectionStore:
     def __init__(self, actor: Actor, max_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES) -> None:
         self._actor = actor
         self.max_bytes = max_bytes
+        self.first_read: ProjectionRecord | None = None
+        """The record the first `get` found: the one the projection was restored from."""
+        self._read = False
 
     async def get(self, name: str) -> ProjectionRecord | None:
         found, data = await self._actor._state_manager.try_get_state(PROJECTION_STATE_KEY)
+        first, self._read = not self._read, True
         if not (found and data):
             return None
         record = ProjectionRecord.from_json(data)
+        if first:
+            self.first_read = record
         if record.name != name:
             raise SnapshotRejectedError(
                 SnapshotRejection(
@@ -181,6 +191,28 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
                 if not isinstance(error, SekibanError):
                     log.info("query on %s failed: %r", self.id, error)
                 return messages.error_reply(error).encode()
+
+    async def status(self) -> str:
+        """The projection's `ProjectorStatus` (caught up first), as JSON."""
+        with telemetry.actor_method(type(self).__name__, self.id.id, "Status") as span:
+            try:
+                projection = await self.projections.catch_up(self.id.id)
+                counters, first = self.projections.counters, self.store.first_read
+                status = messages.ProjectorStatus(
+                    projection.name,
+                    projection.position,
+                    projection.events_applied,
+                    first.position if first is not None and counters.restored else None,
+                    counters.restored,
+                    counters.rejected,
+                    counters.saved,
+                    counters.save_failures,
+                )
+                return messages.status_reply(status)
+            except Exception as error:
+                telemetry.record_error(span, error)
+                await self._state_manager.clear_cache()
+                return messages.error_reply(error)
 
     def _check_target(self, query_type: type[Query[object]]) -> None:
         name = self.projections.projector(query_type.multi_projector).name
