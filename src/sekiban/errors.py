@@ -275,9 +275,17 @@ class ConsistencyTimeoutError(SekibanError, TimeoutError):
     caught up to it. The write itself is committed; ask again later."""
 
 
+class QueryAnswerTooLargeError(SekibanError, ValueError):
+    """A query's answer is larger than a projector actor may send back (daprd refuses
+    to pass larger messages between sidecars; its `--max-body-size`, 4 MiB by default).
+    Ask for less (a page of a `ListQuery`), or raise the actor host's limit together
+    with daprd's."""
+
+
 class RemoteCommandError(SekibanError):
-    """The aggregate actor refused a command; `error_type` names the error it raised
-    (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""
+    """An actor refused a command or failed a query; `error_type` names the error it
+    raised (e.g. "AggregateStateError", "ConcurrencyError", "ProjectionError" or a
+    domain error's class name)."""
 
     def __init__(self, error_type: str, message: str) -> None:
         self.error_type, self.message = error_type, message

@@ -209,6 +209,8 @@ async def test_the_executor_contract_holds_on_real_daprd(tmp_path: Path) -> None
             return DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
 
         host = ("dapr", dapr, bank.store)
+        # First: it counts every account in the store, answered by the projector actor.
+        await contract.test_a_query_sees_every_command(host)
         await contract.test_a_command_round_trips_to_the_aggregate(host)
         await contract.test_an_aggregate_without_events_loads_at_version_zero(host)
         await contract.test_a_refused_command_names_its_error_and_appends_nothing(host)

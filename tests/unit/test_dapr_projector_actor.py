@@ -33,6 +33,7 @@ from sekiban import (
     MultiProjector,
     PartitionKeys,
     Query,
+    QueryAnswerTooLargeError,
     RemoteCommandError,
     SekibanExecutor,
     SerializationError,
@@ -363,6 +364,17 @@ async def test_a_state_over_the_actor_state_limit_is_kept_in_memory_only(
     assert await h.query(ActiveAccountsQuery()) == first  # rebuilt from the events
 
 
+async def test_an_answer_over_the_reply_limit_is_refused_and_a_page_of_it_is_not() -> None:
+    h = harness(max_query_answer_bytes=2_000)
+    await open_accounts(h, 10)
+
+    with pytest.raises(QueryAnswerTooLargeError, match="over the limit of 2000"):
+        await h.query(ActiveAccountsQuery())
+
+    page = await h.query(ActiveAccountsQuery(page_size=2))
+    assert (len(page.items), page.total_count) == (2, 10)
+
+
 async def test_a_projector_error_is_named_and_the_next_query_applies_nothing_twice() -> None:
     h = harness()
     await open_accounts(h, 2, deposits=2)
@@ -391,7 +403,7 @@ async def test_a_query_sent_to_another_projectors_actor_is_refused() -> None:
     reply = await h._call(
         projector_actor_id(AccountList.name), "Query", body, actor_type="DaprProjectorActor"
     )
-    with pytest.raises(RemoteCommandError, match="ConfigurationError.*deposits"):
+    with pytest.raises(RemoteCommandError, match=r"ConfigurationError.*deposits"):
         messages.parse_query_reply(reply)
 
 

@@ -22,7 +22,11 @@ from sekiban import telemetry
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
-from sekiban.dapr.projector_actor import DEFAULT_MAX_ACTOR_STATE_BYTES, DaprProjectorActor
+from sekiban.dapr.projector_actor import (
+    DEFAULT_MAX_ACTOR_STATE_BYTES,
+    DEFAULT_MAX_ANSWER_BYTES,
+    DaprProjectorActor,
+)
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
 from sekiban.limits import CommandLimits
 from sekiban.projections import ProjectionOptions
@@ -80,10 +84,11 @@ def projector_actor_factory(
     options: ProjectionOptions | None = None,
     max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
     clock: Clock = utc_now,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> ActorFactory:
     """What `register_actor(actor_factory=...)` calls to build each projector actor;
     `options` says how often its state is saved, `max_state_bytes` how large a saved
-    record may be (see `DaprProjectorActor`)."""
+    record may be, `max_answer_bytes` how large an answer (see `DaprProjectorActor`)."""
 
     def create(ctx: ActorRuntimeContext, actor_id: ActorId) -> Actor:
         return DaprProjectorActor(
@@ -93,6 +98,7 @@ def projector_actor_factory(
             event_store=event_store,
             options=options,
             max_state_bytes=max_state_bytes,
+            max_answer_bytes=max_answer_bytes,
             clock=clock,
         )
 
@@ -121,6 +127,7 @@ def create_actor_app(
     limits: CommandLimits | None = None,
     projection_options: ProjectionOptions | None = None,
     max_projection_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
+    max_query_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> FastAPI:
     """A FastAPI app hosting `DaprAggregateActor` and `DaprProjectorActor` for
     `domain`; serve it with uvicorn.
@@ -131,7 +138,8 @@ def create_actor_app(
     `dapr-api-token` header are refused. `limits` bounds what one command may append.
     `projection_options` (its `persist_every` above all) says how projector actors save
     their state, `max_projection_state_bytes` the largest record they write to actor
-    state (keep it under daprd's `--max-body-size`).
+    state and `max_query_answer_bytes` the largest answer they send back (keep both
+    under daprd's `--max-body-size`).
     """
     token = app_api_token if app_api_token is not None else os.environ.get("APP_API_TOKEN")
     expected = token.encode() if token else b""
@@ -147,7 +155,11 @@ def create_actor_app(
         await register_actor(
             DaprProjectorActor,
             projector_actor_factory(
-                domain, event_store, projection_options, max_projection_state_bytes
+                domain,
+                event_store,
+                projection_options,
+                max_projection_state_bytes,
+                max_answer_bytes=max_query_answer_bytes,
             ),
         )
         try:

@@ -19,6 +19,7 @@ from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import (
     ConsistencyTimeoutError,
     InvalidReadError,
+    QueryAnswerTooLargeError,
     RemoteCommandError,
     SekibanError,
     SerializationError,
@@ -161,9 +162,10 @@ def query_reply(answer: bytes) -> bytes:
 
 
 def parse_query_reply(body: bytes) -> bytes:
-    """The answer's JSON from a query reply (for `QueryResults.load`). The errors a
-    local query raises for the caller's own input or patience (`ConsistencyTimeoutError`,
-    `InvalidReadError`) are raised as themselves; any other as `RemoteCommandError`."""
+    """The answer's JSON from a query reply (for `QueryResults.load`). The errors that
+    concern the caller's own input or patience (`ConsistencyTimeoutError`,
+    `InvalidReadError`, `QueryAnswerTooLargeError`) are raised as themselves; any other
+    as `RemoteCommandError`."""
     try:
         ok = _ok(body)
     except RemoteCommandError as error:
@@ -179,6 +181,7 @@ def parse_query_reply(body: bytes) -> bytes:
 _QUERY_ERRORS: dict[str, type[SekibanError]] = {
     ConsistencyTimeoutError.__name__: ConsistencyTimeoutError,
     InvalidReadError.__name__: InvalidReadError,
+    QueryAnswerTooLargeError.__name__: QueryAnswerTooLargeError,
 }
 
 

@@ -19,7 +19,13 @@ from sekiban.core.query import Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.results import QueryResults
-from sekiban.errors import ConfigurationError, SekibanError, SnapshotRejectedError, StoreError
+from sekiban.errors import (
+    ConfigurationError,
+    QueryAnswerTooLargeError,
+    SekibanError,
+    SnapshotRejectedError,
+    StoreError,
+)
 from sekiban.projections import ProjectionOptions, ProjectionRecord, Projections
 from sekiban.snapshot.types import RejectionReason, SnapshotRejection
 from sekiban.stores.protocols import EventStore
@@ -31,6 +37,12 @@ DEFAULT_MAX_ACTOR_STATE_BYTES = 3 * 1024 * 1024
 """The largest projection record (JSON, the state base64-encoded inside) written to
 actor state. daprd refuses request bodies over its `--max-body-size` (4 MiB by
 default), and the SDK saves actor state in one request: raise both together."""
+
+DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 16 * 1024
+"""The largest query answer (JSON) a projector actor sends back. daprd passes a reply
+from one sidecar to another only up to its `--max-body-size` (4 MiB by default), and
+the caller's sidecar is the actor's own only by chance: refused every time, the limit
+does not depend on where the actor was placed."""
 
 # What Dapr rejects or routes badly in an actor id: / \ # ? whitespace, control bytes.
 _BAD_ACTOR_ID = re.compile(r"[/\\#?\s\x00-\x1f\x7f]")
@@ -144,7 +156,8 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
     restores the projection from the record in actor state (a record of another
     projector version or event schema, corrupt, or wrongly signed is refused and the
     projection rebuilt from position 0), every query catches it up from the event
-    store, waits for `after` when given, and answers. The record is saved every
+    store, waits for `after` when given, and answers (an answer over `max_answer_bytes`
+    as JSON raises `QueryAnswerTooLargeError`). The record is saved every
     `options.persist_every` events and when the actor is deactivated, so another app
     instance that takes the actor over (after a crash, or a rebalance) reads only the
     events after the last save. Errors come back as an error reply.
@@ -163,9 +176,11 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
         event_store: EventStore,
         options: ProjectionOptions | None = None,
         max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         clock: Clock = utc_now,
     ) -> None:
         super().__init__(ctx, actor_id)
+        self.max_answer_bytes = max_answer_bytes
         self.serializer = Serializer(domain)
         self.results = QueryResults(self.serializer)
         self.store = ActorStateProjectionStore(self, max_state_bytes)
@@ -183,7 +198,14 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
                 query, after, timeout = messages.parse_query_request(self.serializer, request)
                 self._check_target(type(query))
                 answer = await self.projections.query(query, after=after, timeout=timeout)
-                return messages.query_reply(self.results.dump(type(query), answer))
+                data = self.results.dump(type(query), answer)
+                if len(data) > self.max_answer_bytes:
+                    raise QueryAnswerTooLargeError(
+                        f"the answer of {type(query).__name__} is {len(data)} bytes, over the "
+                        f"limit of {self.max_answer_bytes} for a projector actor's reply; ask "
+                        "for less (a page of a ListQuery)"
+                    )
+                return messages.query_reply(data)
             except Exception as error:  # every failure becomes an error reply
                 telemetry.record_error(span, error)
                 # The SDK drops pending state changes only on Dapr errors.

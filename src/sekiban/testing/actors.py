@@ -43,6 +43,7 @@ with require_extra("testing", "sekiban.testing.actors"):
     )
     from sekiban.dapr.projector_actor import (
         DEFAULT_MAX_ACTOR_STATE_BYTES,
+        DEFAULT_MAX_ANSWER_BYTES,
         PROJECTION_STATE_KEY,
         DaprProjectorActor,
         projector_actor_id,
@@ -113,6 +114,7 @@ class ActorHarness(DaprSekibanExecutor):
         limits: CommandLimits | None = None,
         projection_options: ProjectionOptions | None = None,
         max_projection_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
+        max_query_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         super().__init__(
             domain, event_store or InMemoryEventStore(), transient_retry=RetryPolicy.never()
@@ -128,7 +130,12 @@ class ActorHarness(DaprSekibanExecutor):
             PROJECTOR_ACTOR_TYPE: self._manager(
                 DaprProjectorActor,
                 projector_actor_factory(
-                    domain, self.event_store, projection_options, max_projection_state_bytes, clock
+                    domain,
+                    self.event_store,
+                    projection_options,
+                    max_projection_state_bytes,
+                    clock,
+                    max_query_answer_bytes,
                 ),
             ),
         }
