@@ -68,13 +68,15 @@ class DaprSekibanExecutor:
     `DAPR_HTTP_ENDPOINT` environment variable, else `http://127.0.0.1:$DAPR_HTTP_PORT`
     (port 3500 when unset), as every Dapr app reads them. `api_token` (sent as
     `dapr-api-token`) defaults to `DAPR_API_TOKEN`; "" sends none. `timeout` bounds one
-    actor call (a query's call gets its consistency timeout on top).
+    actor call (a query's call gets its consistency timeout on top). The actors read
+    the events; this executor does not, so `event_store` may be left out (it is kept
+    as `self.event_store` for callers that share one).
     """
 
     def __init__(
         self,
         domain: DomainTypes,
-        event_store: EventStore,
+        event_store: EventStore | None = None,
         *,
         dapr_http_endpoint: str | None = None,
         api_token: str | None = None,

@@ -116,22 +116,22 @@ class ActorHarness(DaprSekibanExecutor):
         max_projection_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
         max_query_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
-        super().__init__(
-            domain, event_store or InMemoryEventStore(), transient_retry=RetryPolicy.never()
-        )
+        store = event_store or InMemoryEventStore()
+        super().__init__(domain, store, transient_retry=RetryPolicy.never())
+        self.event_store: EventStore = store
         self.actor_client = InMemoryActorClient()
         self.managers = {
             AGGREGATE_ACTOR_TYPE: self._manager(
                 DaprAggregateActor,
                 aggregate_actor_factory(
-                    domain, self.event_store, snapshot_config, conflict_retry, clock, limits
+                    domain, store, snapshot_config, conflict_retry, clock, limits
                 ),
             ),
             PROJECTOR_ACTOR_TYPE: self._manager(
                 DaprProjectorActor,
                 projector_actor_factory(
                     domain,
-                    self.event_store,
+                    store,
                     projection_options,
                     max_projection_state_bytes,
                     clock,
