@@ -3,6 +3,7 @@ actor state, queries answered by the actor, and its host killed under it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import timedelta
@@ -30,7 +31,7 @@ from sekiban.dapr.projector_actor import (
 from sekiban.projections import ProjectionRecord
 from sekiban.stores import EventStore
 from sekiban.testing.sidecar import Node
-from tests.integration.dapr_support import BankCluster, bank_cluster
+from tests.integration.dapr_support import BankCluster, active_actor_count, bank_cluster
 from tests.integration.projector_host import PaddedAnswerQuery, domain
 
 pytestmark = pytest.mark.dapr
@@ -55,13 +56,7 @@ async def stored_record(bank: BankCluster, name: str) -> ProjectionRecord | None
 
 
 async def active_projectors(node: Node) -> int:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client,
-        client.get(f"{node.http_endpoint}/v1.0/metadata") as response,
-    ):
-        metadata = await response.json()
-    actors = metadata.get("actorRuntime", {}).get("activeActors") or metadata.get("actors") or []
-    return sum(a.get("count", 0) for a in actors if a.get("type") == ACTOR_TYPE)
+    return await active_actor_count(node.http_endpoint, ACTOR_TYPE)
 
 
 async def full_replay(store: EventStore, query: Query[object], after: CommandResponse) -> object:
@@ -78,7 +73,8 @@ async def deposit(
 async def test_queries_are_answered_by_the_projector_actor_and_survive_losing_its_host(
     tmp_path: Path,
 ) -> None:
-    env = {"SEKIBAN_PROJECTION_PERSIST_EVERY": "10"}
+    # Saved every 10 events, never by the timer within the test.
+    env = {"SEKIBAN_PROJECTION_PERSIST_EVERY": "10", "SEKIBAN_PROJECTION_FLUSH_SECONDS": "3600"}
     async with bank_cluster(tmp_path, extra_env=env, app_target=HOST) as bank:
         nodes = [bank.cluster.start_node("bank"), bank.cluster.start_node("bank")]
         executors = {
@@ -139,6 +135,25 @@ async def test_queries_are_answered_by_the_projector_actor_and_survive_losing_it
         assert status.restored_from == checkpoint.position
         assert (status.events_applied, status.restored, status.rejected) == (29, 1, 0)
         assert await active_projectors(survivor) == 1
+
+
+async def test_a_quiet_projector_actor_saves_its_state_on_its_timer(tmp_path: Path) -> None:
+    """persist_every is 10 000: the timer saves the one event applied. (Deactivation
+    cannot: daprd 1.18 refuses the state writes of an actor it is deactivating.)"""
+    env = {"SEKIBAN_PROJECTION_FLUSH_SECONDS": "1"}
+    async with bank_cluster(tmp_path, extra_env=env, app_target=HOST) as bank:
+        node = bank.cluster.start_node("bank")
+        executor = DaprSekibanExecutor(bank_domain(), dapr_http_endpoint=node.http_endpoint)
+        opened = await executor.command(OpenAccount(owner="ann"))
+        await executor.query(ActiveAccountsQuery(), after=opened)
+        deadline = asyncio.get_running_loop().time() + 30
+        record = await stored_record(bank, AccountList.name)
+        while record is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            record = await stored_record(bank, AccountList.name)
+        assert record is not None and record.events_applied == 1
+        status = await executor.projector_status(AccountList)
+        assert (status.saved, status.save_failures) == (1, 0)
 
 
 async def test_daprd_takes_an_actor_state_record_of_the_default_limit_and_refuses_4mib(

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -18,7 +18,6 @@ from examples.bank import (
     ActiveAccount,
     ActiveAccountsQuery,
     DepositMoney,
-    MoneyDeposited,
     OpenAccount,
     bank_domain,
 )
@@ -27,10 +26,7 @@ from sekiban import (
     AggregatePayload,
     ConfigurationError,
     ConsistencyTimeoutError,
-    Event,
-    EventPayload,
     InvalidReadError,
-    MultiProjector,
     PartitionKeys,
     Query,
     QueryAnswerTooLargeError,
@@ -50,31 +46,7 @@ from sekiban.projections import ProjectionOptions, ProjectionRecord
 from sekiban.snapshot.types import RejectionReason
 from sekiban.stores import InMemoryEventStore
 from sekiban.testing.actors import ActorHarness
-
-
-class Deposits(MultiProjector[dict[str, int]]):
-    """Sums deposits per account; raises on the amount in `fail_on`."""
-
-    event_types: ClassVar = (MoneyDeposited,)
-    fail_on: ClassVar[int | None] = None
-
-    def initial_state(self) -> dict[str, int]:
-        return {}
-
-    def project(self, state: dict[str, int], event: Event[EventPayload]) -> dict[str, int]:
-        assert isinstance(event.payload, MoneyDeposited)
-        key = str(event.partition_keys.aggregate_id)
-        state[key] = state.get(key, 0) + event.payload.amount
-        if event.payload.amount == self.fail_on:
-            raise RuntimeError("projector bug")
-        return state
-
-
-class DepositsQuery(Query[dict[str, int]]):
-    multi_projector = Deposits
-
-    def handle(self, state: dict[str, int]) -> dict[str, int]:
-        return dict(state)
+from tests.unit.test_projections import Deposits, DepositsQuery, _no_failure  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +105,6 @@ class UnregisteredQuery(Query[int]):
 
 def domain() -> DomainTypes:
     return bank_domain().register(Deposits, DepositsQuery, OwnersQuery, RichestQuery)
-
-
-@pytest.fixture(autouse=True)
-def _no_failure() -> Any:
-    yield
-    Deposits.fail_on = None
 
 
 class CountingEventStore(InMemoryEventStore):
@@ -237,7 +203,8 @@ async def test_a_deactivated_actor_restores_its_state_and_reads_only_new_events(
     h = harness(store)
     await open_accounts(h, 3)
     first = await h.query(DepositsQuery())
-    await h.deactivate_projector(Deposits)  # saves the record to actor state
+    assert await h.fire_timers() == 1  # the flush timer saves the record to actor state
+    await h.deactivate_projector(Deposits)
     saved = h.stored_projection(Deposits)
     assert saved is not None and saved.position == 9
 
@@ -299,6 +266,7 @@ async def test_a_damaged_record_in_actor_state_is_rebuilt_from_the_events(damage
     h = harness()
     await open_accounts(h, 3)
     await h.query(DepositsQuery())
+    await h.fire_timers()
     await h.deactivate_projector(Deposits)
     key = h.stored_projection_key(Deposits)
     h.actor_client.state[key] = corrupted(h.actor_client.state[key])[damage]
@@ -309,9 +277,28 @@ async def test_a_damaged_record_in_actor_state_is_rebuilt_from_the_events(damage
     assert actor is not None
     assert (actor.projections.counters.rejected, actor.projections.counters.restored) == (1, 0)
     assert answer == await SekibanExecutor(domain(), h.event_store).query(DepositsQuery())
-    await h.deactivate_projector(Deposits)  # the rebuilt state replaces the damaged one
+    await h.fire_timers()  # the rebuilt state replaces the damaged one
     replaced = h.stored_projection(Deposits)
     assert replaced is not None and replaced.position == 9
+
+
+async def test_the_flush_timer_saves_only_what_was_applied_since_the_last_save() -> None:
+    h = harness()
+    await open_accounts(h, 1)
+    await h.query(DepositsQuery())
+    actor = h.active_projector(Deposits)
+    assert actor is not None and h.stored_projection(Deposits) is None
+
+    await h.fire_timers()
+    await h.fire_timers()  # nothing new: nothing written
+    assert actor.projections.counters.saved == 1
+
+    await open_accounts(h, 1)
+    await h.query(DepositsQuery())
+    await h.fire_timers()
+    saved = h.stored_projection(Deposits)
+    assert actor.projections.counters.saved == 2
+    assert saved is not None and saved.position == 6
 
 
 async def test_after_waits_until_the_projection_has_the_command() -> None:
@@ -356,10 +343,11 @@ async def test_a_state_over_the_actor_state_limit_is_kept_in_memory_only(
     assert actor is not None
 
     with caplog.at_level(logging.WARNING, "sekiban.projections"):
-        await h.deactivate_projector(AccountList)
+        await h.fire_timers()
+    await h.deactivate_projector(AccountList)  # tries once more
 
     assert h.stored_projection(AccountList) is None
-    assert actor.projections.counters.save_failures == 1
+    assert actor.projections.counters.save_failures == 2
     assert "over the limit of 300" in caplog.text
     assert await h.query(ActiveAccountsQuery()) == first  # rebuilt from the events
 

@@ -23,6 +23,7 @@ from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
 from sekiban.dapr.projector_actor import (
+    DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_ACTOR_STATE_BYTES,
     DEFAULT_MAX_ANSWER_BYTES,
     DaprProjectorActor,
@@ -85,10 +86,12 @@ def projector_actor_factory(
     max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
     clock: Clock = utc_now,
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
 ) -> ActorFactory:
     """What `register_actor(actor_factory=...)` calls to build each projector actor;
-    `options` says how often its state is saved, `max_state_bytes` how large a saved
-    record may be, `max_answer_bytes` how large an answer (see `DaprProjectorActor`)."""
+    `options` and `flush_interval` say when its state is saved, `max_state_bytes` how
+    large a saved record may be, `max_answer_bytes` how large an answer (see
+    `DaprProjectorActor`)."""
 
     def create(ctx: ActorRuntimeContext, actor_id: ActorId) -> Actor:
         return DaprProjectorActor(
@@ -99,6 +102,7 @@ def projector_actor_factory(
             options=options,
             max_state_bytes=max_state_bytes,
             max_answer_bytes=max_answer_bytes,
+            flush_interval=flush_interval,
             clock=clock,
         )
 
@@ -128,6 +132,7 @@ def create_actor_app(
     projection_options: ProjectionOptions | None = None,
     max_projection_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
     max_query_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    projection_flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
 ) -> FastAPI:
     """A FastAPI app hosting `DaprAggregateActor` and `DaprProjectorActor` for
     `domain`; serve it with uvicorn.
@@ -136,7 +141,8 @@ def create_actor_app(
     event loop) and closed at shutdown. With `app_api_token` (default: the
     `APP_API_TOKEN` variable daprd also reads), requests without the matching
     `dapr-api-token` header are refused. `limits` bounds what one command may append.
-    `projection_options` (its `persist_every` above all) says how projector actors save
+    `projection_options` (its `persist_every` above all) and `projection_flush_interval`
+    (a timer saving what a quiet projection applied) say how projector actors save
     their state, `max_projection_state_bytes` the largest record they write to actor
     state and `max_query_answer_bytes` the largest answer they send back (keep both
     under daprd's `--max-body-size`).
@@ -160,6 +166,7 @@ def create_actor_app(
                 projection_options,
                 max_projection_state_bytes,
                 max_answer_bytes=max_query_answer_bytes,
+                flush_interval=projection_flush_interval,
             ),
         )
         try:

@@ -7,6 +7,7 @@ checkpoint in actor state."""
 import logging
 import re
 from contextlib import suppress
+from datetime import timedelta
 
 from dapr.actor import Actor, ActorInterface, actormethod
 from dapr.actor.id import ActorId
@@ -33,6 +34,12 @@ from sekiban.stores.protocols import EventStore
 log = logging.getLogger("sekiban.dapr")
 
 PROJECTION_STATE_KEY = "projection"
+PROJECTION_FLUSH_TIMER = "projection-flush"
+DEFAULT_FLUSH_INTERVAL = timedelta(seconds=30)
+"""How often a projector actor saves events it applied since its last save. A timer,
+not deactivation, is what saves a quiet projection: daprd 1.18 has already dropped the
+actor when it calls the host to deactivate it, and refuses its state writes
+(`ERR_ACTOR_INSTANCE_MISSING`)."""
 DEFAULT_MAX_ACTOR_STATE_BYTES = 3 * 1024 * 1024
 """The largest projection record (JSON, the state base64-encoded inside) written to
 actor state. daprd refuses request bodies over its `--max-body-size` (4 MiB by
@@ -111,8 +118,9 @@ class ActorStateProjectionStore:
                     RejectionReason.TOO_LARGE,
                     f"projection {record.name!r} at position {record.position} is "
                     f"{len(document)} bytes as actor state, over the limit of "
-                    f"{self.max_bytes}; it is kept in memory only. Raise max_bytes together "
-                    "with daprd's --max-body-size, or give the projection fewer fields",
+                    f"{self.max_bytes}; it is kept in memory only. Raise "
+                    "create_actor_app(max_projection_state_bytes=...) together with daprd's "
+                    "--max-body-size, or keep this projection in process",
                 )
             )
         stored = None
@@ -158,9 +166,10 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
     projection rebuilt from position 0), every query catches it up from the event
     store, waits for `after` when given, and answers (an answer over `max_answer_bytes`
     as JSON raises `QueryAnswerTooLargeError`). The record is saved every
-    `options.persist_every` events and when the actor is deactivated, so another app
-    instance that takes the actor over (after a crash, or a rebalance) reads only the
-    events after the last save. Errors come back as an error reply.
+    `options.persist_every` events, and every `flush_interval` when events were applied
+    since (a timer), so another app instance that takes the actor over (after a crash,
+    or a rebalance) reads only the events after the last save. Errors come back as an
+    error reply.
 
     Dapr runs one call of an actor at a time: queries of one projection are answered
     in turn, a query waiting for `after` holds the others back until it is answered or
@@ -177,10 +186,12 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
         options: ProjectionOptions | None = None,
         max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
         clock: Clock = utc_now,
     ) -> None:
         super().__init__(ctx, actor_id)
         self.max_answer_bytes = max_answer_bytes
+        self.flush_interval = flush_interval
         self.serializer = Serializer(domain)
         self.results = QueryResults(self.serializer)
         self.store = ActorStateProjectionStore(self, max_state_bytes)
@@ -188,8 +199,19 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
             domain, event_store, self.store, options=options, clock=clock
         )
 
+    async def _on_activate(self) -> None:
+        # A timer, not a reminder: timers live in daprd and need no scheduler.
+        interval = self.flush_interval
+        await self.register_timer(PROJECTION_FLUSH_TIMER, self.flush, None, interval, interval)
+
+    async def flush(self, _: object = None) -> None:
+        """Timer callback: save the record if events were applied since the last save
+        (a failure is logged and counted; the next tick tries again)."""
+        await self.projections.close()  # saves what is unsaved; the manager stays usable
+
     async def _on_deactivate(self) -> None:
-        # Saves what was applied since the last save (failures are logged and counted).
+        # Where the runtime allows it (the in-process harness does; daprd 1.18 refuses
+        # writes by now, logged and counted), save what the last tick did not.
         await self.projections.close()
 
     async def query(self, request: str) -> bytes:
@@ -207,12 +229,7 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
                     )
                 return messages.query_reply(data)
             except Exception as error:  # every failure becomes an error reply
-                telemetry.record_error(span, error)
-                # The SDK drops pending state changes only on Dapr errors.
-                await self._state_manager.clear_cache()
-                if not isinstance(error, SekibanError):
-                    log.info("query on %s failed: %r", self.id, error)
-                return messages.error_reply(error).encode()
+                return (await self._error_reply(span, "Query", error)).encode()
 
     async def status(self) -> str:
         """The projection's `ProjectorStatus` (caught up first), as JSON."""
@@ -232,9 +249,16 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
                 )
                 return messages.status_reply(status)
             except Exception as error:
-                telemetry.record_error(span, error)
-                await self._state_manager.clear_cache()
-                return messages.error_reply(error)
+                return await self._error_reply(span, "Status", error)
+
+    async def _error_reply(self, span: telemetry.Span, method: str, error: Exception) -> str:
+        telemetry.record_error(span, error)
+        # The SDK drops pending state changes only on Dapr errors: drop ours, so the
+        # end-of-call save cannot write what the failed call left pending.
+        await self._state_manager.clear_cache()
+        if not isinstance(error, SekibanError):
+            log.info("%s on %s failed: %r", method, self.id, error)
+        return messages.error_reply(error)
 
     def _check_target(self, query_type: type[Query[object]]) -> None:
         name = self.projections.projector(query_type.multi_projector).name
