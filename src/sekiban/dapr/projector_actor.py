@@ -136,7 +136,7 @@ class ActorStateProjectionStore:
             # Nothing of it may be saved later by the SDK's end-of-call save.
             await state.clear_cache()
             raise StoreError(
-                f"actor state of projection {record.name!r} not saved: {error!r}",
+                f"actor state of projection {record.name!r} not saved: {error}",
                 outcome_unknown=True,
             ) from error
         return True
