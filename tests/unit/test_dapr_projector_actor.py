@@ -43,6 +43,7 @@ from sekiban.dapr import messages
 from sekiban.dapr.projector_actor import projector_actor_id
 from sekiban.dapr.results import QueryResults
 from sekiban.projections import ProjectionOptions, ProjectionRecord
+from sekiban.snapshot.signing import SnapshotSigning
 from sekiban.snapshot.types import RejectionReason
 from sekiban.stores import InMemoryEventStore
 from sekiban.testing.actors import ActorHarness
@@ -280,6 +281,29 @@ async def test_a_damaged_record_in_actor_state_is_rebuilt_from_the_events(damage
     await h.fire_timers()  # the rebuilt state replaces the damaged one
     replaced = h.stored_projection(Deposits)
     assert replaced is not None and replaced.position == 9
+
+
+async def test_with_signing_an_unsigned_record_in_actor_state_is_refused() -> None:
+    unsigned = harness()
+    await open_accounts(unsigned, 2)
+    await unsigned.query(DepositsQuery())
+    await unsigned.fire_timers()
+    signing = SnapshotSigning("k1", b"0123456789abcdef0123")
+    signed = ActorHarness(
+        domain(),
+        unsigned.event_store,
+        projection_options=ProjectionOptions(signing=signing),
+    )
+    signed.actor_client.state = dict(unsigned.actor_client.state)  # the same actor state
+
+    answer = await signed.query(DepositsQuery())
+    await signed.fire_timers()
+
+    actor = signed.active_projector(Deposits)
+    assert actor is not None and actor.projections.counters.rejected == 1
+    assert answer == await unsigned.query(DepositsQuery())
+    record = signed.stored_projection(Deposits)
+    assert record is not None and signing.check(record.signature, record.canonical_form()) is None
 
 
 async def test_the_flush_timer_saves_only_what_was_applied_since_the_last_save() -> None:
