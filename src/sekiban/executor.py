@@ -21,12 +21,8 @@ from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
 from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, SnapshotCounters
-from sekiban.projections import (
-    DEFAULT_CONSISTENCY_TIMEOUT,
-    ProjectionOptions,
-    Projections,
-    ProjectionStore,
-)
+from sekiban.projections import ProjectionOptions, Projections, ProjectionStore
+from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.repository import AggregateRepository
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration

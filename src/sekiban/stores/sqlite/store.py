@@ -136,7 +136,7 @@ class SqliteEventStore(ClosesOnExit):
                     rows = await self._db.run(
                         read_rows, READ_STREAM, (*stream, after), after, limit
                     )
-                page = stream_events(rows, partition_keys, after)
+                page = stream_events(rows, partition_keys, after, positions=True)
                 if page:
                     yield page
                     after = page[-1].version
