@@ -7,6 +7,7 @@ application code and tests can take an `Executor` and not care where aggregates 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -157,6 +158,10 @@ class SekibanExecutor:
         name = type(command).__name__
         with telemetry.command(name, projector.name, keys, metadata.causation_id) as span:
             state = await self.repository.load(projector, keys)
+            # A store that answers without suspending (SQLite runs its statements on
+            # the loop) would make a whole command one step; other tasks get a turn
+            # between the load and the decision.
+            await asyncio.sleep(0)
             response, _ = await self.repository.execute_with_retry(
                 projector, command, state, metadata, self.conflict_retry
             )

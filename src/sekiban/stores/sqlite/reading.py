@@ -34,13 +34,14 @@ WHERE {STREAM} AND last_version > ? ORDER BY last_version
 
 _SNAPSHOT_COLUMNS_COUNT = len(SNAPSHOT_COLUMNS.split(","))
 # The snapshot (if any) on a first row, its columns after two NULLs; then the commits from
-# the one holding its version (from version 1 without one).
+# the one holding its version (from version 1 without one), each with the position of
+# its first event.
 _SNAPSHOT_AND_STREAM = f"""
 SELECT NULL, NULL, {SNAPSHOT_COLUMNS} FROM snapshots WHERE {STREAM} AND projector_name = ?
 UNION ALL
 SELECT * FROM (
-    SELECT first_version, last_version, events,
-        {", ".join(["NULL"] * (_SNAPSHOT_COLUMNS_COUNT - 1))}
+    SELECT first_version, last_version, events, position - last_version + first_version,
+        {", ".join(["NULL"] * (_SNAPSHOT_COLUMNS_COUNT - 2))}
     FROM commits
     WHERE {STREAM} AND last_version >= COALESCE(
         (SELECT version FROM snapshots WHERE {STREAM} AND projector_name = ?), 1)
@@ -65,8 +66,8 @@ def command_rows(
 ) -> list[Any]:
     """The row of the stream's commit with `command_id` (the unique index finds it)."""
     return connection.execute(
-        f"SELECT first_version, last_version, events FROM commits "
-        f"WHERE {STREAM} AND command_id = ?",
+        f"SELECT first_version, last_version, events, position - last_version + first_version "
+        f"FROM commits WHERE {STREAM} AND command_id = ?",
         (*stream, command_id),
     ).fetchall()
 
