@@ -1,0 +1,112 @@
+"""Reactions: events that cause commands and side effects, exactly once in effect.
+
+- `Reaction`: stateless, "when this event happens, send these commands".
+- `ProcessManager`: a saga with event-sourced state per correlation key, `Step`s,
+  `Timeout`s that survive restarts.
+- `OutboxDispatcher`: delivers `SideEffect`s recorded as pending events, with retries,
+  backoff and dead letters.
+- `ReactionRunner`: hosts them on the global event order, each at its own checkpoint.
+
+Register `REACTION_TYPES` in the domain that hosts them: `domain.register(*REACTION_TYPES)`.
+"""
+
+from sekiban.reactions.dispatcher import (
+    DELIVERY_RETRY,
+    OutboxDispatcher,
+    PendingEffect,
+    SideEffectHandler,
+)
+from sekiban.reactions.events import (
+    OUTBOX_GROUP,
+    CommandRequested,
+    OutboxItem,
+    ProcessCompleted,
+    ProcessStarted,
+    ProcessState,
+    SideEffectAttemptFailed,
+    SideEffectDeadLettered,
+    SideEffectDelivered,
+    SideEffectRequested,
+    SideEffectRetryRequested,
+    TimeoutCancelled,
+    TimeoutFired,
+    TimeoutScheduled,
+)
+from sekiban.reactions.outbox import (
+    OutboxProjector,
+    RecordDeliveryAttempt,
+    RequestSideEffect,
+    RetrySideEffect,
+    outbox_keys,
+)
+from sekiban.reactions.process import FiredTimeout, ProcessManager, Step, Timeout
+from sekiban.reactions.reaction import Reaction, ReactionResult, SideEffect, derived_id
+from sekiban.reactions.runner import (
+    HANDLER_RETRY,
+    ParkedItem,
+    ReactionRunner,
+    SubscriptionStatus,
+)
+from sekiban.reactions.status import ReactionsStatus, reactions_status
+
+REACTION_TYPES: tuple[type, ...] = (
+    ProcessStarted,
+    ProcessCompleted,
+    CommandRequested,
+    TimeoutScheduled,
+    TimeoutCancelled,
+    TimeoutFired,
+    SideEffectRequested,
+    SideEffectAttemptFailed,
+    SideEffectDelivered,
+    SideEffectDeadLettered,
+    SideEffectRetryRequested,
+    ProcessState,
+    OutboxItem,
+    OutboxProjector,
+    RequestSideEffect,
+    RecordDeliveryAttempt,
+    RetrySideEffect,
+)
+"""The framework's own types reactions store: register them in the hosting domain."""
+
+__all__ = [
+    "DELIVERY_RETRY",
+    "HANDLER_RETRY",
+    "OUTBOX_GROUP",
+    "REACTION_TYPES",
+    "CommandRequested",
+    "FiredTimeout",
+    "OutboxDispatcher",
+    "OutboxItem",
+    "OutboxProjector",
+    "ParkedItem",
+    "PendingEffect",
+    "ProcessCompleted",
+    "ProcessManager",
+    "ProcessStarted",
+    "ProcessState",
+    "Reaction",
+    "ReactionResult",
+    "ReactionRunner",
+    "ReactionsStatus",
+    "RecordDeliveryAttempt",
+    "RequestSideEffect",
+    "RetrySideEffect",
+    "SideEffect",
+    "SideEffectAttemptFailed",
+    "SideEffectDeadLettered",
+    "SideEffectDelivered",
+    "SideEffectHandler",
+    "SideEffectRequested",
+    "SideEffectRetryRequested",
+    "Step",
+    "SubscriptionStatus",
+    "Timeout",
+    "TimeoutCancelled",
+    "TimeoutFired",
+    "TimeoutScheduled",
+    "derived_id",
+    "outbox_keys",
+    "reactions_status",
+]
