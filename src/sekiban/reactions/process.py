@@ -244,6 +244,9 @@ class ProcessSubscriber:
         trigger = str(event.id)
 
         async def decide(context: CommandContext[AggregatePayload]) -> list[EventPayload]:
+            payload = context.payload
+            if isinstance(payload, ProcessState) and payload.completed:
+                return []  # a completed process ignores later events
             started = [] if context.version else [ProcessStarted(process=self.name, key=key)]
             state = self.process.state_of(context.payload)
             step = self.process.handle(state, event, host.now())
@@ -359,6 +362,7 @@ class ProcessSubscriber:
                 p.timeout_id,
                 {
                     "timeout_id": p.timeout_id,
+                    "name": p.name,
                     "stream": str(event.partition_keys),
                     "due_at": p.due_at.isoformat(),
                     "correlation_id": event.metadata.correlation_id,

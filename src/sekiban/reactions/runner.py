@@ -172,14 +172,24 @@ class ReactionRunner:
 
     async def run_once(self) -> int:
         """Catch every subscriber up with the store, then run what is due; the number of
-        events handled."""
+        events handled and due items run (0: nothing to do)."""
         await self.start()
-        handled = 0
+        done = 0
         for subscription in self.subscriptions.values():
-            handled += await self._catch_up(subscription)
-            await self._run_due(subscription)
+            done += await self._catch_up(subscription)
+            done += await self._run_due(subscription)
             await self.save(subscription)
-        return handled
+        return done
+
+    async def run_until_idle(self, *, max_rounds: int = 100) -> int:
+        """`run_once` until it finds nothing to do (or `max_rounds`); the total done."""
+        total = 0
+        for _ in range(max_rounds):
+            done = await self.run_once()
+            if not done:
+                break
+            total += done
+        return total
 
     async def run(
         self, stop: asyncio.Event, *, poll_interval: timedelta = timedelta(seconds=1)
@@ -229,8 +239,11 @@ class ReactionRunner:
             # Parked items are what an operator acts on: never lose one to a crash.
             await self.save(subscription)
 
-    async def _run_due(self, subscription: Subscription) -> None:
-        for work in subscription.subscriber.due(self.clock(), self):
+    async def _run_due(self, subscription: Subscription) -> int:
+        # Parked work stays parked until `retry_parked`, rather than failing every round.
+        parked = {p.label for p in subscription.parked if not p.position}
+        due = [w for w in subscription.subscriber.due(self.clock(), self) if w.label not in parked]
+        for work in due:
             error, attempts = await self._attempt(
                 subscription.subscriber.name, work.label, _run, work
             )
@@ -239,6 +252,7 @@ class ReactionRunner:
                     ParkedItem(work.label, 0, "", "", describe(error), attempts, self.clock())
                 )
                 await self.save(subscription)
+        return len(due)
 
     async def _attempt(
         self, name: str, label: str, handle: Callable[[Any, Any], Awaitable[None]], item: Any
@@ -261,8 +275,9 @@ class ReactionRunner:
 
     async def retry_parked(self, name: str) -> int:
         """Hand the parked events of subscriber `name` to its handler again (once each,
-        with the usual retries); those that fail again stay parked. Parked due work is
-        dropped from the list and comes due again by itself. The number that succeeded.
+        with the usual retries); those that fail again stay parked. Parked due work (a
+        timeout) is unparked: it runs again with the next `run_once`. The number of
+        events that succeeded.
 
         Raises `UnknownReactionError` if this runner hosts no subscriber `name`.
         """

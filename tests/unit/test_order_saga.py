@@ -1,0 +1,137 @@
+"""The example saga (examples/order_saga.py), given/when/then with a fake clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from examples.order_saga import (
+    PAYMENT_WINDOW,
+    AddStock,
+    CancelOrder,
+    ConfirmOrder,
+    OrderFulfilment,
+    OrderProjector,
+    PlaceOrder,
+    RecordPayment,
+    ReleaseStock,
+    ReserveStock,
+    StockProjector,
+    order_domain,
+    order_keys,
+    stock_keys,
+)
+from sekiban.reactions import PendingEffect, SideEffect
+from sekiban.testing import ReactionScenario
+
+ORDER = "5b0c9f8e-3a5e-4f57-9a43-0a4f3c8f2d10"
+
+
+def scenario() -> ReactionScenario:
+    return ReactionScenario(order_domain(), OrderFulfilment())
+
+
+async def test_a_placed_order_reserves_stock_and_waits_for_payment() -> None:
+    s = scenario()
+    await s.given(AddStock(sku="tea", quantity=5))
+    await s.when(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    assert s.commands()[0] == ReserveStock(sku="tea", order_id=ORDER, quantity=2)
+    await s.then_side_effects(
+        SideEffect(kind="request-payment", data={"order_id": ORDER, "amount": 8})
+    )
+    [(name, due_at)] = s.then_timeouts("payment")
+    assert due_at == s.clock() + PAYMENT_WINDOW
+
+
+async def test_payment_confirms_the_order_and_cancels_the_timeout() -> None:
+    s = scenario()
+    await s.given(
+        AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
+    )
+    await s.when(RecordPayment(order_id=ORDER, succeeded=True))
+    s.then_commands(ConfirmOrder(order_id=ORDER))
+    s.then_timeouts()
+    await s.advance(PAYMENT_WINDOW * 2)
+    s.then_no_commands()
+    order = await s.executor.load_aggregate(OrderProjector, order_keys(ORDER))
+    assert order.payload.status == "confirmed"  # type: ignore[attr-defined]
+
+
+async def test_no_payment_within_the_window_releases_stock_and_cancels() -> None:
+    s = scenario()
+    await s.given(
+        AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
+    )
+    await s.advance(PAYMENT_WINDOW - timedelta(seconds=1))
+    s.then_no_commands()
+    await s.advance(timedelta(seconds=1))
+    s.then_commands(
+        ReleaseStock(sku="tea", order_id=ORDER),
+        CancelOrder(order_id=ORDER, reason="no payment within 15 minutes"),
+    )
+    s.then_timeouts()
+    stock = await s.executor.load_aggregate(StockProjector, stock_keys("tea"))
+    assert stock.payload.available == 5  # type: ignore[attr-defined]
+    # A payment arriving after the process completed changes nothing.
+    await s.when(RecordPayment(order_id=ORDER, succeeded=True))
+    s.then_no_commands()
+
+
+async def test_failed_payment_is_compensated() -> None:
+    s = scenario()
+    await s.given(
+        AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
+    )
+    await s.when(RecordPayment(order_id=ORDER, succeeded=False, reason="card declined"))
+    s.then_commands(
+        ReleaseStock(sku="tea", order_id=ORDER),
+        CancelOrder(order_id=ORDER, reason="payment failed: card declined"),
+    )
+    order = await s.executor.load_aggregate(OrderProjector, order_keys(ORDER))
+    assert order.payload.status == "cancelled"  # type: ignore[attr-defined]
+
+
+async def test_out_of_stock_cancels_without_asking_for_payment() -> None:
+    s = scenario()
+    await s.given(AddStock(sku="tea", quantity=1))
+    await s.when(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    s.then_commands(
+        ReserveStock(sku="tea", order_id=ORDER, quantity=2),
+        CancelOrder(order_id=ORDER, reason="out of stock"),
+    )
+    await s.then_side_effects()
+    s.then_timeouts()
+
+
+async def test_timeouts_survive_a_restart_of_the_runner() -> None:
+    s = scenario()
+    await s.given(
+        AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
+    )
+    # A new runner over the same stores: the pending timeout comes from the checkpoint.
+    restarted = ReactionScenario(order_domain(), OrderFulfilment(), clock=s.clock)
+    restarted.executor = s.executor
+    restarted.runner.executor = s.executor
+    restarted.runner.store = s.runner.store
+    await restarted.runner.start()
+    restarted.then_timeouts("payment")
+    await restarted.advance(PAYMENT_WINDOW)
+    assert CancelOrder(order_id=ORDER, reason="no payment within 15 minutes") in (
+        restarted.commands()
+    )
+
+
+async def test_the_payment_request_is_delivered_through_the_outbox() -> None:
+    sent: list[PendingEffect] = []
+
+    async def request_payment(effect: PendingEffect) -> None:
+        sent.append(effect)
+
+    s = ReactionScenario(
+        order_domain(), OrderFulfilment(), handlers={"request-payment": request_payment}
+    )
+    await s.given(AddStock(sku="tea", quantity=5))
+    await s.when(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    assert [dict(e.data) for e in sent] == [{"order_id": ORDER, "amount": 8}]
+    # The correlation of the order's command reaches the side effect.
+    [placed] = [e for e in await s._events_since_mark() if e.partition_keys == order_keys(ORDER)]
+    assert sent[0].correlation_id == placed.metadata.correlation_id
