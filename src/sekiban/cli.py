@@ -28,7 +28,9 @@ app = typer.Typer(help="sekiban: event sourcing with snapshot management.", no_a
 db = typer.Typer(help="Event store databases.", no_args_is_help=True)
 events = typer.Typer(help="The events in a store.", no_args_is_help=True)
 app.add_typer(db, name="db")
+reactions = typer.Typer(help="Reactions, process managers and the outbox.", no_args_is_help=True)
 app.add_typer(events, name="events")
+app.add_typer(reactions, name="reactions")
 console = Console()
 
 StoreOption = Annotated[
@@ -130,6 +132,79 @@ async def _verify(
                 stream=stream,
                 progress=lambda n: progress.update(task, completed=n),
             )
+
+
+@reactions.command("status")
+def reactions_status(
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+) -> None:
+    """Show each reaction's lag and parked events (when the store keeps checkpoints) and
+    the outbox's pending, failed and dead-lettered side effects. Writes nothing."""
+    from sekiban.reactions.status import dumps
+
+    settings, url = _settings(store)
+    status = asyncio.run(_reactions_status(settings))
+    if as_json:
+        print(dumps(status))
+        return
+    console.print(f"{redact(url)}: head position {status.head:,}")
+    for checkpoint in status.checkpoints:
+        console.print(
+            f"reaction {checkpoint.name}: position {checkpoint.position:,}, "
+            f"lag {checkpoint.lag:,}, parked {len(checkpoint.parked)}",
+            markup=False,
+        )
+        for parked in checkpoint.parked:
+            console.print(f"  parked {parked['label']}: {parked['error']}", markup=False)
+    counts = ", ".join(f"{n:,} {kind.replace('_', '-')}" for kind, n in status.outbox.items())
+    console.print(f"outbox: {counts}")
+    for item in status.undelivered:
+        if item.attempts:
+            console.print(
+                f"  {item.status} {item.effect_id} ({item.kind}, {item.attempts} attempts): "
+                f"{item.error}",
+                markup=False,
+            )
+
+
+async def _reactions_status(settings: SekibanSettings) -> Any:
+    from sekiban.reactions.status import reactions_status as read_status
+
+    async with await settings.open_store() as stores:
+        checkpoints = getattr(stores.events, "projection_store", None)
+        return await read_status(stores.events, checkpoints() if checkpoints else None)
+
+
+@reactions.command("retry")
+def reactions_retry(
+    effect_ids: Annotated[
+        list[str] | None, typer.Argument(help="the dead-lettered side effects to retry")
+    ] = None,
+    store: StoreOption = None,
+    all_dead: Annotated[
+        bool, typer.Option("--all", help="retry every dead-lettered side effect")
+    ] = False,
+) -> None:
+    """Deliver dead-lettered side effects again (the running dispatcher picks them up)."""
+    if not effect_ids and not all_dead:
+        raise typer.BadParameter("name the side effects to retry, or pass --all")
+    settings, _ = _settings(store)
+    revived = asyncio.run(_retry(settings, None if all_dead else list(effect_ids or [])))
+    for effect_id in revived:
+        console.print(f"retrying {effect_id}", markup=False)
+    skipped = set(effect_ids or []) - set(revived)
+    for effect_id in sorted(skipped):
+        console.print(f"[red]not dead-lettered: {effect_id}[/red]")
+    if skipped:
+        raise typer.Exit(1)
+
+
+async def _retry(settings: SekibanSettings, effect_ids: list[str] | None) -> list[str]:
+    from sekiban.reactions.status import retry_dead_letters
+
+    async with await settings.open_store() as stores:
+        return await retry_dead_letters(stores.events, effect_ids)
 
 
 def _print_report(report: VerifyReport, where: str) -> None:

@@ -20,7 +20,7 @@ from examples.order_saga import (
     order_keys,
     stock_keys,
 )
-from sekiban.reactions import PendingEffect, SideEffect
+from sekiban.reactions import PendingEffect, ReactionRunner, SideEffect
 from sekiban.testing import ReactionScenario
 
 ORDER = "5b0c9f8e-3a5e-4f57-9a43-0a4f3c8f2d10"
@@ -108,16 +108,34 @@ async def test_timeouts_survive_a_restart_of_the_runner() -> None:
         AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
     )
     # A new runner over the same stores: the pending timeout comes from the checkpoint.
-    restarted = ReactionScenario(order_domain(), OrderFulfilment(), clock=s.clock)
-    restarted.executor = s.executor
-    restarted.runner.executor = s.executor
-    restarted.runner.store = s.runner.store
-    await restarted.runner.start()
-    restarted.then_timeouts("payment")
-    await restarted.advance(PAYMENT_WINDOW)
-    assert CancelOrder(order_id=ORDER, reason="no payment within 15 minutes") in (
-        restarted.commands()
+    restarted = ReactionRunner(s.executor, OrderFulfilment(), store=s.runner.store, clock=s.clock)
+    await restarted.start()
+    [status] = restarted.status()
+    assert [t["name"] for t in status.state["timeouts"]] == ["payment"]
+    s.clock.advance(PAYMENT_WINDOW)
+    s.executor.sent.clear()
+    await restarted.run_until_idle()
+    assert s.commands() == [
+        ReleaseStock(sku="tea", order_id=ORDER),
+        CancelOrder(order_id=ORDER, reason="no payment within 15 minutes"),
+    ]
+
+
+async def test_a_timeout_decided_on_a_stale_index_is_not_fired_twice() -> None:
+    s = scenario()
+    await s.given(
+        AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
     )
+    stale = ReactionRunner(s.executor, OrderFulfilment(), store=s.runner.store, clock=s.clock)
+    await stale.start()  # knows the timeout as pending
+    await s.advance(PAYMENT_WINDOW)  # the first runner fires it
+    s.executor.sent.clear()
+    # The stale runner fires it again before catching up: the process's state says no.
+    [work] = stale.subscriptions["order-fulfilment"].subscriber.due(s.clock(), stale)
+    await work.run()
+    assert s.commands() == []
+    order = await s.executor.load_aggregate(OrderProjector, order_keys(ORDER))
+    assert order.version == 2  # placed, cancelled once
 
 
 async def test_the_payment_request_is_delivered_through_the_outbox() -> None:

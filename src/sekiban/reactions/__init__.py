@@ -41,6 +41,7 @@ from sekiban.reactions.outbox import (
 )
 from sekiban.reactions.process import FiredTimeout, ProcessManager, Step, Timeout
 from sekiban.reactions.reaction import Reaction, ReactionResult, SideEffect, derived_id
+from sekiban.reactions.registry import REACTION_TYPES
 from sekiban.reactions.runner import (
     HANDLER_RETRY,
     ParkedItem,
@@ -48,27 +49,6 @@ from sekiban.reactions.runner import (
     SubscriptionStatus,
 )
 from sekiban.reactions.status import ReactionsStatus, reactions_status
-
-REACTION_TYPES: tuple[type, ...] = (
-    ProcessStarted,
-    ProcessCompleted,
-    CommandRequested,
-    TimeoutScheduled,
-    TimeoutCancelled,
-    TimeoutFired,
-    SideEffectRequested,
-    SideEffectAttemptFailed,
-    SideEffectDelivered,
-    SideEffectDeadLettered,
-    SideEffectRetryRequested,
-    ProcessState,
-    OutboxItem,
-    OutboxProjector,
-    RequestSideEffect,
-    RecordDeliveryAttempt,
-    RetrySideEffect,
-)
-"""The framework's own types reactions store: register them in the hosting domain."""
 
 __all__ = [
     "DELIVERY_RETRY",

@@ -12,9 +12,11 @@ from typing import Any
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.schema import parse_stored_event_type
 from sekiban.core.serialization import Serializer
+from sekiban.executor import SekibanExecutor
 from sekiban.projections.store import ProjectionStore
 from sekiban.reactions.events import SIDE_EFFECT_EVENTS
-from sekiban.reactions.outbox import EffectStatus, OutboxIndex
+from sekiban.reactions.outbox import EffectStatus, OutboxIndex, RetrySideEffect
+from sekiban.reactions.registry import REACTION_TYPES
 from sekiban.reactions.runner import RECORD_PREFIX, read_checkpoint
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore
 
@@ -67,8 +69,6 @@ async def reactions_status(
     """Read the store once: the outbox folded from its events, the head position, and
     each `reaction:` checkpoint's lag behind that head."""
     # Only the framework's own event types are decoded: any domain's store will do.
-    from sekiban.reactions import REACTION_TYPES
-
     serializer = Serializer(DomainTypes(*REACTION_TYPES))
     names = {serializer.domain.event_name(t) for t in SIDE_EFFECT_EVENTS}
     index = OutboxIndex()
@@ -101,3 +101,18 @@ async def reactions_status(
 def dumps(status: ReactionsStatus) -> str:
     """The status as indented JSON."""
     return json.dumps(status.to_dict(), indent=2)
+
+
+async def retry_dead_letters(
+    event_store: EventStore, effect_ids: list[str] | None = None
+) -> list[str]:
+    """Revive dead-lettered side effects (all of them when `effect_ids` is None): each
+    gets a `SideEffectRetryRequested`, and the next dispatcher round delivers it again.
+    The ids revived; ids that are not dead-lettered are left alone."""
+    status = await reactions_status(event_store)
+    dead = [i.effect_id for i in status.undelivered if i.status == "dead-lettered"]
+    chosen = dead if effect_ids is None else [i for i in effect_ids if i in dead]
+    executor = SekibanExecutor(DomainTypes(*REACTION_TYPES), event_store)
+    for effect_id in chosen:
+        await executor.command(RetrySideEffect(effect_id=effect_id))
+    return chosen
