@@ -38,7 +38,7 @@ async def test_a_placed_order_reserves_stock_and_waits_for_payment() -> None:
     await s.then_side_effects(
         SideEffect(kind="request-payment", data={"order_id": ORDER, "amount": 8})
     )
-    [(name, due_at)] = s.then_timeouts("payment")
+    [(_name, due_at)] = s.then_timeouts("payment")
     assert due_at == s.clock() + PAYMENT_WINDOW
 
 

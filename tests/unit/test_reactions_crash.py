@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_child(database: Path, checkpoints: Path, kill_after: int) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     child = subprocess.run(
-        [sys.executable, "-m", "tests.reaction_child", str(database), str(checkpoints)]
-        + [str(kill_after)],
+        [
+            sys.executable,
+            "-m",
+            "tests.reaction_child",
+            str(database),
+            str(checkpoints),
+            str(kill_after),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -11,13 +11,10 @@ Register `REACTION_TYPES` in the domain that hosts them: `domain.register(*REACT
 """
 
 from sekiban.reactions.dispatcher import (
-    DELIVERY_RETRY,
     OutboxDispatcher,
     PendingEffect,
-    SideEffectHandler,
 )
 from sekiban.reactions.events import (
-    OUTBOX_GROUP,
     CommandRequested,
     OutboxItem,
     ProcessCompleted,
@@ -40,10 +37,9 @@ from sekiban.reactions.outbox import (
     outbox_keys,
 )
 from sekiban.reactions.process import FiredTimeout, ProcessManager, Step, Timeout
-from sekiban.reactions.reaction import Reaction, ReactionResult, SideEffect, derived_id
+from sekiban.reactions.reaction import Reaction, SideEffect, derived_id
 from sekiban.reactions.registry import REACTION_TYPES
 from sekiban.reactions.runner import (
-    HANDLER_RETRY,
     ParkedItem,
     ReactionRunner,
     SubscriptionStatus,
@@ -51,9 +47,6 @@ from sekiban.reactions.runner import (
 from sekiban.reactions.status import ReactionsStatus, reactions_status
 
 __all__ = [
-    "DELIVERY_RETRY",
-    "HANDLER_RETRY",
-    "OUTBOX_GROUP",
     "REACTION_TYPES",
     "CommandRequested",
     "FiredTimeout",
@@ -67,7 +60,6 @@ __all__ = [
     "ProcessStarted",
     "ProcessState",
     "Reaction",
-    "ReactionResult",
     "ReactionRunner",
     "ReactionsStatus",
     "RecordDeliveryAttempt",
@@ -77,7 +69,6 @@ __all__ = [
     "SideEffectAttemptFailed",
     "SideEffectDeadLettered",
     "SideEffectDelivered",
-    "SideEffectHandler",
     "SideEffectRequested",
     "SideEffectRetryRequested",
     "Step",
