@@ -20,8 +20,12 @@ from examples.order_saga import (
     order_keys,
     stock_keys,
 )
+from sekiban import SekibanExecutor
 from sekiban.reactions import PendingEffect, ReactionRunner, SideEffect
-from sekiban.testing import ReactionScenario
+from sekiban.retry import RetryPolicy
+from sekiban.snapshot import SnapshotConfiguration
+from sekiban.stores import InMemorySnapshotStore
+from sekiban.testing import ReactionScenario, RecordingExecutor
 
 ORDER = "5b0c9f8e-3a5e-4f57-9a43-0a4f3c8f2d10"
 
@@ -158,3 +162,69 @@ async def test_the_payment_request_is_delivered_through_the_outbox() -> None:
     # The correlation of the order's command reaches the side effect.
     [placed] = [e for e in await s._events_since_mark() if e.partition_keys == order_keys(ORDER)]
     assert sent[0].correlation_id == placed.metadata.correlation_id
+
+
+async def test_a_process_is_snapshotted_and_loads_from_its_snapshot() -> None:
+    snapshots = InMemorySnapshotStore()
+    executor = SekibanExecutor(
+        order_domain(),
+        snapshot_store=snapshots,
+        snapshot_config=SnapshotConfiguration(strategy="count", count_threshold=2),
+    )
+    process = OrderFulfilment()
+    runner = ReactionRunner(executor, process)
+    await executor.command(AddStock(sku="tea", quantity=5))
+    await executor.command(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    await runner.run_until_idle()
+    keys = process.keys(ORDER)
+    snapshot = await snapshots.get(keys, f"process-{process.name}")
+    assert snapshot is not None
+    loaded = await executor.repository.load(process.projector(), keys)
+    assert loaded.load is not None and loaded.load.snapshot_version == snapshot.version
+    replayed = process.projector().fold(
+        process.projector().empty_aggregate(keys),
+        [
+            executor.repository.serializer.to_event(s)
+            async for b in executor.event_store.read_stream(keys)
+            for s in b
+        ],
+    )
+    assert loaded.aggregate.payload == replayed.payload
+    state = process.state_of(loaded.aggregate.payload)
+    assert (state.order_id, state.stock_held) == (ORDER, True)
+
+
+class FailingSends(RecordingExecutor):
+    """Refuses to send ReserveStock while `down`: the process's step is committed, its
+    command is not (as if the host died between the two)."""
+
+    down = True
+
+    async def command(self, command, metadata=None, *, command_id=None):  # type: ignore[no-untyped-def]
+        if self.down and isinstance(command, ReserveStock):
+            raise ConnectionError("network down")
+        return await super().command(command, metadata, command_id=command_id)
+
+
+async def test_a_step_whose_commands_were_not_sent_sends_them_once_when_retried() -> None:
+    executor = FailingSends(order_domain())
+    runner = ReactionRunner(executor, OrderFulfilment(), retry=RetryPolicy(attempts=2))
+    await executor.command(AddStock(sku="tea", quantity=5))
+    await executor.command(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    await runner.run_until_idle()
+    [parked] = runner.status()[0].parked
+    assert parked.event_type == "OrderPlaced"
+
+    executor.down = False
+    assert await runner.retry_parked("order-fulfilment") == 1
+    await runner.run_until_idle()
+    stream = [
+        executor.repository.serializer.to_event(s).payload
+        async for b in executor.event_store.read_stream(OrderFulfilment().keys(ORDER))
+        for s in b
+    ]
+    # The step was committed once (answered from the stream on the retry)...
+    assert [type(p).__name__ for p in stream].count("FulfilmentStarted") == 1
+    # ...and its command applied once.
+    stock = await executor.load_aggregate(StockProjector, stock_keys("tea"))
+    assert (stock.version, stock.payload.available) == (2, 3)  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from typing import Any
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.events import Event, EventPayload
 from sekiban.core.serialization import StoredEvent
-from sekiban.errors import UnknownReactionError
+from sekiban.errors import ConfigurationError, UnknownReactionError
 from sekiban.executor import SekibanExecutor
 from sekiban.projections.projection import EventFilter
 from sekiban.projections.store import InMemoryProjectionStore, ProjectionRecord, ProjectionStore
@@ -152,7 +152,9 @@ class ReactionRunner:
         for item in hosted:
             subscriber = subscriber_for(item)
             if subscriber.name in self.subscriptions:
-                raise ValueError(f"two subscribers are named {subscriber.name!r}")
+                raise ConfigurationError(
+                    f"two reactions are named {subscriber.name!r}: their checkpoints would clash"
+                )
             reads = EventFilter(subscriber, executor.domain)
             self.subscriptions[subscriber.name] = Subscription(subscriber, reads)
         self._started = False
@@ -176,9 +178,10 @@ class ReactionRunner:
         await self.start()
         done = 0
         for subscription in self.subscriptions.values():
-            done += await self._catch_up(subscription)
-            done += await self._run_due(subscription)
-            await self.save(subscription)
+            worked = await self._catch_up(subscription) + await self._run_due(subscription)
+            if worked or subscription.position != subscription.saved_position:
+                await self.save(subscription)  # an idle round writes nothing
+            done += worked
         return done
 
     async def run_until_idle(self, *, max_rounds: int = 100) -> int:
