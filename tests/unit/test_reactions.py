@@ -25,6 +25,7 @@ from sekiban import (
     EventPayload,
     InvalidHandlerResultError,
     SekibanExecutor,
+    SerializationError,
     UnknownReactionError,
 )
 from sekiban.projections import InMemoryProjectionStore, ProjectionRecord
@@ -263,3 +264,21 @@ async def test_a_checkpoint_ahead_of_a_stored_one_is_kept() -> None:
     record = await store.get("reaction:welcome-bonus")
     assert isinstance(record, ProjectionRecord)
     assert not await store.save(replace(record, position=0))
+
+
+async def test_a_corrupt_checkpoint_is_refused_with_what_to_do() -> None:
+    executor = SekibanExecutor(domain())
+    store = InMemoryProjectionStore()
+    runner = ReactionRunner(executor, WelcomeBonus(), store=store)
+    await executor.command(OpenAccount(owner="alice"))
+    await runner.run_until_idle()
+    record = await store.get("reaction:welcome-bonus")
+    assert record is not None
+    await store.save(replace(record, payload=b"{not json"))
+    with pytest.raises(SerializationError, match="delete it"):
+        await ReactionRunner(executor, WelcomeBonus(), store=store).start()
+
+
+def test_two_reactions_with_one_name_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="welcome-bonus"):
+        ReactionRunner(SekibanExecutor(domain()), WelcomeBonus(), WelcomeBonus())

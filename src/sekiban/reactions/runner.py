@@ -22,7 +22,7 @@ from typing import Any
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.events import Event, EventPayload
 from sekiban.core.serialization import StoredEvent
-from sekiban.errors import ConfigurationError, UnknownReactionError
+from sekiban.errors import ConfigurationError, SerializationError, UnknownReactionError
 from sekiban.executor import SekibanExecutor
 from sekiban.projections.projection import EventFilter
 from sekiban.projections.store import InMemoryProjectionStore, ProjectionRecord, ProjectionStore
@@ -375,14 +375,21 @@ def read_checkpoint(record: ProjectionRecord) -> dict[str, Any]:
 
 
 def restore(subscription: Subscription, record: ProjectionRecord) -> None:
-    """Put the subscription where its checkpoint says.
+    """Put the subscription where its checkpoint says; `SerializationError` if it
+    cannot be read.
 
     A reaction's position is kept across code changes (unlike a projection's state,
     nothing is rebuilt): replaying from 0 would only be deduplicated work.
     """
-    data = read_checkpoint(record)
-    subscription.position = int(data["position"])
-    subscription.handled = int(data.get("handled", 0))
-    subscription.parked = [ParkedItem.from_dict(p) for p in data.get("parked", [])]
-    subscription.subscriber.load(data.get("state", {}))
+    try:
+        data = read_checkpoint(record)
+        subscription.position = int(data["position"])
+        subscription.handled = int(data.get("handled", 0))
+        subscription.parked = [ParkedItem.from_dict(p) for p in data.get("parked", [])]
+        subscription.subscriber.load(data.get("state", {}))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SerializationError(
+            f"the checkpoint {record.name!r} cannot be read ({error}); delete it to start "
+            "the reaction over from position 0 (its commands are deduplicated)"
+        ) from error
     subscription.saved_position = subscription.position
