@@ -376,6 +376,17 @@ def order_domain() -> DomainTypes:
     )
 
 
+async def request_payment(effect: PendingEffect) -> None:
+    """Stands in for the payment provider's API (which would take `effect_id` as its
+    idempotency key)."""
+    print(f"payment requested: {dict(effect.data)} (id {effect.effect_id})")
+
+
+def reactions() -> list[ProcessManager[Fulfilment] | OutboxDispatcher]:
+    """What `sekiban reactions run --reactions examples.order_saga:reactions` runs."""
+    return [OrderFulfilment(), OutboxDispatcher({"request-payment": request_payment})]
+
+
 async def main() -> None:
     executor = SekibanExecutor(order_domain())
     requested: list[PendingEffect] = []

@@ -176,6 +176,70 @@ async def _reactions_status(settings: SekibanSettings) -> Any:
         return await read_status(stores.events, checkpoints() if checkpoints else None)
 
 
+@reactions.command("run")
+def reactions_run(
+    domain: Annotated[
+        str, typer.Option(help="the domain, as module:attribute (REACTION_TYPES registered)")
+    ],
+    hosted: Annotated[
+        str,
+        typer.Option(
+            "--reactions",
+            help="module:attribute naming the reactions, process managers and outbox "
+            "dispatchers to run (a list, or a function returning one)",
+        ),
+    ],
+    store: StoreOption = None,
+    once: Annotated[bool, typer.Option("--once", help="run until idle, then exit")] = False,
+    poll: Annotated[float, typer.Option(help="seconds to wait when idle")] = 1.0,
+) -> None:
+    """Run reactions against the store until interrupted (Ctrl-C or SIGTERM saves the
+    checkpoints). Without a projection store beside the event store the checkpoints
+    live in memory: a restart re-reads from the start, which re-sends only commands
+    that are deduplicated and delivers no side effect twice."""
+    from sekiban.reactions import OutboxDispatcher, ProcessManager, Reaction
+
+    settings, url = _settings(store)
+    types = _load_domain(domain)
+    value = _load_attribute(hosted, "--reactions")
+    if callable(value) and not isinstance(value, type):
+        value = value()
+    items = list(value) if isinstance(value, (list, tuple)) else []
+    allowed = (Reaction, ProcessManager, OutboxDispatcher)
+    if not items or not all(isinstance(i, allowed) for i in items):
+        raise typer.BadParameter(
+            f"{hosted} must give reactions, process managers or outbox dispatchers",
+            param_hint="--reactions",
+        )
+    done = asyncio.run(_run_reactions(settings, types, items, once=once, poll=poll))
+    console.print(f"{redact(url)}: {done:,} events and due items handled")
+
+
+async def _run_reactions(
+    settings: SekibanSettings, domain: DomainTypes, items: list[Any], *, once: bool, poll: float
+) -> int:
+    import signal
+    from datetime import timedelta
+
+    from sekiban.executor import SekibanExecutor
+    from sekiban.reactions import ReactionRunner
+
+    async with await settings.open_store() as stores:
+        checkpoints = getattr(stores.events, "projection_store", None)
+        executor = SekibanExecutor(domain, stores.events, snapshot_store=stores.snapshots)
+        runner = ReactionRunner(executor, *items, store=checkpoints() if checkpoints else None)
+        if once:
+            done = await runner.run_until_idle()
+            await runner.close()
+            return done
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop, poll_interval=timedelta(seconds=poll))
+        return sum(s.handled for s in runner.status())
+
+
 @reactions.command("retry")
 def reactions_retry(
     effect_ids: Annotated[
@@ -251,15 +315,7 @@ def _load_domain(spec: str) -> DomainTypes:
     The name comes from the command line, never from stored data."""
     from sekiban.core.domain_types import DomainTypes
 
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter(f"expected module:attribute, got {spec!r}", param_hint="--domain")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's own package
-    try:
-        value: Any = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise typer.BadParameter(f"cannot load {spec}: {error}", param_hint="--domain") from None
+    value = _load_attribute(spec, "--domain")
     if callable(value) and not isinstance(value, (DomainTypes, type)):
         value = value()
     if not isinstance(value, DomainTypes):
@@ -267,6 +323,19 @@ def _load_domain(spec: str) -> DomainTypes:
             f"{spec} is a {type(value).__name__}, not a DomainTypes", param_hint="--domain"
         )
     return value
+
+
+def _load_attribute(spec: str, option: str) -> Any:
+    """The object `module:attribute` names (from the command line, never stored data)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute, got {spec!r}", param_hint=option)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's own package
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise typer.BadParameter(f"cannot load {spec}: {error}", param_hint=option) from None
 
 
 if __name__ == "__main__":
