@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from examples.bank import ActiveAccountsQuery, DepositMoney, OpenAccount, bank_d
 from sekiban import SekibanExecutor, SnapshotRejectedError
 from sekiban.projections import ProjectionOptions, ProjectionRecord
 from sekiban.snapshot.types import RejectionReason
-from tests.conformance.backends import Stores
+from tests.conformance.backends import BACKENDS, Stores
 
 TAKEN_AT = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
 EVERY_BYTE = bytes(range(256)) * 4
@@ -151,10 +152,10 @@ async def test_a_payload_beyond_a_cosmos_item_round_trips(stores: Stores) -> Non
 
 # -- rows damaged behind the store's back ------------------------------------------------
 
-Plant = Callable[[Stores, Path, str], Awaitable[None]]
+Plant = Callable[[Stores, str], Awaitable[None]]
 
 
-async def _plant_sqlite(stores: Stores, tmp_path: Path, damage: str) -> None:
+async def _plant_sqlite(stores: Stores, damage: str) -> None:
     statements = {
         "bad-position": "UPDATE projections SET position = 'ten'",
         "bad-digest": "UPDATE projections SET sha256 = 'not a digest'",
@@ -166,7 +167,7 @@ async def _plant_sqlite(stores: Stores, tmp_path: Path, damage: str) -> None:
     )
 
 
-async def _plant_postgres(stores: Stores, tmp_path: Path, damage: str) -> None:
+async def _plant_postgres(stores: Stores, damage: str) -> None:
     table = stores.projections.table  # type: ignore[attr-defined]
     statements = {
         "bad-position": f"UPDATE {table} SET position = -10",
@@ -177,7 +178,7 @@ async def _plant_postgres(stores: Stores, tmp_path: Path, damage: str) -> None:
     await stores.events._pool.execute(statements[damage])  # type: ignore[attr-defined]
 
 
-async def _plant_cosmos(stores: Stores, tmp_path: Path, damage: str) -> None:
+async def _plant_cosmos(stores: Stores, damage: str) -> None:
     container = stores.events.containers.projections  # type: ignore[attr-defined]
     changes = {
         "bad-position": {"position": "ten"},
@@ -197,22 +198,97 @@ PLANTERS: dict[str, Plant] = {
 
 
 @pytest.mark.parametrize("damage", ["bad-position", "bad-digest", "bad-field", "no-bytes"])
+@pytest.mark.parametrize("backend", sorted(PLANTERS))  # memory keeps objects, not rows
 async def test_an_unreadable_row_is_rejected_as_corrupt_then_replaced(
-    stores: Stores, tmp_path: Path, damage: str, request: pytest.FixtureRequest
+    backend: str, damage: str, tmp_path: Path
 ) -> None:
-    backend = request.node.callspec.params["stores"]
-    if backend not in PLANTERS:
-        pytest.skip(f"{backend} keeps records as objects: there is no row to damage")
-    projections = stores.projections
-    await projections.save(record(10))
-    await PLANTERS[backend](stores, tmp_path, damage)
+    async with BACKENDS[backend](tmp_path) as stores:
+        projections = stores.projections
+        await projections.save(record(10))
+        await PLANTERS[backend](stores, damage)
+        with pytest.raises(SnapshotRejectedError) as rejected:
+            await projections.get("accounts")
+        assert rejected.value.rejection.reason is RejectionReason.CORRUPT
+        assert "accounts" in str(rejected.value)
+        # The rebuilt projection's state takes its place.
+        assert await projections.save(record(10, b"rebuilt"))
+        assert await projections.get("accounts") == record(10, b"rebuilt")
+
+
+# -- Cosmos DB: states above the item limit ---------------------------------------------
+
+BIG = random.Random(2).randbytes(3 * 1024 * 1024)
+
+
+@pytest.fixture
+async def cosmos(tmp_path: Path) -> AsyncIterator[Stores]:
+    async with BACKENDS["cosmos"](tmp_path) as stores:
+        yield stores
+
+
+async def documents(stores: Stores) -> list[dict[str, Any]]:
+    container = stores.events.containers.projections  # type: ignore[attr-defined]
+    return [d async for d in container.query_items("SELECT * FROM c")]
+
+
+async def test_cosmos_keeps_a_large_state_in_chunks_beside_its_head(cosmos: Stores) -> None:
+    await cosmos.projections.save(record(5, BIG))
+    found = await documents(cosmos)
+    heads = [d for d in found if d["kind"] == "head"]
+    chunks = sorted(d["id"] for d in found if d["kind"] == "chunk")
+    assert len(heads) == 1 and heads[0]["payload"] is None and heads[0]["chunks"] == 3
+    assert chunks == [f"accounts.{hashlib.sha256(BIG).hexdigest()}.{i}" for i in range(3)]
+    assert all(d["pk"] == "accounts" for d in found)
+    assert max(len(json.dumps(d)) for d in found) < 2 * 1024 * 1024
+
+
+async def test_cosmos_a_missing_or_damaged_chunk_is_detected(cosmos: Stores) -> None:
+    await cosmos.projections.save(record(5, BIG))
+    container = cosmos.events.containers.projections  # type: ignore[attr-defined]
+    chunk = next(d for d in await documents(cosmos) if d["id"].endswith(".1"))
+    await container.replace_item(chunk["id"], {**chunk, "data": "not base64!"})
     with pytest.raises(SnapshotRejectedError) as rejected:
-        await projections.get("accounts")
+        await cosmos.projections.get("accounts")
     assert rejected.value.rejection.reason is RejectionReason.CORRUPT
-    assert "accounts" in str(rejected.value)
-    # The rebuilt projection's state takes its place.
-    assert await projections.save(record(10, b"rebuilt"))
-    assert await projections.get("accounts") == record(10, b"rebuilt")
+    await container.delete_item(chunk["id"], partition_key="accounts")
+    with pytest.raises(SnapshotRejectedError) as rejected:
+        await cosmos.projections.get("accounts")
+    assert rejected.value.rejection.reason is RejectionReason.MISSING
+    assert "chunk 1 of 3" in str(rejected.value)
+
+
+async def test_cosmos_old_chunks_go_once_the_head_names_new_bytes(cosmos: Stores) -> None:
+    projections = cosmos.projections
+    await projections.save(record(5, BIG))
+    newer = BIG[1:] + b"!"
+    await projections.save(record(6, newer))
+    digests = {d["id"].split(".")[1] for d in await documents(cosmos) if d["kind"] == "chunk"}
+    assert digests == {hashlib.sha256(newer).hexdigest()}
+    await projections.save(record(7, b"small again"))
+    assert [d["kind"] for d in await documents(cosmos)] == ["head"]
+    await projections.delete("accounts")
+    assert await documents(cosmos) == []
+
+
+async def test_cosmos_a_save_that_dies_before_its_head_leaves_the_previous_state(
+    cosmos: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    projections = cosmos.projections
+    await projections.save(record(5, BIG))
+    container = cosmos.events.containers.projections  # type: ignore[attr-defined]
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("process killed before the head was written")
+
+    monkeypatch.setattr(container, "replace_item", crash)
+    with pytest.raises(RuntimeError):
+        await projections.save(record(6, BIG[::-1]))
+    monkeypatch.undo()
+    assert await projections.get("accounts") == record(5, BIG)
+    # The dead save's chunks are unreferenced; deleting the projection removes them.
+    assert len(await documents(cosmos)) == 1 + 3 + 3
+    await projections.delete("accounts")
+    assert await documents(cosmos) == []
 
 
 # -- end to end ------------------------------------------------------------------------
