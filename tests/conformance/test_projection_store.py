@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from examples.bank import ActiveAccountsQuery, DepositMoney, OpenAccount, bank_domain
-from sekiban import SekibanExecutor, SnapshotRejectedError
+from sekiban import ConfigurationError, SekibanExecutor, SnapshotRejectedError
 from sekiban.projections import ProjectionOptions, ProjectionRecord
 from sekiban.snapshot.types import RejectionReason
 from tests.conformance.backends import BACKENDS, Stores
@@ -87,6 +87,24 @@ async def test_an_equal_or_higher_position_replaces(stores: Stores) -> None:
     assert await projections.save(record(2**40, b"far ahead"))
     stored = await projections.get("accounts")
     assert stored is not None and stored.position == 2**40
+
+
+POSITION_LIMITS = {"sqlite": 2**63, "postgres": 2**63, "cosmos": 10**40}  # memory: none
+
+
+@pytest.mark.parametrize("backend", sorted(POSITION_LIMITS))
+async def test_a_position_the_store_cannot_hold_is_refused_before_writing(
+    backend: str, tmp_path: Path
+) -> None:
+    too_far = POSITION_LIMITS[backend]
+    async with BACKENDS[backend](tmp_path) as stores:
+        projections = stores.projections
+        with pytest.raises(ConfigurationError, match="does not fit"):
+            await projections.save(record(too_far, events_applied=7))
+        assert await projections.get("accounts") is None
+        farthest = record(too_far - 1, events_applied=7)
+        assert await projections.save(farthest)
+        assert await projections.get("accounts") == farthest
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sekiban.errors import SnapshotRejectedError
+from sekiban.errors import ConfigurationError, SnapshotRejectedError
 from sekiban.projections.store import ProjectionRecord
 from sekiban.snapshot.types import RejectionReason, SnapshotRejection
 
@@ -38,7 +38,16 @@ _BYTES = (bytes, bytearray, memoryview)
 def projection_columns(
     record: ProjectionRecord, *, text_timestamp: bool = False
 ) -> tuple[Any, ...]:
-    """The values of `PROJECTION_COLUMNS`, in order (`taken_at` as ISO text if asked)."""
+    """The values of `PROJECTION_COLUMNS`, in order (`taken_at` as ISO text if asked).
+
+    Raises `ConfigurationError` for a position beyond the SQL stores' 64-bit integers
+    (a position from a Cosmos DB event store: keep its states in its own store).
+    """
+    if not 0 <= record.position < 2**63:
+        raise ConfigurationError(
+            f"position {record.position} of projection {record.name!r} does not fit a SQL "
+            "projection store: use the projection store of the event store it comes from"
+        )
     return (
         record.name,
         record.projector_version,
