@@ -93,7 +93,7 @@ POSITION_LIMITS = {"sqlite": 2**63, "postgres": 2**63, "cosmos": 10**40}  # memo
 
 
 @pytest.mark.parametrize("backend", sorted(POSITION_LIMITS))
-async def test_a_position_the_store_cannot_hold_is_refused_before_writing(
+async def test_a_record_the_store_could_not_read_back_is_refused_before_writing(
     backend: str, tmp_path: Path
 ) -> None:
     too_far = POSITION_LIMITS[backend]
@@ -101,6 +101,15 @@ async def test_a_position_the_store_cannot_hold_is_refused_before_writing(
         projections = stores.projections
         with pytest.raises(ConfigurationError, match="does not fit"):
             await projections.save(record(too_far, events_applied=7))
+        assert await projections.get("accounts") is None
+        for unreadable in (
+            record(payload=None),  # neither bytes nor a blob key
+            record(blob_key="accounts/elsewhere"),  # both
+            record(sha256="not a digest"),
+            record(events_applied=-1),
+        ):
+            with pytest.raises(ConfigurationError, match="cannot be stored"):
+                await projections.save(unreadable)
         assert await projections.get("accounts") is None
         farthest = record(too_far - 1, events_applied=7)
         assert await projections.save(farthest)

@@ -35,19 +35,37 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BYTES = (bytes, bytearray, memoryview)
 
 
+SQL_POSITIONS = 2**63
+"""SQL projection stores keep positions below this (64-bit integer columns)."""
+
+
 def projection_columns(
     record: ProjectionRecord, *, text_timestamp: bool = False
 ) -> tuple[Any, ...]:
-    """The values of `PROJECTION_COLUMNS`, in order (`taken_at` as ISO text if asked).
+    """The values of `PROJECTION_COLUMNS`, in order (`taken_at` as ISO text if asked),
+    for a record `check_storable` accepts with the SQL stores' position limit."""
+    check_storable(record, positions_below=SQL_POSITIONS)
+    return _values(record, text_timestamp)
 
-    Raises `ConfigurationError` for a position beyond the SQL stores' 64-bit integers
-    (a position from a Cosmos DB event store: keep its states in its own store).
-    """
-    if not 0 <= record.position < 2**63:
+
+def check_storable(record: ProjectionRecord, *, positions_below: int) -> None:
+    """Refuse, before anything is written, a record whose position the store cannot
+    hold (a Cosmos DB position in a SQL store) or that its reader would reject as
+    corrupt (the reader's own checks): `ConfigurationError`."""
+    if record.position >= positions_below:
         raise ConfigurationError(
-            f"position {record.position} of projection {record.name!r} does not fit a SQL "
+            f"position {record.position} of projection {record.name!r} does not fit this "
             "projection store: use the projection store of the event store it comes from"
         )
+    try:
+        projection_from_columns(record.name, _values(record, text_timestamp=False))
+    except SnapshotRejectedError as error:
+        raise ConfigurationError(
+            f"projection record {record.name!r} cannot be stored: {error.rejection.detail}"
+        ) from None
+
+
+def _values(record: ProjectionRecord, text_timestamp: bool) -> tuple[Any, ...]:
     return (
         record.name,
         record.projector_version,

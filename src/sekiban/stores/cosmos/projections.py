@@ -16,7 +16,7 @@ from sekiban._extras import require_extra
 from sekiban.errors import ConfigurationError, SnapshotRejectedError
 from sekiban.projections.store import ProjectionRecord
 from sekiban.snapshot.types import RejectionReason
-from sekiban.stores.projection_rows import projection_from_columns, reject
+from sekiban.stores.projection_rows import check_storable, projection_from_columns, reject
 from sekiban.stores.protocols import ClosesOnExit
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
@@ -175,8 +175,7 @@ class CosmosProjectionStore(ClosesOnExit):
 
 def head_document(record: ProjectionRecord, *, chunks: int) -> dict[str, Any]:
     """The head document of `record`, its bytes inline unless they are in `chunks`."""
-    if not 0 <= record.position < 10**POSITION_DIGITS:
-        raise ConfigurationError(f"position {record.position} does not fit the projection store")
+    check_storable(record, positions_below=10**POSITION_DIGITS)
     payload = record.payload
     return {
         "id": snapshot_id(record.name),
