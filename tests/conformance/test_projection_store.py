@@ -138,7 +138,7 @@ async def test_racing_saves_never_leave_a_lower_position_stored(stores: Stores) 
         for position in mine:
             await projections.save(record(position, f"state at {position}".encode()))
 
-    await asyncio.gather(saver(positions[::2]), saver(positions[1::2]))
+    await asyncio.gather(*(saver(positions[i::4]) for i in range(4)))
     stored = await projections.get("accounts")
     assert stored is not None and stored.position == 40
     assert stored.payload == b"state at 40"
@@ -282,6 +282,25 @@ async def test_cosmos_a_missing_or_damaged_chunk_is_detected(cosmos: Stores) -> 
         await cosmos.projections.get("accounts")
     assert rejected.value.rejection.reason is RejectionReason.MISSING
     assert "chunk 1 of 3" in str(rejected.value)
+
+
+async def test_cosmos_a_read_overtaken_by_a_save_reads_the_new_state(
+    cosmos: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader, writer = cosmos.projections, cosmos.projections
+    await writer.save(record(5, BIG))
+    newer = record(6, BIG[::-1])
+    read_chunks = type(reader)._read_chunks
+    overtaken = []
+
+    async def save_in_between(self: Any, *args: Any) -> bytes:
+        if not overtaken:  # between the first head read and its chunks
+            overtaken.append(await writer.save(newer))  # deletes the chunks of 5
+        return await read_chunks(self, *args)
+
+    monkeypatch.setattr(type(reader), "_read_chunks", save_in_between)
+    assert await reader.get("accounts") == newer
+    assert overtaken == [True]
 
 
 async def test_cosmos_old_chunks_go_once_the_head_names_new_bytes(cosmos: Stores) -> None:

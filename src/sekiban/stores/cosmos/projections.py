@@ -40,6 +40,7 @@ POSITION_DIGITS = 40
 JSON numbers lose precision past 2**53), so text order is numeric order."""
 HEAD, CHUNK = "head", "chunk"
 _READ_WINDOW = 8  # chunks read at once
+_READ_ATTEMPTS = 3  # heads read when each one's chunks were replaced while being read
 # `c.pk = @pk` although partition_key= is passed: the local server ignores it on queries.
 _PARTITION_IDS = "SELECT VALUE c.id FROM c WHERE c.pk = @pk"
 _NAMES = f"SELECT VALUE c.pk FROM c WHERE c.kind = '{HEAD}'"
@@ -67,13 +68,27 @@ class CosmosProjectionStore(ClosesOnExit):
 
     async def get(self, name: str) -> ProjectionRecord | None:
         with translate_errors(self._endpoint):
-            head = await read_document(self._container, snapshot_id(name), name)
-            if head is None:
-                return None
-            record, chunks = head_record(name, head)
-            if not chunks:
-                return record
-            payload = await self._read_chunks(record, chunks)
+            for attempt in range(_READ_ATTEMPTS):
+                head = await read_document(self._container, snapshot_id(name), name)
+                if head is None:
+                    return None
+                record, chunks = head_record(name, head)
+                if not chunks:
+                    return record
+                try:
+                    payload = await self._read_chunks(record, chunks)
+                    break
+                except SnapshotRejectedError as error:
+                    # A save that moved the head on deletes the chunks this one named:
+                    # read the new head rather than rebuild the projection.
+                    if error.rejection.reason is not RejectionReason.MISSING:
+                        raise
+                    now = await read_document(self._container, snapshot_id(name), name)
+                    moved = now is None or now.get("_etag") != head.get("_etag")
+                    if not moved or attempt == _READ_ATTEMPTS - 1:
+                        raise
+                    if now is None:
+                        return None
         if len(payload) != record.size:
             reject(
                 RejectionReason.CORRUPT,
