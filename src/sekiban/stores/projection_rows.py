@@ -1,5 +1,6 @@
 """The columns projection stores keep for a `ProjectionRecord`, the record back from
-them, and the upsert that applies `ProjectionRecord.replaces` in the write itself.
+them (checked before writing too: a store never accepts a record it would then call
+corrupt), and the upsert that applies `ProjectionRecord.replaces` in the write itself.
 
 Shared by the SQLite, PostgreSQL and Cosmos DB projection stores (Cosmos DB turns its
 document into these columns first).
@@ -33,8 +34,6 @@ PROJECTION_COLUMNS = (
 COLUMN_LIST = ", ".join(PROJECTION_COLUMNS)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BYTES = (bytes, bytearray, memoryview)
-
-
 SQL_POSITIONS = 2**63
 """SQL projection stores keep positions below this (64-bit integer columns)."""
 
