@@ -350,10 +350,13 @@ async def test_a_restarted_executor_resumes_from_the_persisted_state(stores: Sto
     )
     for owner in ("ann", "bob"):
         opened = await first.command(OpenAccount(owner=owner))
-        await first.command(DepositMoney(account_id=opened.partition_keys.aggregate_id, amount=5))
-    await first.query(ActiveAccountsQuery())
+        deposit = DepositMoney(account_id=opened.partition_keys.aggregate_id, amount=5)
+        last = await first.command(deposit)
+    # `after=`: a PostgreSQL read_all may hold back events while other sessions'
+    # transactions run (the machine is shared); read-your-writes waits for them.
+    await first.query(ActiveAccountsQuery(), after=last)
     assert first.projections.counters.saved >= 1
-    await first.command(OpenAccount(owner="cid"))  # after the save: the restart reads it
+    last = await first.command(OpenAccount(owner="cid"))  # after the save: read on restart
     await first.close()
 
     second = SekibanExecutor(
@@ -362,9 +365,9 @@ async def test_a_restarted_executor_resumes_from_the_persisted_state(stores: Sto
         projection_store=stores.projections,
         projection_options=options,
     )
-    answer = await second.query(ActiveAccountsQuery())
+    answer = await second.query(ActiveAccountsQuery(), after=last)
     assert second.projections.counters.restored == 1
     assert second.projections.counters.rejected == 0
-    replayed = await SekibanExecutor(bank_domain(), stores.events).query(ActiveAccountsQuery())
-    assert answer == replayed
+    replay = SekibanExecutor(bank_domain(), stores.events)
+    assert answer == await replay.query(ActiveAccountsQuery(), after=last)
     assert len(answer.items) == 3
