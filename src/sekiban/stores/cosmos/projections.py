@@ -39,7 +39,7 @@ POSITION_DIGITS = 40
 """Positions are kept as zero-padded decimal text (Cosmos DB positions pass 2**63, and
 JSON numbers lose precision past 2**53), so text order is numeric order."""
 HEAD, CHUNK = "head", "chunk"
-_READ_WINDOW = 8  # chunks read at once
+_WINDOW = 8  # chunk documents read or written at once
 _READ_ATTEMPTS = 3  # heads read when each one's chunks were replaced while being read
 # `c.pk = @pk` although partition_key= is passed: the local server ignores it on queries.
 _PARTITION_IDS = "SELECT VALUE c.id FROM c WHERE c.pk = @pk"
@@ -118,8 +118,8 @@ class CosmosProjectionStore(ClosesOnExit):
                 )
 
         pieces: list[bytes] = []
-        for start in range(0, count, _READ_WINDOW):
-            window = range(start, min(start + _READ_WINDOW, count))
+        for start in range(0, count, _WINDOW):
+            window = range(start, min(start + _WINDOW, count))
             pieces += await asyncio.gather(*(chunk(i) for i in window))
         return b"".join(pieces)
 
@@ -142,8 +142,13 @@ class CosmosProjectionStore(ClosesOnExit):
                 if not chunks_written:
                     # Every chunk lands before the head names it: a crash in between
                     # leaves the old head, whole, and unreferenced chunks.
-                    for index, piece in enumerate(pieces):
-                        await self._container.upsert_item(chunk_document(record, index, piece))
+                    for start in range(0, len(pieces), _WINDOW):
+                        await asyncio.gather(
+                            *(
+                                self._container.upsert_item(chunk_document(record, i, pieces[i]))
+                                for i in range(start, min(start + _WINDOW, len(pieces)))
+                            )
+                        )
                     chunks_written = True
                 if await write_unless_changed(self._container, body, current):
                     break
