@@ -282,6 +282,27 @@ class QueryAnswerTooLargeError(SekibanError, ValueError):
     with daprd's."""
 
 
+class UnknownReactionError(SekibanError, LookupError):
+    """A reaction, process manager or dispatcher name that the runner (or store) does
+    not hold."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"no reaction named {name!r}; known: {', '.join(known) or 'none'}")
+
+
+class NoSideEffectHandlerError(SekibanError):
+    """An outbox item of a kind the dispatcher has no handler for. Recorded as a failed
+    delivery attempt (dead-lettered after the last): register a handler for the kind,
+    then retry the item (`sekiban reactions retry`)."""
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        self.kind, self.known = kind, known
+        super().__init__(
+            f"no side-effect handler for kind {kind!r}; handlers: {', '.join(known) or 'none'}"
+        )
+
+
 class RemoteCommandError(SekibanError):
     """An actor refused a command or failed a query; `error_type` names the error it
     raised (e.g. "AggregateStateError", "ConcurrencyError", "ProjectionError" or a

@@ -28,7 +28,8 @@ from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
 from sekiban.dapr.results import QueryResults
 from sekiban.errors import DaprUnavailableError, SekibanError
 from sekiban.loading import LoadResult
-from sekiban.projections import DEFAULT_CONSISTENCY_TIMEOUT, ConsistencyToken
+from sekiban.projections import ConsistencyToken
+from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
 from sekiban.stores.protocols import EventStore
 
