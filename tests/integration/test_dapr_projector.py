@@ -23,11 +23,8 @@ from sekiban import (
     SekibanExecutor,
 )
 from sekiban.dapr.executor import DaprSekibanExecutor
-from sekiban.dapr.projector_actor import (
-    DEFAULT_MAX_ACTOR_STATE_BYTES,
-    DEFAULT_MAX_ANSWER_BYTES,
-    DaprProjectorActor,
-)
+from sekiban.dapr.projection_state import DEFAULT_MAX_ACTOR_STATE_BYTES, record_from_document
+from sekiban.dapr.projector_actor import DEFAULT_MAX_ANSWER_BYTES, DaprProjectorActor
 from sekiban.projections import ProjectionRecord
 from sekiban.stores import EventStore
 from sekiban.testing.sidecar import Node
@@ -52,7 +49,7 @@ async def stored_record(bank: BankCluster, name: str) -> ProjectionRecord | None
         )
     finally:
         await connection.close()
-    return ProjectionRecord.from_json(value) if value else None
+    return record_from_document(name, value) if value else None
 
 
 async def active_projectors(node: Node) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +41,7 @@ from sekiban import (
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
+from sekiban.dapr.projection_state import record_document, record_from_document
 from sekiban.dapr.projector_actor import projector_actor_id
 from sekiban.dapr.results import QueryResults
 from sekiban.projections import ProjectionOptions, ProjectionRecord
@@ -251,18 +253,19 @@ async def test_the_status_of_a_projection_built_from_the_events_names_no_checkpo
 
 def corrupted(record: bytes) -> list[bytes]:
     """Ways a record in actor state can be damaged."""
-    good = ProjectionRecord.from_json(record)
+    good = record_from_document("deposits", record)
     flipped = bytes([good.payload[0] ^ 1]) + good.payload[1:] if good.payload else b"x"
     return [
         b'"not a record"',
         record[: len(record) // 2],
-        dataclasses.replace(good, payload=flipped).to_json(),
-        dataclasses.replace(good, name="another-projector").to_json(),
-        dataclasses.replace(good, projector_version="0").to_json(),
+        record_document(dataclasses.replace(good, payload=flipped)),
+        record_document(dataclasses.replace(good, name="another-projector")),
+        record_document(dataclasses.replace(good, projector_version="0")),
+        json.dumps({**json.loads(record), "position": "x9"}).encode(),
     ]
 
 
-@pytest.mark.parametrize("damage", range(5))
+@pytest.mark.parametrize("damage", range(6))
 async def test_a_damaged_record_in_actor_state_is_rebuilt_from_the_events(damage: int) -> None:
     h = harness()
     await open_accounts(h, 3)
@@ -425,22 +428,28 @@ def test_a_projector_name_dapr_cannot_route_is_refused(name: str) -> None:
         projector_actor_id(name)
 
 
-def test_a_projection_record_round_trips_as_json_and_refuses_damage() -> None:
+def test_a_projection_record_round_trips_through_its_actor_state_document() -> None:
+    digest = "ab" * 32
     record = ProjectionRecord(
-        "deposits", "1", "fp", 9, 6, datetime.now(UTC), "zlib+jsonl", 3, "ab", b"\x00\xff\n"
+        "deposits", "1", "fp", 10**45, 6, datetime.now(UTC), "zlib+jsonl", 3, digest, b"\x00\n"
     )
-    assert ProjectionRecord.from_json(record.to_json()) == record
+    assert record_from_document("deposits", record_document(record)) == record
     out_of_line = dataclasses.replace(record, payload=None, blob_key="deposits/ab", signature="s")
-    assert ProjectionRecord.from_json(out_of_line.to_json()) == out_of_line
+    assert record_from_document("deposits", record_document(out_of_line)) == out_of_line
+    document = record_document(record)
     for bad in (
         b"{",
         b"[]",
         b'{"format": "other"}',
-        record.to_json().replace(b'"position":9', b'"position":true'),
+        document.replace(b'"events_applied":6', b'"events_applied":true'),
+        document.replace(b'"position":"', b'"position":"-'),
+        document.replace(b'"payload":"', b'"payload":"!'),
     ):
         with pytest.raises(SnapshotRejectedError) as raised:
-            ProjectionRecord.from_json(bad)
-        assert raised.value.rejection.reason is RejectionReason.CORRUPT
+            record_from_document("deposits", bad)
+        assert raised.value.rejection.reason is RejectionReason.CORRUPT, bad
+    with pytest.raises(SnapshotRejectedError, match="named 'deposits'"):
+        record_from_document("other", document)
 
 
 def test_an_answer_that_does_not_fit_its_declared_type_is_a_serialization_error() -> None:

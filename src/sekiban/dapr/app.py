@@ -22,9 +22,9 @@ from sekiban import telemetry
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
+from sekiban.dapr.projection_state import DEFAULT_MAX_ACTOR_STATE_BYTES
 from sekiban.dapr.projector_actor import (
     DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_ACTOR_STATE_BYTES,
     DEFAULT_MAX_ANSWER_BYTES,
     DaprProjectorActor,
 )

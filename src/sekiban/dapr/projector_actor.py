@@ -6,7 +6,6 @@ checkpoint in actor state."""
 
 import logging
 import re
-from contextlib import suppress
 from datetime import timedelta
 
 from dapr.actor import Actor, ActorInterface, actormethod
@@ -19,31 +18,20 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.query import Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
+from sekiban.dapr.projection_state import DEFAULT_MAX_ACTOR_STATE_BYTES, ActorStateProjectionStore
 from sekiban.dapr.results import QueryResults
-from sekiban.errors import (
-    ConfigurationError,
-    QueryAnswerTooLargeError,
-    SekibanError,
-    SnapshotRejectedError,
-    StoreError,
-)
-from sekiban.projections import ProjectionOptions, ProjectionRecord, Projections
-from sekiban.snapshot.types import RejectionReason, SnapshotRejection
+from sekiban.errors import ConfigurationError, QueryAnswerTooLargeError, SekibanError
+from sekiban.projections import ProjectionOptions, Projections
 from sekiban.stores.protocols import EventStore
 
 log = logging.getLogger("sekiban.dapr")
 
-PROJECTION_STATE_KEY = "projection"
 PROJECTION_FLUSH_TIMER = "projection-flush"
 DEFAULT_FLUSH_INTERVAL = timedelta(seconds=30)
 """How often a projector actor saves events it applied since its last save. A timer,
 not deactivation, is what saves a quiet projection: daprd 1.18 has already dropped the
 actor when it calls the host to deactivate it, and refuses its state writes
 (`ERR_ACTOR_INSTANCE_MISSING`)."""
-DEFAULT_MAX_ACTOR_STATE_BYTES = 3 * 1024 * 1024
-"""The largest projection record (JSON, the state base64-encoded inside) written to
-actor state. daprd refuses request bodies over its `--max-body-size` (4 MiB by
-default), and the SDK saves actor state in one request: raise both together."""
 
 DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 16 * 1024
 """The largest query answer (JSON) a projector actor sends back. daprd passes a reply
@@ -76,84 +64,6 @@ class ProjectorActorInterface(ActorInterface):
     @actormethod(name="Status")  # type: ignore[untyped-decorator]
     async def status(self) -> str:
         raise NotImplementedError
-
-
-class ActorStateProjectionStore:
-    """The projection store of one projector actor: one `ProjectionRecord` (its JSON
-    form) under the key "projection" of its actor state, saved at once.
-
-    A record over `max_bytes` is not written: `save` raises `SnapshotRejectedError`
-    (too large), which `Projections` logs and counts, and the projection goes on in
-    memory (after a failover it is rebuilt from the events).
-    """
-
-    def __init__(self, actor: Actor, max_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES) -> None:
-        self._actor = actor
-        self.max_bytes = max_bytes
-        self.first_read: ProjectionRecord | None = None
-        """The record the first `get` found: the one the projection was restored from."""
-        self._read = False
-
-    async def get(self, name: str) -> ProjectionRecord | None:
-        found, data = await self._actor._state_manager.try_get_state(PROJECTION_STATE_KEY)
-        first, self._read = not self._read, True
-        if not (found and data):
-            return None
-        record = ProjectionRecord.from_json(data)
-        if first:
-            self.first_read = record
-        if record.name != name:
-            raise SnapshotRejectedError(
-                SnapshotRejection(
-                    RejectionReason.CORRUPT, f"actor state holds projection {record.name!r}"
-                )
-            )
-        return record
-
-    async def save(self, record: ProjectionRecord) -> bool:
-        document = record.to_json()
-        if len(document) > self.max_bytes:
-            raise SnapshotRejectedError(
-                SnapshotRejection(
-                    RejectionReason.TOO_LARGE,
-                    f"projection {record.name!r} at position {record.position} is "
-                    f"{len(document)} bytes as actor state, over the limit of "
-                    f"{self.max_bytes}; it is kept in memory only. Raise "
-                    "create_actor_app(max_projection_state_bytes=...) together with daprd's "
-                    "--max-body-size, or keep this projection in process",
-                )
-            )
-        stored = None
-        with suppress(SnapshotRejectedError):  # a corrupt record is replaced
-            stored = await self.get(record.name)
-        if not record.replaces(stored):
-            return False
-        state = self._actor._state_manager
-        try:
-            await state.set_state(PROJECTION_STATE_KEY, document)
-            await state.save_state()
-        except Exception as error:
-            # Nothing of it may be saved later by the SDK's end-of-call save.
-            await state.clear_cache()
-            raise StoreError(
-                f"actor state of projection {record.name!r} not saved: {error}",
-                outcome_unknown=True,
-            ) from error
-        return True
-
-    async def delete(self, name: str) -> None:
-        await self._actor._state_manager.try_remove_state(PROJECTION_STATE_KEY)
-        await self._actor._state_manager.save_state()
-
-    async def names(self) -> list[str]:
-        with suppress(SnapshotRejectedError):
-            found, data = await self._actor._state_manager.try_get_state(PROJECTION_STATE_KEY)
-            if found and data:
-                return [ProjectionRecord.from_json(data).name]
-        return []
-
-    async def close(self) -> None:
-        return None
 
 
 class DaprProjectorActor(Actor, ProjectorActorInterface):

@@ -9,19 +9,12 @@ the projection is rebuilt from the events.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from sekiban.errors import SnapshotRejectedError
-from sekiban.snapshot.types import RejectionReason, SnapshotRejection
 from sekiban.stores.protocols import ClosesOnExit
-
-_TEXT_FIELDS = ("name", "projector_version", "schema_fingerprint", "encoding", "sha256")
-_INT_FIELDS = ("position", "events_applied", "size")
-_OPTIONAL_TEXT_FIELDS = ("blob_key", "signature")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,40 +57,6 @@ class ProjectionRecord:
             separators=(",", ":"),
         ).encode()
 
-    def to_json(self) -> bytes:
-        """The record as one JSON document (the state's bytes in base64), for stores
-        that keep documents, such as Dapr actor state."""
-        document: dict[str, Any] = {
-            "format": "sekiban-projection-record/1",
-            **{name: getattr(self, name) for name in _TEXT_FIELDS + _INT_FIELDS},
-            **{name: getattr(self, name) for name in _OPTIONAL_TEXT_FIELDS},
-            "taken_at": self.taken_at.isoformat(),
-            "payload": None if self.payload is None else base64.b64encode(self.payload).decode(),
-        }
-        return json.dumps(document, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> ProjectionRecord:
-        """Parse `to_json` output; anything malformed raises `SnapshotRejectedError`
-        (corrupt)."""
-        try:
-            d = json.loads(data)
-            if not isinstance(d, dict) or d.get("format") != "sekiban-projection-record/1":
-                raise ValueError("not a sekiban projection record")
-            fields: dict[str, Any] = {name: _typed(d[name], str) for name in _TEXT_FIELDS}
-            fields |= {name: _typed(d[name], int) for name in _INT_FIELDS}
-            fields |= {name: _typed(d.get(name), str, None) for name in _OPTIONAL_TEXT_FIELDS}
-            payload = _typed(d.get("payload"), str, None)
-            return cls(
-                **fields,
-                taken_at=datetime.fromisoformat(_typed(d["taken_at"], str)),
-                payload=None if payload is None else base64.b64decode(payload, validate=True),
-            )
-        except (ValueError, TypeError, KeyError, RecursionError) as error:
-            raise SnapshotRejectedError(
-                SnapshotRejection(RejectionReason.CORRUPT, f"unreadable projection record: {error}")
-            ) from None
-
     def replaces(self, stored: ProjectionRecord | None) -> bool:
         """Whether saving this record over `stored` keeps the newer state: always over
         nothing or another projector version or schema, else when not behind it."""
@@ -107,13 +66,6 @@ class ProjectionRecord:
             != (self.projector_version, self.schema_fingerprint)
             or stored.position <= self.position
         )
-
-
-def _typed(value: Any, kind: type, *none: None) -> Any:
-    """`value` if it is a `kind` (a bool is no int), or None when `none` allows it."""
-    if (value is None and none) or (isinstance(value, kind) and not isinstance(value, bool)):
-        return value
-    raise TypeError(f"expected {kind.__name__}, got {value!r}")
 
 
 class ProjectionStore(Protocol):

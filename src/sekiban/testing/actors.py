@@ -41,10 +41,13 @@ with require_extra("testing", "sekiban.testing.actors"):
         PROJECTOR_ACTOR_TYPE,
         DaprSekibanExecutor,
     )
-    from sekiban.dapr.projector_actor import (
+    from sekiban.dapr.projection_state import (
         DEFAULT_MAX_ACTOR_STATE_BYTES,
-        DEFAULT_MAX_ANSWER_BYTES,
         PROJECTION_STATE_KEY,
+        record_from_document,
+    )
+    from sekiban.dapr.projector_actor import (
+        DEFAULT_MAX_ANSWER_BYTES,
         DaprProjectorActor,
         projector_actor_id,
     )
@@ -221,7 +224,8 @@ class ActorHarness(DaprSekibanExecutor):
     ) -> ProjectionRecord | None:
         """The projection record as saved in (in-memory) actor state, or None."""
         data = self.actor_client.state.get(self.stored_projection_key(projector))
-        return ProjectionRecord.from_json(data) if data else None
+        name = self.domain.multi_projector(projector).name
+        return record_from_document(name, data) if data else None
 
     def _projector_actor_id(self, projector: type[MultiProjector[Any]] | str) -> str:
         return projector_actor_id(self.domain.multi_projector(projector).name)
