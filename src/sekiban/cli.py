@@ -328,9 +328,7 @@ def _projections(
     from sekiban.projections import ProjectionOptions, Projections
 
     options = ProjectionOptions() if persist_every is None else ProjectionOptions(persist_every)
-    return Projections(
-        domain, event_store or stores.events, stores.projections, options=options
-    )
+    return Projections(domain, event_store or stores.events, stores.projections, options=options)
 
 
 def _projectors(domain: DomainTypes, names: list[str] | None) -> list[Any]:
