@@ -176,15 +176,6 @@ async def pg_stores(dsn: str, schema: str) -> AsyncIterator[Stores]:
             await opened.events.drop_schema()
 
 
-@pytest.fixture
-async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 LONG = {"poll_interval": timedelta(hours=1), "max_backoff": timedelta(hours=1)}
 """A runner that never polls on its own: only a notification wakes it."""
 

@@ -254,7 +254,8 @@ class Projections:
         if self.projection_store is not None and failed.position > projection.position:
             async with projection.lock:
                 await projection.catch_up(self.event_store, before=failed.position)
-            await self.persist(projector)
+            if self.unsaved(projector):
+                await self.persist(projector)
         return projection
 
     async def rebuild(

@@ -108,8 +108,8 @@ class SubscriptionRunner:
     async def run(self) -> None:
         """Follow every subscriber until `stop()`; then finish the current batches, save
         the checkpoints and return. An unexpected error (a bug, not a fault or a
-        subscriber's `SekibanError`) stops every subscriber, saves, and is raised."""
-        self._stopping = False
+        subscriber's `SekibanError`) stops every subscriber, saves, and is raised.
+        A runner runs once: after `stop()`, `run` returns at once."""
         listener = None
         if isinstance(self.event_store, EventNotifier):
             listener = asyncio.create_task(self._listen(self.event_store))
