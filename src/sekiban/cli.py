@@ -31,8 +31,10 @@ db = typer.Typer(help="Event store databases.", no_args_is_help=True)
 events = typer.Typer(help="The events in a store.", no_args_is_help=True)
 projections = typer.Typer(help="Multi-projections: run, status, rebuild.", no_args_is_help=True)
 app.add_typer(db, name="db")
+reactions = typer.Typer(help="Reactions, process managers and the outbox.", no_args_is_help=True)
 app.add_typer(events, name="events")
 app.add_typer(projections, name="projections")
+app.add_typer(reactions, name="reactions")
 console = Console()
 
 StoreOption = Annotated[
@@ -138,6 +140,143 @@ async def _verify(
                 stream=stream,
                 progress=lambda n: progress.update(task, completed=n),
             )
+
+
+@reactions.command("status")
+def reactions_status(
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+) -> None:
+    """Show each reaction's lag and parked events (when the store keeps checkpoints) and
+    the outbox's pending, failed and dead-lettered side effects. Writes nothing."""
+    from sekiban.reactions.status import dumps
+
+    settings, url = _settings(store)
+    status = asyncio.run(_reactions_status(settings))
+    if as_json:
+        print(dumps(status))
+        return
+    console.print(f"{redact(url)}: head position {status.head:,}")
+    for checkpoint in status.checkpoints:
+        console.print(
+            f"reaction {checkpoint.name}: position {checkpoint.position:,}, "
+            f"lag {checkpoint.lag:,}, parked {len(checkpoint.parked)}",
+            markup=False,
+        )
+        for parked in checkpoint.parked:
+            console.print(f"  parked {parked['label']}: {parked['error']}", markup=False)
+    counts = ", ".join(f"{n:,} {kind.replace('_', '-')}" for kind, n in status.outbox.items())
+    console.print(f"outbox: {counts}")
+    for item in status.undelivered:
+        if item.attempts:
+            console.print(
+                f"  {item.status} {item.effect_id} ({item.kind}, {item.attempts} attempts): "
+                f"{item.error}",
+                markup=False,
+            )
+
+
+async def _reactions_status(settings: SekibanSettings) -> Any:
+    from sekiban.reactions.status import reactions_status as read_status
+
+    async with await settings.open_store() as stores:
+        checkpoints = getattr(stores.events, "projection_store", None)
+        return await read_status(stores.events, checkpoints() if checkpoints else None)
+
+
+@reactions.command("run")
+def reactions_run(
+    domain: Annotated[
+        str, typer.Option(help="the domain, as module:attribute (REACTION_TYPES registered)")
+    ],
+    hosted: Annotated[
+        str,
+        typer.Option(
+            "--reactions",
+            help="module:attribute naming the reactions, process managers and outbox "
+            "dispatchers to run (a list, or a function returning one)",
+        ),
+    ],
+    store: StoreOption = None,
+    once: Annotated[bool, typer.Option("--once", help="run until idle, then exit")] = False,
+    poll: Annotated[float, typer.Option(help="seconds to wait when idle")] = 1.0,
+) -> None:
+    """Run reactions against the store until interrupted (Ctrl-C or SIGTERM saves the
+    checkpoints). Without a projection store beside the event store the checkpoints
+    live in memory: a restart re-reads from the start, which re-sends only commands
+    that are deduplicated and delivers no side effect twice."""
+    from sekiban.reactions import OutboxDispatcher, ProcessManager, Reaction
+
+    settings, url = _settings(store)
+    types = _load_domain(domain)
+    value = _load_attribute(hosted, "--reactions")
+    if callable(value) and not isinstance(value, type):
+        value = value()
+    items = list(value) if isinstance(value, (list, tuple)) else []
+    allowed = (Reaction, ProcessManager, OutboxDispatcher)
+    if not items or not all(isinstance(i, allowed) for i in items):
+        raise typer.BadParameter(
+            f"{hosted} must give reactions, process managers or outbox dispatchers",
+            param_hint="--reactions",
+        )
+    done = asyncio.run(_run_reactions(settings, types, items, once=once, poll=poll))
+    console.print(f"{redact(url)}: {done:,} events and due items handled")
+
+
+async def _run_reactions(
+    settings: SekibanSettings, domain: DomainTypes, items: list[Any], *, once: bool, poll: float
+) -> int:
+    import signal
+    from datetime import timedelta
+
+    from sekiban.executor import SekibanExecutor
+    from sekiban.reactions import ReactionRunner
+
+    async with await settings.open_store() as stores:
+        checkpoints = getattr(stores.events, "projection_store", None)
+        executor = SekibanExecutor(domain, stores.events, snapshot_store=stores.snapshots)
+        runner = ReactionRunner(executor, *items, store=checkpoints() if checkpoints else None)
+        if once:
+            done = await runner.run_until_idle()
+            await runner.close()
+            return done
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop, poll_interval=timedelta(seconds=poll))
+        return sum(s.handled for s in runner.status())
+
+
+@reactions.command("retry")
+def reactions_retry(
+    effect_ids: Annotated[
+        list[str] | None, typer.Argument(help="the dead-lettered side effects to retry")
+    ] = None,
+    store: StoreOption = None,
+    all_dead: Annotated[
+        bool, typer.Option("--all", help="retry every dead-lettered side effect")
+    ] = False,
+) -> None:
+    """Deliver dead-lettered side effects again (the running dispatcher picks them up)."""
+    if not effect_ids and not all_dead:
+        raise typer.BadParameter("name the side effects to retry, or pass --all")
+    settings, _ = _settings(store)
+    revived = asyncio.run(_retry(settings, None if all_dead else list(effect_ids or [])))
+    for effect_id in revived:
+        console.print(f"retrying {effect_id}", markup=False)
+    skipped = set(effect_ids or []) - set(revived)
+    for effect_id in sorted(skipped):
+        console.print(f"[red]not dead-lettered: {effect_id}[/red]")
+    if skipped:
+        raise typer.Exit(1)
+
+
+async def _retry(settings: SekibanSettings, effect_ids: list[str] | None) -> list[str]:
+    from sekiban.reactions.status import retry_dead_letters
+
+    async with await settings.open_store() as stores:
+        return await retry_dead_letters(stores.events, effect_ids)
 
 
 def _print_report(report: VerifyReport, where: str) -> None:
@@ -373,15 +512,7 @@ def _load_domain(spec: str) -> DomainTypes:
     The name comes from the command line, never from stored data."""
     from sekiban.core.domain_types import DomainTypes
 
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter(f"expected module:attribute, got {spec!r}", param_hint="--domain")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's own package
-    try:
-        value: Any = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise typer.BadParameter(f"cannot load {spec}: {error}", param_hint="--domain") from None
+    value = _load_attribute(spec, "--domain")
     if callable(value) and not isinstance(value, (DomainTypes, type)):
         value = value()
     if not isinstance(value, DomainTypes):
@@ -389,6 +520,19 @@ def _load_domain(spec: str) -> DomainTypes:
             f"{spec} is a {type(value).__name__}, not a DomainTypes", param_hint="--domain"
         )
     return value
+
+
+def _load_attribute(spec: str, option: str) -> Any:
+    """The object `module:attribute` names (from the command line, never stored data)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute, got {spec!r}", param_hint=option)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's own package
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise typer.BadParameter(f"cannot load {spec}: {error}", param_hint=option) from None
 
 
 if __name__ == "__main__":

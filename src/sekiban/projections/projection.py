@@ -4,10 +4,11 @@ and the catch-up that moves it forward one event at a time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Collection
+from typing import Generic, Protocol, TypeVar
 
 from sekiban.core.domain_types import DomainTypes
+from sekiban.core.events import EventPayload
 from sekiban.core.query import MultiProjector
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import ProjectionError, UnknownTypeError
@@ -15,16 +16,27 @@ from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore
 
 S = TypeVar("S")
 
-YIELD_EVERY = 200
+YIELD_EVERY = 100
 """Events scanned between two yields to the event loop during a catch-up, so other tasks
 wait at most about as long as folding this many events takes."""
 
 
-class EventFilter:
-    """Which stored events a multi-projector reads, decided from the stored row (group
-    and event type string), before anything is decoded."""
+class ReadsEvents(Protocol):
+    """What declares the events it reads: a multi-projector, a reaction (None: all)."""
 
-    def __init__(self, projector: MultiProjector[Any], domain: DomainTypes) -> None:
+    @property
+    def groups(self) -> Collection[str] | None: ...
+
+    @property
+    def event_types(self) -> Collection[type[EventPayload]] | None: ...
+
+
+class EventFilter:
+    """Which stored events a multi-projector (or any `ReadsEvents`, e.g. a reaction)
+    reads, decided from the stored row (group and event type string), before anything
+    is decoded."""
+
+    def __init__(self, projector: ReadsEvents, domain: DomainTypes) -> None:
         self.groups = None if projector.groups is None else frozenset(projector.groups)
         self.event_types = None if projector.event_types is None else set(projector.event_types)
         self._domain = domain
