@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,16 +20,6 @@ from sekiban.stores.postgres import PostgresEventStore
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """A raw connection outside the store's pool, for holding locks and transactions."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def read_all(store: PostgresEventStore, after: int = 0) -> list[StoredEvent]:
