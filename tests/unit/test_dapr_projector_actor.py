@@ -239,16 +239,25 @@ async def test_a_lost_actor_resumes_from_its_last_checkpoint_and_equals_a_full_r
     assert store.events_read == 9 - saved.position
     assert answer == await SekibanExecutor(domain(), store).query(DepositsQuery())
     status = await h.projector_status(Deposits)
-    assert (status.projector, status.position) == ("deposits", 9)
-    assert status.restored_from == saved.position == 6
-    assert (status.restored, status.rejected, status.events_applied) == (1, 0, 6)
+    assert (status.name, status.position, status.events_applied) == ("deposits", 9, 6)
+    assert status.checkpoint == saved.position == 6  # restored from it, not saved since
+    assert (status.lag_events, status.last_error) == (0, None)
 
 
 async def test_the_status_of_a_projection_built_from_the_events_names_no_checkpoint() -> None:
     h = harness()
     await open_accounts(h, 1)
     status = await h.projector_status("deposits")
-    assert (status.position, status.restored_from, status.restored) == (3, None, 0)
+    assert (status.position, status.checkpoint, status.lag_events) == (3, None, 0)
+
+
+async def test_the_status_names_the_error_that_stopped_the_projection() -> None:
+    h = harness()
+    await open_accounts(h, 2, deposits=2)
+    Deposits.fail_on = 2
+    status = await h.projector_status(Deposits)
+    assert status.last_error is not None and "MoneyDeposited" in status.last_error
+    assert (status.events_applied, status.lag_events) == (1, 4)
 
 
 def corrupted(record: bytes) -> list[bytes]:

@@ -23,12 +23,11 @@ from sekiban.core.query import MultiProjector, Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
-from sekiban.dapr.messages import ProjectorStatus
 from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
 from sekiban.dapr.results import QueryResults
 from sekiban.errors import DaprUnavailableError, SekibanError
 from sekiban.loading import LoadResult
-from sekiban.projections import ConsistencyToken
+from sekiban.projections import ConsistencyToken, ProjectionStatus
 from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
 from sekiban.stores.protocols import EventStore
@@ -179,9 +178,12 @@ class DaprSekibanExecutor:
         )
         return answer
 
-    async def projector_status(self, projector: type[MultiProjector[Any]] | str) -> ProjectorStatus:
-        """The status of a multi-projector's actor (activating it, and catching it up,
-        if it is not): its position and where it was restored from."""
+    async def projector_status(
+        self, projector: type[MultiProjector[Any]] | str
+    ) -> ProjectionStatus:
+        """Where a multi-projector's actor stands after catching up (activating it if
+        it is not active): position, checkpoint (the position of the state it restored
+        or last saved), events applied, lag, and why its catch-up failed if it did."""
         name = self.domain.multi_projector(projector).name
         return await self._invoke(
             projector_actor_id(name),

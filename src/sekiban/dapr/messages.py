@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +23,7 @@ from sekiban.errors import (
     SerializationError,
 )
 from sekiban.loading import LoadResult, LoadStatistics
+from sekiban.projections.status import ProjectionStatus
 from sekiban.snapshot.types import RejectionReason, SnapshotRejection
 
 
@@ -185,30 +184,14 @@ _QUERY_ERRORS: dict[str, type[SekibanError]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ProjectorStatus:
-    """A projector actor's projection: its position (after catching up), the position
-    of the record it was restored from when activated (None: built from position 0),
-    and what happened to its records since activation (see `ProjectionCounters`)."""
-
-    projector: str
-    position: int
-    events_applied: int
-    restored_from: int | None
-    restored: int
-    rejected: int
-    saved: int
-    save_failures: int
+def status_reply(status: ProjectionStatus) -> str:
+    return json.dumps({"ok": status.to_dict()})
 
 
-def status_reply(status: ProjectorStatus) -> str:
-    return json.dumps({"ok": dataclasses.asdict(status)})
-
-
-def parse_status_reply(body: bytes) -> ProjectorStatus:
+def parse_status_reply(body: bytes) -> ProjectionStatus:
     ok = _ok(body)
     with _reply_fields("status"):
-        return ProjectorStatus(**ok)
+        return ProjectionStatus(**ok)
 
 
 def _ok(body: bytes) -> dict[str, Any]:

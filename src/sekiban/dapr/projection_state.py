@@ -85,19 +85,10 @@ class ActorStateProjectionStore:
     def __init__(self, actor: Actor, max_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES) -> None:
         self._actor = actor
         self.max_bytes = max_bytes
-        self.first_read: ProjectionRecord | None = None
-        """The record the first `get` found: the one the projection was restored from."""
-        self._read = False
 
     async def get(self, name: str) -> ProjectionRecord | None:
         found, data = await self._actor._state_manager.try_get_state(PROJECTION_STATE_KEY)
-        first, self._read = not self._read, True
-        if not (found and data):
-            return None
-        record = record_from_document(name, data)
-        if first:
-            self.first_read = record
-        return record
+        return record_from_document(name, data) if found and data else None
 
     async def save(self, record: ProjectionRecord) -> bool:
         document = record_document(record)

@@ -20,8 +20,9 @@ from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.projection_state import DEFAULT_MAX_ACTOR_STATE_BYTES, ActorStateProjectionStore
 from sekiban.dapr.results import QueryResults
-from sekiban.errors import ConfigurationError, QueryAnswerTooLargeError, SekibanError
-from sekiban.projections import ProjectionOptions, Projections
+from sekiban.errors import ConfigurationError, QueryAnswerTooLargeError, SekibanError, StoreError
+from sekiban.projections import ProjectionOptions, Projections, ProjectionStatus
+from sekiban.projections.status import Lag, measure_lag
 from sekiban.stores.protocols import EventStore
 
 log = logging.getLogger("sekiban.dapr")
@@ -100,6 +101,7 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
         clock: Clock = utc_now,
     ) -> None:
         super().__init__(ctx, actor_id)
+        self.clock = clock
         self.max_answer_bytes = max_answer_bytes
         self.flush_interval = flush_interval
         self.serializer = Serializer(domain)
@@ -142,24 +144,35 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
                 return (await self._error_reply(span, "Query", error)).encode()
 
     async def status(self) -> str:
-        """The projection's `ProjectorStatus` (caught up first), as JSON."""
+        """Where the projection stands after catching up, as a `ProjectionStatus`
+        (JSON): position, checkpoint (the position of the state this actor restored or
+        last saved), events applied, lag, and why the catch-up failed if it did."""
         with telemetry.actor_method(type(self).__name__, self.id.id, "Status") as span:
             try:
-                projection = await self.projections.catch_up(self.id.id)
-                counters, first = self.projections.counters, self.store.first_read
-                status = messages.ProjectorStatus(
-                    projection.name,
-                    projection.position,
-                    projection.events_applied,
-                    first.position if first is not None and counters.restored else None,
-                    counters.restored,
-                    counters.rejected,
-                    counters.saved,
-                    counters.save_failures,
-                )
-                return messages.status_reply(status)
+                return messages.status_reply(await self._status(self.id.id))
             except Exception as error:
                 return await self._error_reply(span, "Status", error)
+
+    async def _status(self, name: str) -> ProjectionStatus:
+        last_error = None
+        try:
+            await self.projections.catch_up(name)
+        except SekibanError as error:  # a projector error or a store fault: reported
+            last_error = str(error)
+        projection = await self.projections.projection(name)
+        try:
+            lag = await measure_lag(self.projections.event_store, projection.position, self.clock())
+        except StoreError:
+            lag = Lag(None, None)
+        return ProjectionStatus(
+            name=name,
+            position=projection.position,
+            checkpoint=self.projections.checkpoint(name),
+            events_applied=projection.events_applied,
+            lag_events=lag.events,
+            lag_seconds=lag.seconds,
+            last_error=last_error,
+        )
 
     async def _error_reply(self, span: telemetry.Span, method: str, error: Exception) -> str:
         telemetry.record_error(span, error)
