@@ -318,6 +318,28 @@ async def test_with_signing_an_unsigned_record_in_actor_state_is_refused() -> No
     assert record is not None and signing.check(record.signature, record.canonical_form()) is None
 
 
+async def test_deactivation_as_on_daprd_saves_nothing_and_the_timer_save_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = harness()
+    await open_accounts(h, 1)
+    await h.query(DepositsQuery())
+    await h.fire_timers()
+    await open_accounts(h, 1)
+    await h.query(DepositsQuery())  # 2 more deposits, not saved
+    actor = h.active_projector(Deposits)
+    assert actor is not None
+
+    with caplog.at_level(logging.WARNING, "sekiban.projections"):
+        await h.deactivate_projector(Deposits)  # refused, logged, counted: not raised
+
+    assert "ERR_ACTOR_INSTANCE_MISSING" in caplog.text
+    assert actor.projections.counters.save_failures == 1
+    saved = h.stored_projection(Deposits)
+    assert saved is not None and saved.position == 3
+    assert sorted((await h.query(DepositsQuery())).values()) == [3, 3]
+
+
 async def test_the_flush_timer_saves_only_what_was_applied_since_the_last_save() -> None:
     h = harness()
     await open_accounts(h, 1)

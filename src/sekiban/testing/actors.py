@@ -33,6 +33,7 @@ with require_extra("testing", "sekiban.testing.actors"):
     from dapr.actor.runtime.context import ActorRuntimeContext
     from dapr.actor.runtime.manager import ActorManager
     from dapr.clients.base import DaprActorClientBase
+    from dapr.clients.exceptions import DaprInternalError
 
     from sekiban.dapr.actor import SNAPSHOT_STATE_KEY, DaprAggregateActor, actor_id_for
     from sekiban.dapr.app import ActorFactory, aggregate_actor_factory, projector_actor_factory
@@ -55,11 +56,17 @@ with require_extra("testing", "sekiban.testing.actors"):
 
 
 class InMemoryActorClient(DaprActorClientBase):
-    """Actor state in a dict, applied transactionally like daprd applies it."""
+    """Actor state in a dict, applied transactionally like daprd applies it.
+
+    The state writes of actors in `deactivating` (type, id) are refused as daprd 1.18
+    refuses them (`ERR_ACTOR_INSTANCE_MISSING`): it drops an actor before asking its
+    host to deactivate it.
+    """
 
     def __init__(self) -> None:
         self.state: dict[tuple[str, str, str], bytes] = {}
         self.timers: dict[tuple[str, str, str], bytes] = {}
+        self.deactivating: set[tuple[str, str]] = set()
 
     async def invoke_method(
         self, actor_type: str, actor_id: str, method: str, data: bytes | None = None
@@ -67,6 +74,8 @@ class InMemoryActorClient(DaprActorClientBase):
         raise NotImplementedError("actor-to-actor calls are not part of the harness")
 
     async def save_state_transactionally(self, actor_type: str, actor_id: str, data: bytes) -> None:
+        if (actor_type, actor_id) in self.deactivating:
+            raise DaprInternalError("actor instance is missing", "ERR_ACTOR_INSTANCE_MISSING")
         operations: list[dict[str, Any]] = json.loads(data)
         changes = dict(self.state)
         for operation in operations:
@@ -194,11 +203,21 @@ class ActorHarness(DaprSekibanExecutor):
         data = self.actor_client.state.get((AGGREGATE_ACTOR_TYPE, actor_id, SNAPSHOT_STATE_KEY))
         return AggregateSnapshot.from_json(data) if data else None
 
-    async def deactivate_projector(self, projector: type[MultiProjector[Any]] | str) -> None:
-        """Deactivate a multi-projector's actor (it saves its state) as Dapr does when
-        it is idle or moved."""
+    async def deactivate_projector(
+        self, projector: type[MultiProjector[Any]] | str, *, as_daprd: bool = True
+    ) -> None:
+        """Deactivate a multi-projector's actor as Dapr does when it is idle or moved:
+        by default refusing the state writes it tries meanwhile, as daprd 1.18 does
+        (`as_daprd=False` lets them through)."""
         manager = self.managers[PROJECTOR_ACTOR_TYPE]
-        await manager.deactivate_actor(ActorId(self._projector_actor_id(projector)))
+        actor_id = self._projector_actor_id(projector)
+        key = (PROJECTOR_ACTOR_TYPE, actor_id)
+        if as_daprd:
+            self.actor_client.deactivating.add(key)
+        try:
+            await manager.deactivate_actor(ActorId(actor_id))
+        finally:
+            self.actor_client.deactivating.discard(key)
 
     def forget_projector(self, projector: type[MultiProjector[Any]] | str) -> None:
         """Drop a multi-projector's actor without deactivating it, as when its host is
