@@ -67,11 +67,15 @@ async def deposit(
     return await executor.command(DepositMoney(account_id=keys.aggregate_id, amount=amount))
 
 
+@pytest.mark.parametrize("state_bytes", [None, 600], ids=["inline", "in-chunks"])
 async def test_queries_are_answered_by_the_projector_actor_and_survive_losing_its_host(
-    tmp_path: Path,
+    tmp_path: Path, state_bytes: int | None
 ) -> None:
-    # Saved every 10 events, never by the timer within the test.
+    # Saved every 10 events, never by the timer within the test; with 600-byte values
+    # the state is kept in chunks.
     env = {"SEKIBAN_PROJECTION_PERSIST_EVERY": "10", "SEKIBAN_PROJECTION_FLUSH_SECONDS": "3600"}
+    if state_bytes is not None:
+        env["SEKIBAN_PROJECTION_STATE_BYTES"] = str(state_bytes)
     async with bank_cluster(tmp_path, extra_env=env, app_target=HOST) as bank:
         nodes = [bank.cluster.start_node("bank"), bank.cluster.start_node("bank")]
         executors = {
@@ -99,6 +103,7 @@ async def test_queries_are_answered_by_the_projector_actor_and_survive_losing_it
         assert answer.total_count == 8
         record = await stored_record(bank, AccountList.name)
         assert record is not None and record.events_applied == 24
+        assert (record.blob_key is None) == (state_bytes is None)
 
         # Read-your-writes through the actor, from the other instance's sidecar too.
         response = await executors[nodes[1].http_endpoint].command(

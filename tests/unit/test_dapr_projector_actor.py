@@ -4,6 +4,7 @@ answered from a projection kept in actor state."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import logging
@@ -408,6 +409,82 @@ async def test_a_state_over_the_actor_state_limit_is_kept_in_memory_only(
     assert actor.projections.counters.save_failures == 2
     assert "over the limit of 300" in caplog.text
     assert await h.query(ActiveAccountsQuery()) == first  # rebuilt from the events
+
+
+def chunk_keys(h: ActorHarness) -> list[str]:
+    return sorted(key for _, _, key in h.actor_client.state if key.startswith("blob:"))
+
+
+async def chunked(h: ActorHarness) -> ProjectionRecord:
+    """Save AccountList through the flush timer; its record, which must be out of line."""
+    await h.fire_timers()
+    record = h.stored_projection(AccountList)
+    assert record is not None and record.payload is None and record.blob_key is not None
+    return record
+
+
+def small_state_limit() -> ActorHarness:
+    # Uncompressed, 10 accounts are about 3 KB: 2 KB values make several chunks.
+    options = ProjectionOptions(compression_level=None)
+    return ActorHarness(domain(), projection_options=options, max_projection_state_bytes=2_000)
+
+
+async def test_a_state_too_large_for_one_value_is_kept_in_chunks_and_restored() -> None:
+    h = small_state_limit()
+    await open_accounts(h, 10)
+    first = await h.query(ActiveAccountsQuery())
+    record = await chunked(h)
+    keys = chunk_keys(h)
+    assert len(keys) >= 3 and f"blob:account-list:{record.sha256}" in keys
+    assert all(
+        len(h.actor_client.state[("DaprProjectorActor", "account-list", k)]) <= 2_000 for k in keys
+    )
+
+    await h.deactivate_projector(AccountList)
+    assert await h.query(ActiveAccountsQuery()) == first
+    actor = h.active_projector(AccountList)
+    assert actor is not None and actor.projections.counters.restored == 1
+
+
+async def test_the_chunks_of_a_replaced_state_are_deleted_after_the_new_record() -> None:
+    h = small_state_limit()
+    await open_accounts(h, 10)
+    await h.query(ActiveAccountsQuery())
+    old = await chunked(h)
+    await open_accounts(h, 1)
+    await h.query(ActiveAccountsQuery())
+    new = await chunked(h)
+
+    keys = chunk_keys(h)
+    assert new.sha256 != old.sha256
+    assert not [k for k in keys if old.sha256 in k]
+    assert f"blob:account-list:{new.sha256}" in keys
+
+
+@pytest.mark.parametrize("damage", ["missing chunk", "flipped byte", "not base64", "no count"])
+async def test_a_damaged_chunked_state_is_rebuilt_from_the_events(damage: str) -> None:
+    h = small_state_limit()
+    await open_accounts(h, 10)
+    first = await h.query(ActiveAccountsQuery())
+    record = await chunked(h)
+    await h.deactivate_projector(AccountList)
+    head = ("DaprProjectorActor", "account-list", f"blob:account-list:{record.sha256}")
+    chunk = (*head[:2], f"{head[2]}:1")
+    if damage == "missing chunk":
+        del h.actor_client.state[chunk]
+    elif damage == "flipped byte":
+        data = base64.b64decode(json.loads(h.actor_client.state[chunk]))
+        flipped = bytes([data[0] ^ 1]) + data[1:]
+        h.actor_client.state[chunk] = json.dumps(base64.b64encode(flipped).decode()).encode()
+    elif damage == "not base64":
+        h.actor_client.state[chunk] = b'"!!"'
+    else:
+        h.actor_client.state[head] = b'{"chunks": "three"}'
+
+    assert await h.query(ActiveAccountsQuery()) == first
+    actor = h.active_projector(AccountList)
+    assert actor is not None
+    assert (actor.projections.counters.rejected, actor.projections.counters.restored) == (1, 0)
 
 
 async def test_an_answer_over_the_reply_limit_is_refused_and_a_page_of_it_is_not() -> None:

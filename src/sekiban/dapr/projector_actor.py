@@ -4,6 +4,7 @@ checkpoint in actor state."""
 # No `from __future__ import annotations`: the SDK reads the method annotations at
 # runtime to pick how to decode arguments, and a string "str" is not `str`.
 
+import dataclasses
 import logging
 import re
 from datetime import timedelta
@@ -18,7 +19,12 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.query import Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
-from sekiban.dapr.projection_state import DEFAULT_MAX_ACTOR_STATE_BYTES, ActorStateProjectionStore
+from sekiban.dapr.projection_state import (
+    DEFAULT_MAX_ACTOR_STATE_BYTES,
+    ActorStateBlobStore,
+    ActorStateProjectionStore,
+    inline_limit,
+)
 from sekiban.dapr.results import QueryResults
 from sekiban.errors import ConfigurationError, QueryAnswerTooLargeError, SekibanError, StoreError
 from sekiban.projections import ProjectionOptions, Projections, ProjectionStatus
@@ -107,8 +113,16 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
         self.serializer = Serializer(domain)
         self.results = QueryResults(self.serializer)
         self.store = ActorStateProjectionStore(self, max_state_bytes)
+        options = options or ProjectionOptions()
+        # A large state goes in chunks (one request each), not in the record's request.
+        inline = min(options.out_of_line_above, inline_limit(max_state_bytes))
         self.projections = Projections(
-            domain, event_store, self.store, options=options, clock=clock
+            domain,
+            event_store,
+            self.store,
+            blob_store=ActorStateBlobStore(self, max_state_bytes),
+            options=dataclasses.replace(options, out_of_line_above=inline),
+            clock=clock,
         )
 
     async def _on_activate(self) -> None:
