@@ -110,9 +110,9 @@ class ActorStateProjectionStore:
                     RejectionReason.TOO_LARGE,
                     f"projection {record.name!r} at position {record.position} is "
                     f"{len(document)} bytes as actor state, over the limit of "
-                    f"{self.max_bytes}; it is kept in memory only. Raise "
-                    "create_actor_app(max_projection_state_bytes=...) together with daprd's "
-                    "--max-body-size, or keep this projection in process",
+                    f"{self.max_bytes}, which leaves no room for the record itself; it is "
+                    "kept in memory only. Raise create_actor_app(max_projection_state_bytes="
+                    "...), keeping it under daprd's --max-body-size",
                 )
             )
         stored = None
