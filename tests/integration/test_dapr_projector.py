@@ -96,8 +96,8 @@ async def test_queries_are_answered_by_the_projector_actor_and_survive_losing_it
             last = await deposit(executor, opened.partition_keys, 2)
 
         # 24 events: the first query applies them all and saves them (persist_every=10).
-        # PostgreSQL shows an event in the global order once no older transaction runs
-        # (other clients of the server hold that back): `after=` waits for it.
+        # PostgreSQL shows an event in the global order once no earlier append is in
+        # flight: `after=` waits for it.
         answer = await executor.query(ActiveAccountsQuery(), after=last)
         assert answer == await full_replay(bank.store, ActiveAccountsQuery(), last)
         assert answer.total_count == 8
