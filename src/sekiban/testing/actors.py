@@ -228,6 +228,8 @@ class ActorHarness(DaprSekibanExecutor):
     def active_projector(
         self, projector: type[MultiProjector[Any]] | str
     ) -> DaprProjectorActor | None:
+        """The multi-projector's actor while it is active (its `projections` show the
+        restore and save counters), else None."""
         manager = self.managers[PROJECTOR_ACTOR_TYPE]
         actor = manager._active_actors.get(self._projector_actor_id(projector))
         return actor if isinstance(actor, DaprProjectorActor) else None
