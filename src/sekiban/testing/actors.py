@@ -184,9 +184,15 @@ class ActorHarness(DaprSekibanExecutor):
     async def deactivate(
         self, projector: type[AggregateProjector], partition_keys: PartitionKeys
     ) -> None:
-        """Deactivate the aggregate's actor as Dapr does when it is idle or moved."""
+        """Deactivate the aggregate's actor as Dapr does when it is idle or moved,
+        refusing the state writes it tries meanwhile, as daprd 1.18 does."""
         actor_id = actor_id_for(self.domain.projector(projector).name, partition_keys)
-        await self.manager.deactivate_actor(ActorId(actor_id))
+        key = (AGGREGATE_ACTOR_TYPE, actor_id)
+        self.actor_client.deactivating.add(key)
+        try:
+            await self.manager.deactivate_actor(ActorId(actor_id))
+        finally:
+            self.actor_client.deactivating.discard(key)
 
     def active_actor(
         self, projector: type[AggregateProjector], partition_keys: PartitionKeys
