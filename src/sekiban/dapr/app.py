@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from dapr.actor import Actor, ActorRuntime
 from dapr.actor.id import ActorId
@@ -22,7 +23,10 @@ from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.dapr.timeouts import register_timeout_actor, timeout_actor_factory
+from sekiban.executor import SekibanExecutor
 from sekiban.limits import CommandLimits
+from sekiban.reactions.process import ProcessManager
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
@@ -90,8 +94,13 @@ def create_actor_app(
     actor_idle_timeout: timedelta = timedelta(minutes=15),
     app_api_token: str | None = None,
     limits: CommandLimits | None = None,
+    process_managers: Sequence[ProcessManager[Any]] = (),
 ) -> FastAPI:
     """A FastAPI app hosting `DaprAggregateActor` for `domain`; serve it with uvicorn.
+
+    With `process_managers`, it also hosts `ProcessTimeoutActor`, which fires their
+    timeouts when the reminders `dapr_reaction_runner` registers come due (needs the
+    Dapr scheduler; see `sekiban.dapr.timeouts`).
 
     The event store is opened at startup (so a pool is created inside the server's
     event loop) and closed at shutdown. With `app_api_token` (default: the
@@ -109,6 +118,11 @@ def create_actor_app(
             domain, event_store, snapshot_config, conflict_retry, limits=limits
         )
         await register_aggregate_actor(factory)
+        if process_managers:
+            executor = SekibanExecutor(
+                domain, event_store, conflict_retry=conflict_retry, limits=limits
+            )
+            await register_timeout_actor(timeout_actor_factory(executor, process_managers))
         try:
             yield
         finally:
