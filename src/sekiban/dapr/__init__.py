@@ -1,4 +1,5 @@
-"""Aggregates as Dapr virtual actors (needs the `dapr` extra)."""
+"""Aggregates as Dapr virtual actors, and saga timeouts as actor reminders (needs the
+`dapr` extra)."""
 
 from sekiban._extras import require_extra
 
@@ -7,10 +8,15 @@ with require_extra("dapr", "sekiban.dapr"):
     from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
     from sekiban.dapr.app import create_actor_app
     from sekiban.dapr.executor import DaprSekibanExecutor
+    from sekiban.dapr.reminders import DaprReminders
+    from sekiban.dapr.timeouts import ProcessTimeoutActor, dapr_reaction_runner
 
 __all__ = [
     "DaprAggregateActor",
+    "DaprReminders",
     "DaprSekibanExecutor",
+    "ProcessTimeoutActor",
     "actor_id_for",
     "create_actor_app",
+    "dapr_reaction_runner",
 ]

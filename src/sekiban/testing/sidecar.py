@@ -260,7 +260,11 @@ class DaprCluster:
         self.config.write_text(LOOPBACK_CONFIGURATION)
         self.placement_port = free_port()
         self.placement: ManagedProcess | None = None
-        self.scheduler_port = free_port()
+        # Fixed for the cluster's life: etcd keeps its peer URL in its data dir, so a
+        # restarted scheduler must come back on the same ports.
+        self.scheduler_port, self.etcd_client_port, self.etcd_peer_port = (
+            free_port() for _ in range(3)
+        )
         self.scheduler: ManagedProcess | None = None
         self.nodes: list[Node] = []
 
@@ -297,7 +301,8 @@ class DaprCluster:
         )
 
     def start_scheduler(self) -> None:
-        """Start the scheduler (actor reminders, jobs) on free loopback ports."""
+        """Start the scheduler (actor reminders, jobs) on free loopback ports; again
+        after `scheduler.kill()` it comes back on the same ports and data."""
         binary = self.binaries / "scheduler"
         if not binary.is_file():
             raise SidecarError(
@@ -324,9 +329,9 @@ class DaprCluster:
                 "--id",
                 "scheduler-0",
                 "--etcd-initial-cluster",
-                f"scheduler-0=http://127.0.0.1:{free_port()}",
+                f"scheduler-0=http://127.0.0.1:{self.etcd_peer_port}",
                 "--etcd-client-port",
-                str(free_port()),
+                str(self.etcd_client_port),
                 "--etcd-client-listen-address",
                 "127.0.0.1",
                 "--etcd-data-dir",
