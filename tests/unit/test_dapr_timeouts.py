@@ -43,7 +43,8 @@ class Saga:
         self.clock = FakeClock()
         self.store = InMemoryEventStore()
         self.executor = SekibanExecutor(order_domain(), self.store, clock=self.clock)
-        self.harness = ReminderHarness(self.executor, [OrderFulfilment()], clock=self.clock)
+        self.process = OrderFulfilment()  # the one the timeout actors step
+        self.harness = ReminderHarness(self.executor, [self.process], clock=self.clock)
         self.runner = self.restarted()
 
     def restarted(self) -> ReactionRunner:
@@ -175,3 +176,25 @@ async def test_a_timeout_actor_for_an_unhosted_process_is_refused() -> None:
     [body] = s.harness.actor_client.reminders.values()
     with pytest.raises(ConfigurationError, match="no process manager 'other'"):
         await s.harness.manager.fire_reminder(ActorId("other:x"), "timeout-x", body)
+
+
+async def test_a_failed_timeout_step_keeps_its_reminder_and_the_next_firing_applies_it() -> None:
+    s = Saga()
+    await s.place_order()
+    s.clock.advance(PAYMENT_WINDOW)
+    process = s.process
+    original = process.on_timeout
+
+    def store_down(*args: object) -> None:
+        raise OSError("the event store is down")
+
+    process.on_timeout = store_down  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await s.harness.fire_due()
+    assert len(s.harness.registered) == 1  # not unregistered: it fires again
+    assert await s.count("TimeoutFired") == 0
+
+    process.on_timeout = original  # type: ignore[method-assign]
+    assert await s.harness.fire_due() == 1
+    assert await s.count("TimeoutFired") == 1
+    assert s.harness.registered == []
