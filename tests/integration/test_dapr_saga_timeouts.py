@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from examples.order_saga import AddStock, PlaceOrder, order_domain
+from examples.order_saga import AddStock, PlaceOrder, RecordPayment, order_domain
 from sekiban import SekibanExecutor
 from sekiban.dapr.reminders import DaprReminders
 from sekiban.dapr.timeouts import (
@@ -115,4 +115,52 @@ async def test_a_timeout_fires_once_on_another_instance_after_sigkill(tmp_path: 
         assert types.count("TimeoutScheduled") == 1
         assert types.count("TimeoutFired") == 1
         assert types.count("StockReleased") == 1
+        assert types.count("OrderCancelled") == 1
+
+
+async def test_a_reminder_survives_an_app_restart_and_a_cancelled_one_is_unregistered(
+    tmp_path: Path,
+) -> None:
+    async with bank_cluster(
+        tmp_path,
+        app_target=HOST,
+        extra_env={"SAGA_PAYMENT_WINDOW": str(WINDOW.total_seconds())},
+        scheduler=True,
+    ) as saga:
+        node = saga.cluster.start_node("saga")
+        executor = SekibanExecutor(order_domain(), saga.store)
+        unpaid, paid = str(uuid.uuid4()), str(uuid.uuid4())
+        await executor.command(AddStock(sku="book", quantity=5))
+        for order_id in (unpaid, paid):
+            await executor.command(PlaceOrder(order_id=order_id, sku="book", quantity=1, amount=9))
+        runner = runner_on(node, executor, InMemoryProjectionStore())
+        await runner.run_until_idle()
+        subscriber = runner.subscriptions["order-fulfilment"].subscriber
+        assert isinstance(subscriber, DaprTimeoutSubscriber)
+        reminder_of = {
+            t["stream"]: (
+                timeout_actor_id("order-fulfilment", t["stream"]),
+                reminder_name(t["timeout_id"]),
+            )
+            for t in subscriber.reminded.values()
+        }
+        paid_reminder = reminder_of[str(QuickFulfilment(WINDOW).keys(paid))]
+        unpaid_reminder = reminder_of[str(QuickFulfilment(WINDOW).keys(unpaid))]
+        assert await reminder_status(node, *paid_reminder) == 200
+
+        await executor.command(RecordPayment(order_id=paid, succeeded=True))
+        await runner.run_until_idle()  # the paid order's timeout is cancelled
+        assert await reminder_status(node, *paid_reminder) == 404
+        assert await reminder_status(node, *unpaid_reminder) == 200
+
+        node.restart_app()  # SIGKILL the app only; daprd and the scheduler stay
+
+        async def fired() -> bool:
+            return "TimeoutFired" in await event_types(saga.store)
+
+        await eventually(fired, "the unpaid order's timeout firing after the app restart")
+        types = await event_types(saga.store)
+        assert types.count("TimeoutScheduled") == 2
+        assert types.count("TimeoutFired") == 1
+        assert types.count("OrderConfirmed") == 1
         assert types.count("OrderCancelled") == 1
