@@ -66,6 +66,7 @@ selected_modules() {
 built_from_current_modules() {
     local info
     info=$(go version -m "$1") || return 1
+    grep -qxF $'\tpath\tgithub.com/dapr/dapr/cmd/'"$(basename "$1")" <<<"$info" || return 1
     grep -qxF $'\tbuild\t-tags='"$tags" <<<"$info" || return 1
     grep -qxF $'\tbuild\tCGO_ENABLED=0' <<<"$info" || return 1
     grep -qxF $'\tbuild\tGOOS='"$(go env GOOS)" <<<"$info" || return 1
