@@ -8,11 +8,13 @@ with require_extra("dapr", "sekiban.dapr"):
     from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
     from sekiban.dapr.app import create_actor_app
     from sekiban.dapr.executor import DaprSekibanExecutor
+    from sekiban.dapr.publisher import DaprEventPublisher
     from sekiban.dapr.reminders import DaprReminders
     from sekiban.dapr.timeouts import ProcessTimeoutActor, dapr_reaction_runner
 
 __all__ = [
     "DaprAggregateActor",
+    "DaprEventPublisher",
     "DaprReminders",
     "DaprSekibanExecutor",
     "ProcessTimeoutActor",
