@@ -18,6 +18,7 @@ from sekiban.stores.postgres.notifications import AppendListener, channel_name, 
 from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
     read_all_sql,
+    read_bound_sql,
     read_command_sql,
     read_stream_sql,
     snapshot_and_stream_sql,
@@ -68,6 +69,7 @@ class PostgresEventStore(ClosesOnExit):
         self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
+        self._read_bound_sql = read_bound_sql(t)
 
     @classmethod
     async def open(
@@ -249,9 +251,13 @@ class PostgresEventStore(ClosesOnExit):
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
         keys: dict[tuple[str, str, Any], PartitionKeys] = {}
+        # One bound for the whole read, taken before any page is read (see the package
+        # docstring): each page's snapshot is newer than it.
+        with translate_faults(self._where):
+            bound = await self._pool.fetchval(self._read_bound_sql)
         while True:
             with translate_faults(self._where):
-                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)
+                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size, bound)
             if not rows:
                 return
             batch = []
