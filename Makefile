@@ -39,7 +39,7 @@ services:
 services-stop:
 	scripts/services.sh stop
 
-# daprd and placement, built from tools/dapr once and cached under ~/.cache/sekiban.
+# daprd, placement and scheduler, built from tools/dapr once and cached under ~/.cache/sekiban.
 dapr:
 	scripts/build-dapr.sh >/dev/null
 

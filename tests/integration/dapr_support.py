@@ -45,6 +45,7 @@ async def bank_cluster(
     idle_seconds: int = 900,
     extra_env: dict[str, str] | None = None,
     app_target: str = "examples.dapr_host:app",
+    scheduler: bool = False,
 ) -> AsyncIterator[BankCluster]:
     """A cluster hosting the bank domain, with a schema of its own.
 
@@ -65,7 +66,12 @@ async def bank_cluster(
     }
     try:
         with DaprCluster(
-            tmp_path, app_target, component, app_env=env, binaries=dapr_binaries()
+            tmp_path,
+            app_target,
+            component,
+            app_env=env,
+            binaries=dapr_binaries(),
+            scheduler=scheduler,
         ) as cluster:
             yield BankCluster(cluster, store, dsn, state_table)
     finally:

@@ -9,4 +9,5 @@ package tools
 import (
 	_ "github.com/dapr/dapr/cmd/daprd"
 	_ "github.com/dapr/dapr/cmd/placement"
+	_ "github.com/dapr/dapr/cmd/scheduler"
 )

@@ -1,4 +1,5 @@
-"""Aggregates and multi-projections as Dapr virtual actors (needs the `dapr` extra)."""
+"""Aggregates and multi-projections as Dapr virtual actors, and saga timeouts as actor
+reminders (needs the `dapr` extra)."""
 
 from sekiban._extras import require_extra
 
@@ -8,12 +9,19 @@ with require_extra("dapr", "sekiban.dapr"):
     from sekiban.dapr.app import create_actor_app
     from sekiban.dapr.executor import DaprSekibanExecutor
     from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
+    from sekiban.dapr.publisher import DaprEventPublisher
+    from sekiban.dapr.reminders import DaprReminders
+    from sekiban.dapr.timeouts import ProcessTimeoutActor, dapr_reaction_runner
 
 __all__ = [
     "DaprAggregateActor",
+    "DaprEventPublisher",
     "DaprProjectorActor",
+    "DaprReminders",
     "DaprSekibanExecutor",
+    "ProcessTimeoutActor",
     "actor_id_for",
     "create_actor_app",
+    "dapr_reaction_runner",
     "projector_actor_id",
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from dapr.actor import Actor, ActorRuntime
 from dapr.actor.id import ActorId
@@ -29,8 +30,11 @@ from sekiban.dapr.projector_actor import (
     DaprProjectorActor,
 )
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+from sekiban.dapr.timeouts import ProcessTimeoutActor, timeout_actor_factory
+from sekiban.executor import SekibanExecutor
 from sekiban.limits import CommandLimits
 from sekiban.projections import ProjectionOptions
+from sekiban.reactions.process import ProcessManager
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
@@ -133,9 +137,14 @@ def create_actor_app(
     max_projection_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
     max_query_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     projection_flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
+    process_managers: Sequence[ProcessManager[Any]] = (),
 ) -> FastAPI:
     """A FastAPI app hosting `DaprAggregateActor` and `DaprProjectorActor` for
     `domain`; serve it with uvicorn.
+
+    With `process_managers`, it also hosts `ProcessTimeoutActor`, which fires their
+    timeouts when the reminders `dapr_reaction_runner` registers come due (needs the
+    Dapr scheduler; see `sekiban.dapr.timeouts`).
 
     The event store is opened at startup (so a pool is created inside the server's
     event loop) and closed at shutdown. With `app_api_token` (default: the
@@ -169,6 +178,13 @@ def create_actor_app(
                 flush_interval=projection_flush_interval,
             ),
         )
+        if process_managers:
+            executor = SekibanExecutor(
+                domain, event_store, conflict_retry=conflict_retry, limits=limits
+            )
+            await register_actor(
+                ProcessTimeoutActor, timeout_actor_factory(executor, process_managers)
+            )
         try:
             yield
         finally:

@@ -87,7 +87,7 @@ class DaprSekibanExecutor:
         self.event_store = event_store
         self.serializer = Serializer(domain)
         self.results = QueryResults(self.serializer)
-        self.endpoint = (dapr_http_endpoint or _endpoint_from_environment()).rstrip("/")
+        self.endpoint = (dapr_http_endpoint or endpoint_from_environment()).rstrip("/")
         self.api_token = os.environ.get("DAPR_API_TOKEN", "") if api_token is None else api_token
         self.timeout = timeout
         self.transient_retry = transient_retry
@@ -262,23 +262,33 @@ class DaprSekibanExecutor:
         `SidecarStatusError` otherwise.
         """
         url = f"{self.endpoint}/v1.0/actors/{actor_type}/{actor_id}/method/{method}"
-        headers = {"Content-Type": "application/json"}
-        if self.api_token:
-            headers["dapr-api-token"] = self.api_token
-        # daprd passes `traceparent` on to the actor host: its spans join this trace.
-        telemetry.inject(headers)
-        limit = aiohttp.ClientTimeout(total=(timeout or self.timeout).total_seconds())
-        async with (
-            aiohttp.ClientSession(timeout=limit) as session,
-            session.put(url, data=body or b"", headers=headers) as response,
-        ):
-            reply = await response.read()
-            if 200 <= response.status < 300:
-                return reply
-            raise SidecarStatusError(response.status, response.reason or "", reply)
+        return await call_sidecar("PUT", url, body, self.api_token, timeout or self.timeout)
 
 
-def _endpoint_from_environment() -> str:
+async def call_sidecar(
+    method: str, url: str, body: bytes | None, api_token: str, timeout: timedelta
+) -> bytes:
+    """One HTTP request to daprd; the reply body of a 2xx answer, else
+    `SidecarStatusError`. Sends `api_token` as `dapr-api-token` unless it is ""."""
+    headers = {"Content-Type": "application/json"}
+    if api_token:
+        headers["dapr-api-token"] = api_token
+    # daprd passes `traceparent` on to the actor host: its spans join this trace.
+    telemetry.inject(headers)
+    client_timeout = aiohttp.ClientTimeout(total=timeout.total_seconds())
+    async with (
+        aiohttp.ClientSession(timeout=client_timeout) as session,
+        session.request(method, url, data=body or b"", headers=headers) as response,
+    ):
+        reply = await response.read()
+        if 200 <= response.status < 300:
+            return reply
+        raise SidecarStatusError(response.status, response.reason or "", reply)
+
+
+def endpoint_from_environment() -> str:
+    """daprd's HTTP endpoint as every Dapr app finds it: `DAPR_HTTP_ENDPOINT`, else
+    `http://$DAPR_RUNTIME_HOST:$DAPR_HTTP_PORT` (127.0.0.1 and 3500 when unset)."""
     endpoint = os.environ.get("DAPR_HTTP_ENDPOINT")
     if endpoint:
         return endpoint

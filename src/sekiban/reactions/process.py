@@ -262,6 +262,15 @@ class ProcessSubscriber:
         )
         return [DueWork(f"timeout {t['timeout_id']}", self._firing(t, host)) for t in due]
 
+    async def fire_timeout(self, timeout: dict[str, Any], host: Host) -> None:
+        """Fire one pending timeout (an entry of `timeouts`) now, however it came due:
+        the step `due` runs, for hosts that keep time themselves (Dapr reminders).
+
+        At most once in effect: the step's command id is derived from the timeout id,
+        and a timeout cancelled or fired since is left alone.
+        """
+        await self._firing(timeout, host)()
+
     def _firing(self, timeout: dict[str, Any], host: Host) -> Callable[[], Awaitable[None]]:
         timeout_id: str = timeout["timeout_id"]
 

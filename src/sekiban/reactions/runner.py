@@ -44,7 +44,9 @@ HANDLER_RETRY = RetryPolicy(
 RECORD_PREFIX = "reaction:"
 RECORD_ENCODING = "reaction-checkpoint+json"
 
-Hosted = Reaction | ProcessManager[Any] | OutboxDispatcher
+Hosted = Reaction | ProcessManager[Any] | OutboxDispatcher | Subscriber
+"""What a runner hosts; a `Subscriber` is hosted as it is (e.g. a process manager whose
+timeouts Dapr reminders fire, `sekiban.dapr.timeouts`)."""
 Sleep = Callable[[float], Awaitable[object]]
 
 

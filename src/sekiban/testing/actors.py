@@ -3,13 +3,15 @@ or a sidecar.
 
 `ActorHarness` is a `DaprSekibanExecutor` whose actor calls go straight into the
 dapr SDK's `ActorManager`s (activation, method dispatch, state saving, deactivation)
-with an in-memory actor client standing in for daprd's state API.
+with an in-memory actor client standing in for daprd's state API. `ReminderHarness`
+does the same for saga timeouts fired by Dapr reminders (`sekiban.dapr.timeouts`).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sekiban._extras import require_extra
@@ -18,8 +20,10 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import MultiProjector
+from sekiban.executor import SekibanExecutor
 from sekiban.limits import CommandLimits
 from sekiban.projections import ProjectionOptions, ProjectionRecord
+from sekiban.reactions.process import ProcessManager
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.snapshot.types import AggregateSnapshot
@@ -29,11 +33,13 @@ from sekiban.stores.protocols import EventStore
 with require_extra("testing", "sekiban.testing.actors"):
     from dapr.actor import Actor
     from dapr.actor.id import ActorId
+    from dapr.actor.runtime._reminder_data import ActorReminderData
     from dapr.actor.runtime._type_information import ActorTypeInformation
     from dapr.actor.runtime.context import ActorRuntimeContext
     from dapr.actor.runtime.manager import ActorManager
     from dapr.clients.base import DaprActorClientBase
     from dapr.clients.exceptions import DaprInternalError
+    from dapr.serializers import DefaultJSONSerializer
 
     from sekiban.dapr.actor import SNAPSHOT_STATE_KEY, DaprAggregateActor, actor_id_for
     from sekiban.dapr.app import ActorFactory, aggregate_actor_factory, projector_actor_factory
@@ -53,6 +59,7 @@ with require_extra("testing", "sekiban.testing.actors"):
         projector_actor_id,
     )
     from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
+    from sekiban.dapr.timeouts import ProcessTimeoutActor, timeout_actor_factory
 
 
 class InMemoryActorClient(DaprActorClientBase):
@@ -67,6 +74,7 @@ class InMemoryActorClient(DaprActorClientBase):
         self.state: dict[tuple[str, str, str], bytes] = {}
         self.timers: dict[tuple[str, str, str], bytes] = {}
         self.deactivating: set[tuple[str, str]] = set()
+        self.reminders: dict[tuple[str, str, str], bytes] = {}
 
     async def invoke_method(
         self, actor_type: str, actor_id: str, method: str, data: bytes | None = None
@@ -92,10 +100,10 @@ class InMemoryActorClient(DaprActorClientBase):
     async def register_reminder(
         self, actor_type: str, actor_id: str, name: str, data: bytes
     ) -> None:
-        raise NotImplementedError("sekiban actors use timers, not reminders")
+        self.reminders[(actor_type, actor_id, name)] = data
 
     async def unregister_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
-        return None
+        self.reminders.pop((actor_type, actor_id, name), None)
 
     async def register_timer(self, actor_type: str, actor_id: str, name: str, data: bytes) -> None:
         self.timers[(actor_type, actor_id, name)] = data
@@ -256,3 +264,67 @@ class ActorHarness(DaprSekibanExecutor):
 
     def _projector_actor_id(self, projector: type[MultiProjector[Any]] | str) -> str:
         return projector_actor_id(self.domain.multi_projector(projector).name)
+
+
+class ReminderHarness:
+    """Saga timeouts as Dapr reminders, in process: a `Reminders` for
+    `dapr_reaction_runner` that keeps them in memory, and `fire_due` to fire those due
+    by `clock` into `ProcessTimeoutActor`s run by the SDK's `ActorManager`, as daprd
+    and the scheduler would.
+
+    `registered` lists the pending reminders as `(actor id, reminder name)`.
+    """
+
+    def __init__(
+        self,
+        executor: SekibanExecutor,
+        process_managers: Sequence[ProcessManager[Any]],
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.clock = clock
+        self.actor_client = InMemoryActorClient()
+        self.due_at: dict[tuple[str, str, str], datetime] = {}
+        context = ActorRuntimeContext(
+            ActorTypeInformation.create(ProcessTimeoutActor),
+            RawJsonSerializer(),
+            RawStateSerializer(),
+            self.actor_client,
+            timeout_actor_factory(executor, process_managers),
+        )
+        self.manager = ActorManager(context)
+
+    @property
+    def registered(self) -> list[tuple[str, str]]:
+        return [(actor_id, name) for _, actor_id, name in self.actor_client.reminders]
+
+    async def register(
+        self,
+        actor_type: str,
+        actor_id: str,
+        name: str,
+        data: bytes,
+        due_time: timedelta,
+        period: timedelta,
+    ) -> None:
+        body = DefaultJSONSerializer().serialize(
+            ActorReminderData(name, data, due_time, period).as_dict()
+        )
+        await self.actor_client.register_reminder(actor_type, actor_id, name, body)
+        self.due_at[(actor_type, actor_id, name)] = self.clock() + due_time
+
+    async def unregister(self, actor_type: str, actor_id: str, name: str) -> None:
+        await self.actor_client.unregister_reminder(actor_type, actor_id, name)
+
+    async def fire_due(self) -> int:
+        """Fire every reminder whose due time has come, once; returns how many. Those
+        the actor does not unregister (its step failed) fire again next time."""
+        now = self.clock()
+        due = [
+            (key, body)
+            for key, body in self.actor_client.reminders.items()
+            if self.due_at[key] <= now
+        ]
+        for (_, actor_id, name), body in due:
+            await self.manager.fire_reminder(ActorId(actor_id), name, body)
+        return len(due)

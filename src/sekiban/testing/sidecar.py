@@ -1,4 +1,5 @@
-"""Start placement, daprd and an actor host on this machine, for tests and development.
+"""Start placement, the scheduler, daprd and an actor host on this machine, for tests
+and development.
 
 The binaries come from `scripts/build-dapr.sh` (cached under
 `~/.cache/sekiban/dapr/<version>/`), or from the directory in `SEKIBAN_DAPR_BIN_DIR`.
@@ -211,7 +212,13 @@ class Node:
 
 
 class DaprCluster:
-    """placement plus any number of (actor host, daprd) nodes on loopback.
+    """placement (and, with `scheduler=True`, the scheduler) plus any number of (actor
+    host, daprd) nodes on loopback.
+
+    Actor reminders need the scheduler: without it daprd answers every reminder
+    registration with HTTP 500. It runs standalone with etcd embedded, its data in
+    `work_dir/scheduler`, so reminders outlive every app and daprd restart (not a
+    restart of the cluster with a new `work_dir`).
 
     `app_target` is the ASGI app for uvicorn, e.g. "examples.dapr_host:app";
     `component` is the actor state store YAML every daprd loads, or `resources_path` a
@@ -231,8 +238,10 @@ class DaprCluster:
         app_env: Mapping[str, str] | None = None,
         binaries: Path | None = None,
         ready_timeout: float = 60,
+        scheduler: bool = False,
     ) -> None:
         self.work_dir = work_dir
+        self.with_scheduler = scheduler
         self.app_target = app_target
         self.app_env = dict(app_env or {})
         self.binaries = binaries or find_binaries()
@@ -251,6 +260,12 @@ class DaprCluster:
         self.config.write_text(LOOPBACK_CONFIGURATION)
         self.placement_port = free_port()
         self.placement: ManagedProcess | None = None
+        # Fixed for the cluster's life: etcd keeps its peer URL in its data dir, so a
+        # restarted scheduler must come back on the same ports.
+        self.scheduler_port, self.etcd_client_port, self.etcd_peer_port = (
+            free_port() for _ in range(3)
+        )
+        self.scheduler: ManagedProcess | None = None
         self.nodes: list[Node] = []
 
     def start_placement(self) -> None:
@@ -284,6 +299,63 @@ class DaprCluster:
             self.placement.log,
             self.ready_timeout,
         )
+
+    def start_scheduler(self) -> None:
+        """Start the scheduler (actor reminders, jobs) on free loopback ports; again
+        after `scheduler.kill()` it comes back on the same ports and data."""
+        binary = self.binaries / "scheduler"
+        if not binary.is_file():
+            raise SidecarError(
+                f"{binary} was not found; build it with scripts/build-dapr.sh "
+                "(it builds only the binaries that are missing)"
+            )
+        health = free_port()
+        self.scheduler = ManagedProcess(
+            "scheduler",
+            [
+                str(binary),
+                "--listen-address",
+                "127.0.0.1",
+                "--port",
+                str(self.scheduler_port),
+                # Like placement's, its healthz server listens on every interface
+                # whatever --healthz-listen-address says; only the port is ours.
+                "--healthz-port",
+                str(health),
+                "--healthz-listen-address",
+                "127.0.0.1",
+                # Embedded etcd, one member: its client and peer ports default to
+                # fixed 2379/2380, which two clusters on one machine would share.
+                "--id",
+                "scheduler-0",
+                "--etcd-initial-cluster",
+                f"scheduler-0=http://127.0.0.1:{self.etcd_peer_port}",
+                "--etcd-client-port",
+                str(self.etcd_client_port),
+                "--etcd-client-listen-address",
+                "127.0.0.1",
+                "--etcd-data-dir",
+                str(self.work_dir / "scheduler"),
+                "--enable-metrics=false",
+                "--log-level",
+                "warn",
+            ],
+            self.work_dir / "scheduler.log",
+        ).start()
+        assert self.scheduler.process is not None
+        wait_until_ready(
+            f"http://127.0.0.1:{health}/healthz",
+            self.scheduler.process,
+            self.scheduler.log,
+            self.ready_timeout,
+        )
+
+    def _scheduler_args(self) -> list[str]:
+        # Only with a scheduler running: daprd pointed at an unreachable scheduler
+        # never becomes ready.
+        if self.scheduler is None:
+            return []
+        return ["--scheduler-host-address", f"127.0.0.1:{self.scheduler_port}"]
 
     def start_node(self, app_id: str) -> Node:
         """Start an actor host and its sidecar; returns when both are ready."""
@@ -328,6 +400,7 @@ class DaprCluster:
                 str(internal_port),
                 "--placement-host-address",
                 f"127.0.0.1:{self.placement_port}",
+                *self._scheduler_args(),
                 "--resources-path",
                 str(self.components),
                 "--config",
@@ -366,11 +439,19 @@ class DaprCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.placement is not None:
             self.placement.stop()
 
     def __enter__(self) -> DaprCluster:
         self.start_placement()
+        if self.with_scheduler:
+            try:
+                self.start_scheduler()
+            except SidecarError:
+                self.stop()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
