@@ -199,12 +199,16 @@ def reactions_run(
     ],
     store: StoreOption = None,
     once: Annotated[bool, typer.Option("--once", help="run until idle, then exit")] = False,
-    poll: Annotated[float, typer.Option(help="seconds to wait when idle")] = 1.0,
+    poll: Annotated[float, typer.Option(help="seconds between polls at first when idle")] = 0.2,
+    max_backoff: Annotated[
+        float, typer.Option(help="the longest wait between polls (and retries), seconds")
+    ] = 5.0,
 ) -> None:
-    """Run reactions against the store until interrupted (Ctrl-C or SIGTERM saves the
-    checkpoints). Without a projection store beside the event store the checkpoints
-    live in memory: a restart re-reads from the start, which re-sends only commands
-    that are deduplicated and delivers no side effect twice."""
+    """Run reactions against the store until SIGTERM or SIGINT (Ctrl-C), which save the
+    checkpoints. Woken by appends on PostgreSQL (LISTEN/NOTIFY), else polling; store
+    faults are retried with backoff. Without a projection store beside the event store
+    the checkpoints live in memory: a restart re-reads from the start, which re-sends
+    only commands that are deduplicated and delivers no side effect twice."""
     from sekiban.reactions import OutboxDispatcher, ProcessManager, Reaction
 
     settings, url = _settings(store)
@@ -219,12 +223,23 @@ def reactions_run(
             f"{hosted} must give reactions, process managers or outbox dispatchers",
             param_hint="--reactions",
         )
-    done = asyncio.run(_run_reactions(settings, types, items, once=once, poll=poll))
+    timing = {"poll_interval": poll, "max_backoff": max_backoff}
+    from sekiban.errors import ConfigurationError
+
+    try:
+        done = asyncio.run(_run_reactions(settings, types, items, once=once, timing=timing))
+    except ConfigurationError as error:
+        raise typer.BadParameter(str(error)) from None
     console.print(f"{redact(url)}: {done:,} events and due items handled")
 
 
 async def _run_reactions(
-    settings: SekibanSettings, domain: DomainTypes, items: list[Any], *, once: bool, poll: float
+    settings: SekibanSettings,
+    domain: DomainTypes,
+    items: list[Any],
+    *,
+    once: bool,
+    timing: dict[str, float],
 ) -> int:
     import signal
     from datetime import timedelta
@@ -235,16 +250,23 @@ async def _run_reactions(
     async with await settings.open_store() as stores:
         checkpoints = getattr(stores.events, "projection_store", None)
         executor = SekibanExecutor(domain, stores.events, snapshot_store=stores.snapshots)
-        runner = ReactionRunner(executor, *items, store=checkpoints() if checkpoints else None)
+        runner = ReactionRunner(
+            executor,
+            *items,
+            store=checkpoints() if checkpoints else None,
+            poll_interval=timedelta(seconds=timing["poll_interval"]),
+            max_backoff=timedelta(seconds=timing["max_backoff"]),
+        )
         if once:
             done = await runner.run_until_idle()
             await runner.close()
             return done
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runner.run(stop, poll_interval=timedelta(seconds=poll))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, runner.stop)
+        names = ", ".join(runner.subscriptions)
+        console.print(f"running {names}: SIGTERM or Ctrl-C stops", markup=False)
+        await runner.run()
         return sum(s.handled for s in runner.status())
 
 
