@@ -164,7 +164,16 @@ def reactions_status(
             markup=False,
         )
         for parked in checkpoint.parked:
-            console.print(f"  parked {parked['label']}: {parked['error']}", markup=False)
+            if parked.get("held_behind"):
+                why = f"held behind {parked['held_behind']}"
+                console.print(
+                    f"  held {parked['label']} ({parked['event_id']}): {why}", markup=False
+                )
+            else:
+                console.print(
+                    f"  parked {parked['label']} ({parked['event_id']}): {parked['error']}",
+                    markup=False,
+                )
     counts = ", ".join(f"{n:,} {kind.replace('_', '-')}" for kind, n in status.outbox.items())
     console.print(f"outbox: {counts}")
     for item in status.undelivered:
@@ -299,6 +308,53 @@ async def _retry(settings: SekibanSettings, effect_ids: list[str] | None) -> lis
 
     async with await settings.open_store() as stores:
         return await retry_dead_letters(stores.events, effect_ids)
+
+
+@reactions.command("retry-parked")
+def reactions_retry_parked(
+    name: Annotated[str, typer.Argument(help="the reaction, process manager or dispatcher")],
+    event_ids: Annotated[
+        list[str] | None, typer.Argument(help="parked event ids (a held one: its head)")
+    ] = None,
+    store: StoreOption = None,
+    all_parked: Annotated[
+        bool, typer.Option("--all", help="retry every event the reaction parked")
+    ] = False,
+) -> None:
+    """Hand parked events over to their reaction again, each followed by the events
+    held behind it, in order. The request is written to the store: the running
+    `sekiban reactions run` acts on it (or the next one to start)."""
+    from sekiban.errors import UnknownReactionError
+
+    if not event_ids and not all_parked:
+        raise typer.BadParameter("name the parked events to retry, or pass --all")
+    if event_ids and all_parked:
+        raise typer.BadParameter("name parked events or pass --all, not both")
+    settings, _ = _settings(store)
+    try:
+        chosen, unknown = asyncio.run(
+            _retry_parked(settings, name, None if all_parked else list(event_ids or []))
+        )
+    except UnknownReactionError as error:
+        console.print(f"[red]{error}[/red]", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    if chosen:
+        console.print(f"{name}: retry requested for {len(chosen)} parked events", markup=False)
+    else:
+        console.print(f"{name}: nothing to retry", markup=False)
+    for event_id in unknown:
+        console.print(f"[red]not parked by {name}: {event_id}[/red]")
+    if unknown:
+        raise typer.Exit(1)
+
+
+async def _retry_parked(
+    settings: SekibanSettings, name: str, event_ids: list[str] | None
+) -> tuple[list[str], list[str]]:
+    from sekiban.reactions.status import request_parked_retry
+
+    async with await settings.open_store() as stores:
+        return await request_parked_retry(stores.events, stores.projections, name, event_ids)
 
 
 def _print_report(report: VerifyReport, where: str) -> None:

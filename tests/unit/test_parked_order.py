@@ -1,0 +1,197 @@
+"""Parked events keep order per sequence key: while an event of a key is parked, later
+events of that key are held behind it, in order, and released in order when it is
+retried; other keys keep flowing. Retries are asked for directly or through a
+`RequestParkedRetry` command that a running runner reads from the store."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from examples.bank import AccountOpened, DepositMoney, MoneyDeposited, OpenAccount
+from examples.order_saga import (
+    PAYMENT_WINDOW,
+    AddStock,
+    Fulfilment,
+    OrderFulfilment,
+    OrderProjector,
+    PaymentSucceeded,
+    PlaceOrder,
+    RecordPayment,
+    order_domain,
+    order_keys,
+)
+from sekiban import Event, EventPayload, SekibanExecutor
+from sekiban.projections import InMemoryProjectionStore
+from sekiban.reactions import Reaction, ReactionRunner, RequestParkedRetry, Step
+from sekiban.retry import RetryPolicy
+from sekiban.testing import FakeClock
+from tests.unit.test_reactions import domain
+
+ONCE = RetryPolicy.never()
+ORDER = "5b0c9f8e-3a5e-4f57-9a43-0a4f3c8f2d10"
+
+
+class Ledger(Reaction):
+    """Records (owner, amount) per event in order; fails on the amounts in `failing`."""
+
+    event_types = (AccountOpened, MoneyDeposited)
+
+    def __init__(self) -> None:
+        self.failing: set[int] = set()
+        self.owners: dict[uuid.UUID, str] = {}
+        self.seen: list[tuple[str, int]] = []
+
+    def react(self, event: Event[EventPayload]) -> None:
+        account = event.partition_keys.aggregate_id
+        if isinstance(event.payload, AccountOpened):
+            self.owners[account] = event.payload.owner
+            self.seen.append((event.payload.owner, 0))
+            return
+        amount = event.payload.amount  # type: ignore[attr-defined]
+        if amount in self.failing:
+            raise RuntimeError(f"cannot book {amount}")
+        self.seen.append((self.owners[account], amount))
+
+
+async def history(executor: SekibanExecutor) -> None:
+    """ann opens, deposits 1, 2; bob opens, deposits 10; ann deposits 3."""
+    ann = (await executor.command(OpenAccount(owner="ann"))).partition_keys.aggregate_id
+    await executor.command(DepositMoney(account_id=ann, amount=1))
+    await executor.command(DepositMoney(account_id=ann, amount=2))
+    bob = (await executor.command(OpenAccount(owner="bob"))).partition_keys.aggregate_id
+    await executor.command(DepositMoney(account_id=bob, amount=10))
+    await executor.command(DepositMoney(account_id=ann, amount=3))
+
+
+async def parked_ledger(
+    failing: set[int], store: InMemoryProjectionStore | None = None
+) -> tuple[SekibanExecutor, ReactionRunner, Ledger]:
+    executor = SekibanExecutor(domain())
+    ledger = Ledger()
+    ledger.failing = set(failing)
+    runner = ReactionRunner(executor, ledger, retry=ONCE, store=store)
+    await history(executor)
+    await runner.run_until_idle()
+    return executor, runner, ledger
+
+
+async def test_later_events_of_a_parked_key_are_held_behind_it_while_other_keys_flow() -> None:
+    _, runner, ledger = await parked_ledger({1})
+    assert ledger.seen == [("ann", 0), ("bob", 0), ("bob", 10)]
+    [status] = runner.status()
+    head, *held = status.parked
+    assert (head.event_type, head.error, head.attempts) == (
+        "MoneyDeposited",
+        "RuntimeError: cannot book 1",
+        1,
+    )
+    assert [h.held_behind for h in held] == [head.event_id, head.event_id]
+    assert [h.position for h in held] == sorted(h.position for h in held)
+    assert all(h.key == head.key and not h.error for h in held)
+    assert status.position == 6
+
+
+async def test_a_retried_head_releases_the_held_events_in_order() -> None:
+    _, runner, ledger = await parked_ledger({1})
+    ledger.failing.clear()
+    assert await runner.retry_parked("ledger") == 3
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3)]
+    assert runner.status()[0].parked == ()
+
+
+async def test_a_held_event_that_fails_when_released_becomes_the_head() -> None:
+    _, runner, ledger = await parked_ledger({1, 2})
+    ledger.failing = {2}
+    assert await runner.retry_parked("ledger") == 1
+    head, held = runner.status()[0].parked
+    assert head.error == "RuntimeError: cannot book 2" and not head.held
+    assert held.held_behind == head.event_id
+    ledger.failing.clear()
+    assert await runner.retry_parked("ledger") == 2
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3)]
+
+
+async def test_naming_a_held_event_retries_its_head_first() -> None:
+    _, runner, ledger = await parked_ledger({1})
+    ledger.failing.clear()
+    held = runner.status()[0].parked[-1]
+    assert await runner.retry_parked("ledger", [held.event_id]) == 3
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3)]
+
+
+async def test_a_later_event_of_a_held_key_waits_even_after_the_handler_is_fixed() -> None:
+    executor, runner, ledger = await parked_ledger({1})
+    ledger.failing.clear()
+    account = next(k for k, v in ledger.owners.items() if v == "ann")
+    await executor.command(DepositMoney(account_id=account, amount=4))
+    await runner.run_until_idle()
+    assert [p.event_type for p in runner.status()[0].parked] == ["MoneyDeposited"] * 4
+    assert ("ann", 4) not in ledger.seen
+    assert await runner.retry_parked("ledger") == 4
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3), ("ann", 4)]
+
+
+async def test_held_events_survive_a_restart() -> None:
+    store = InMemoryProjectionStore()
+    executor, runner, _ = await parked_ledger({1}, store)
+    restarted_ledger = Ledger()
+    restarted = ReactionRunner(executor, restarted_ledger, store=store)
+    await restarted.start()
+    assert restarted.status()[0].parked == runner.status()[0].parked
+    restarted_ledger.owners = ledger_owners(runner)  # learnt from the openings
+    assert await restarted.retry_parked("ledger") == 3
+
+
+def ledger_owners(runner: ReactionRunner) -> dict[uuid.UUID, str]:
+    subscriber = runner.subscriptions["ledger"].subscriber
+    return subscriber.reaction.owners  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_a_retry_request_in_the_store_is_acted_on_by_the_runner_it_names() -> None:
+    executor, runner, ledger = await parked_ledger({1})
+    ledger.failing.clear()
+    await executor.command(RequestParkedRetry(reaction="someone-else"))
+    await runner.run_until_idle()
+    assert len(runner.status()[0].parked) == 3
+    await executor.command(RequestParkedRetry(reaction="ledger"))
+    await runner.run_until_idle()
+    assert runner.status()[0].parked == ()
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3)]
+
+
+class PaymentTrouble(OrderFulfilment):
+    """The example saga, unable to handle a payment while `broken`."""
+
+    name = "order-fulfilment"
+    broken = True
+
+    def handle(self, state: Fulfilment, event: Event[EventPayload], now: datetime) -> Step | None:
+        if self.broken and isinstance(event.payload, PaymentSucceeded):
+            raise ConnectionError("ledger unavailable")
+        return super().handle(state, event, now)
+
+
+async def test_a_timeout_waits_while_an_earlier_event_of_its_process_is_parked() -> None:
+    clock = FakeClock()
+    executor = SekibanExecutor(order_domain(), clock=clock)
+    process = PaymentTrouble()
+    runner = ReactionRunner(executor, process, retry=ONCE, clock=clock)
+    await executor.command(AddStock(sku="tea", quantity=5))
+    await executor.command(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    await runner.run_until_idle()
+    await executor.command(RecordPayment(order_id=ORDER, succeeded=True))
+    await runner.run_until_idle()
+    [parked] = runner.status()[0].parked
+    assert parked.event_type == "PaymentSucceeded"
+
+    clock.advance(PAYMENT_WINDOW + timedelta(minutes=1))
+    await runner.run_until_idle()
+    order = await executor.load_aggregate(OrderProjector, order_keys(ORDER))
+    assert order.payload.status == "placed"  # type: ignore[attr-defined]  # not cancelled
+
+    process.broken = False
+    assert await runner.retry_parked("order-fulfilment") == 1
+    await runner.run_until_idle()
+    order = await executor.load_aggregate(OrderProjector, order_keys(ORDER))
+    assert order.payload.status == "confirmed"  # type: ignore[attr-defined]
