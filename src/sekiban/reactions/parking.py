@@ -62,6 +62,11 @@ class ParkedEvents:
 
     def __init__(self, items: Iterable[ParkedItem] = ()) -> None:
         self.items = list(items)
+        self._index()
+
+    def _index(self) -> None:
+        # Every event read asks whether its key is held: keep that a lookup.
+        self._heads = {i.key: i for i in reversed(self.items) if i.key is not None and not i.held}
 
     def __iter__(self) -> Iterator[ParkedItem]:
         return iter(self.items)
@@ -71,12 +76,12 @@ class ParkedEvents:
 
     def head_of(self, key: str | None) -> ParkedItem | None:
         """The parked event holding `key` back, if any."""
-        if key is None:
-            return None
-        return next((i for i in self.items if i.key == key and not i.held), None)
+        return None if key is None else self._heads.get(key)
 
     def add(self, item: ParkedItem) -> None:
         self.items.append(item)
+        if item.key is not None and not item.held:
+            self._heads.setdefault(item.key, item)
 
     def labels(self) -> set[str]:
         return {i.label for i in self.items}
@@ -99,11 +104,12 @@ class ParkedEvents:
             elif id(item) not in chosen:
                 rest.append(item)
         self.items = rest
+        self._index()
         return [queues[h.event_id] if h.event_id else [h] for h in heads]
 
     def put_back(self, failed: ParkedItem, held: list[ParkedItem]) -> None:
         """Park `failed` as the head of its key again, with `held` behind it."""
-        self.items.append(failed)
+        self.add(failed)
         self.items += [held_behind(i, failed.event_id) for i in held]
 
     def to_list(self) -> list[dict[str, Any]]:
