@@ -175,3 +175,30 @@ async def test_a_running_runner_fires_a_timeout_when_the_injected_clock_passes_i
     await eventually(cancelled)
     runner.stop()
     await task
+
+
+class Unreadable(CountingStore):
+    """A checkpoint store whose reads fail, as while its server is away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, name: str) -> ProjectionRecord | None:
+        self.reads += 1
+        raise StoreConnectionError("checkpoint store away")
+
+
+async def test_a_runner_that_never_read_its_checkpoint_writes_none_when_stopped() -> None:
+    store = Unreadable()
+    runner = ReactionRunner(SekibanExecutor(domain()), WelcomeBonus(), store=store, **FAST)
+    task = asyncio.create_task(runner.run())
+
+    async def retried() -> bool:
+        return store.reads >= 3
+
+    await eventually(retried)
+    assert "checkpoint store away" in (runner.status()[0].last_error or "")
+    runner.stop()
+    await task
+    assert store.saves == 0  # an empty checkpoint would replace the unread one

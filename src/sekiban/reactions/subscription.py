@@ -93,7 +93,9 @@ class Subscription:
             self.worked += await self._run_due()
 
     def unsaved(self) -> bool:
-        return self._dirty or self.position != self._saved_position
+        # Never restored (the store was away): nothing to save, and an empty checkpoint
+        # must not be written over the stored one.
+        return self.restored and (self._dirty or self.position != self._saved_position)
 
     async def save(self) -> None:
         """Save the checkpoint, logging (not raising) a store fault: the next save
@@ -154,9 +156,8 @@ class Subscription:
                 if self.requests(stored):
                     await self._requested(to_event(stored))
                 elif self.reads(stored):
-                    await self._deliver(stored, to_event(stored))
+                    self.handled += await self._deliver(stored, to_event(stored))
                     handled += 1
-                    self.handled += 1
                     if handled % host.checkpoint_every == 0:
                         self.position = stored.position or self.position
                         await self.write()
@@ -165,9 +166,9 @@ class Subscription:
                 break
         return handled
 
-    async def _deliver(self, stored: StoredEvent, event: Event[EventPayload]) -> None:
-        """Hand one event to the subscriber: held behind its key's parked event, or
-        handled (retried, then parked)."""
+    async def _deliver(self, stored: StoredEvent, event: Event[EventPayload]) -> int:
+        """Hand one event to the subscriber: held behind its key's parked event (0), or
+        handled (1; retried, then parked)."""
         key = self.subscriber.sequence_key(event)
         head = self.parked.head_of(key)
         item = ParkedItem(
@@ -183,13 +184,14 @@ class Subscription:
         if head is not None:
             self.parked.add(held_behind(item, head.event_id))
             self._dirty = True
-            return
+            return 0
         error, attempts = await self.attempt(item.label, self.subscriber.handle, event)
         if error is not None:
             self.parked.add(_failed(item, error, attempts, self.host.now()))
             # Parked items are what an operator acts on: never lose one to a crash.
             self.position = item.position or self.position
             await self.write()
+        return 1
 
     async def _requested(self, event: Event[EventPayload]) -> None:
         request = event.payload
