@@ -18,8 +18,10 @@ from examples.order_saga import (
     PaymentSucceeded,
     PlaceOrder,
     RecordPayment,
+    StockProjector,
     order_domain,
     order_keys,
+    stock_keys,
 )
 from sekiban import Event, EventPayload, SekibanExecutor
 from sekiban.projections import InMemoryProjectionStore
@@ -195,3 +197,35 @@ async def test_a_timeout_waits_while_an_earlier_event_of_its_process_is_parked()
     await runner.run_until_idle()
     order = await executor.load_aggregate(OrderProjector, order_keys(ORDER))
     assert order.payload.status == "confirmed"  # type: ignore[attr-defined]
+
+
+class CannotCorrelate(OrderFulfilment):
+    """The example saga, whose `correlate` raises on payments."""
+
+    name = "order-fulfilment"
+
+    def correlate(self, event: Event[EventPayload]) -> str | None:
+        if isinstance(event.payload, PaymentSucceeded):
+            raise KeyError("order id")
+        return super().correlate(event)
+
+
+async def test_an_event_whose_key_cannot_be_found_is_parked_and_the_rest_flows() -> None:
+    executor = SekibanExecutor(order_domain())
+    runner = ReactionRunner(executor, CannotCorrelate(), retry=ONCE)
+    await executor.command(AddStock(sku="tea", quantity=5))
+    await executor.command(PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8))
+    await executor.command(RecordPayment(order_id=ORDER, succeeded=True))
+    other = "5b0c9f8e-3a5e-4f57-9a43-0a4f3c8f2d11"
+    await executor.command(PlaceOrder(order_id=other, sku="tea", quantity=1, amount=4))
+    await runner.run_until_idle()
+    [parked] = runner.status()[0].parked
+    assert (parked.event_type, parked.key) == ("PaymentSucceeded", None)
+    assert "KeyError" in parked.error
+    stock = await executor.load_aggregate(StockProjector, stock_keys("tea"))
+    assert set(stock.payload.reserved) == {ORDER, other}  # type: ignore[attr-defined]
+    assert runner.status()[0].position == await head_position(executor)
+
+
+async def head_position(executor: SekibanExecutor) -> int:
+    return [s.position async for b in executor.event_store.read_all() for s in b][-1] or 0

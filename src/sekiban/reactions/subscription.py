@@ -169,7 +169,10 @@ class Subscription:
     async def _deliver(self, stored: StoredEvent, event: Event[EventPayload]) -> int:
         """Hand one event to the subscriber: held behind its key's parked event (0), or
         handled (1; retried, then parked)."""
-        key = self.subscriber.sequence_key(event)
+        try:
+            key, unkeyed = self.subscriber.sequence_key(event), None
+        except Exception as error:  # a user's `correlate` or `sequence_key` raised
+            key, unkeyed = None, error
         head = self.parked.head_of(key)
         item = ParkedItem(
             f"event {stored.event_type} at {stored.position}",
@@ -185,7 +188,12 @@ class Subscription:
             self.parked.add(held_behind(item, head.event_id))
             self._dirty = True
             return 0
-        error, attempts = await self.attempt(item.label, self.subscriber.handle, event)
+        if unkeyed is None:
+            error, attempts = await self.attempt(item.label, self.subscriber.handle, event)
+        else:
+            # Its order cannot be known, so it cannot be handled in order: parked.
+            log.error("%s: %s parked: no sequence key: %r", self.name, item.label, unkeyed)
+            error, attempts = unkeyed, 1
         if error is not None:
             self.parked.add(_failed(item, error, attempts, self.host.now()))
             # Parked items are what an operator acts on: never lose one to a crash.
