@@ -171,8 +171,8 @@ class Subscription:
         handled (1; retried, then parked)."""
         try:
             key, unkeyed = self.subscriber.sequence_key(event), None
-        except Exception as error:  # a user's `correlate` or `sequence_key` raised
-            key, unkeyed = None, error
+        except Exception as raised:  # a user's `correlate` or `sequence_key` raised
+            key, unkeyed = None, raised
         head = self.parked.head_of(key)
         item = ParkedItem(
             f"event {stored.event_type} at {stored.position}",
