@@ -8,6 +8,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+import pytest
+
 from examples.bank import AccountOpened, DepositMoney, MoneyDeposited, OpenAccount
 from examples.order_saga import (
     PAYMENT_WINDOW,
@@ -23,7 +25,7 @@ from examples.order_saga import (
     order_keys,
     stock_keys,
 )
-from sekiban import Event, EventPayload, SekibanExecutor
+from sekiban import Event, EventPayload, SekibanExecutor, StoreConnectionError
 from sekiban.projections import InMemoryProjectionStore
 from sekiban.reactions import Reaction, ReactionRunner, RequestParkedRetry, Step
 from sekiban.retry import RetryPolicy
@@ -229,3 +231,33 @@ async def test_an_event_whose_key_cannot_be_found_is_parked_and_the_rest_flows()
 
 async def head_position(executor: SekibanExecutor) -> int:
     return [s.position async for b in executor.event_store.read_all() for s in b][-1] or 0
+
+
+class StoreAwayOnce(Ledger):
+    """The ledger, hit by a store fault on the deposit of `away_on`, once."""
+
+    name = "ledger"
+    away_on = 2
+
+    def react(self, event: Event[EventPayload]) -> None:
+        if getattr(event.payload, "amount", None) == self.away_on:
+            self.away_on = 0
+            raise StoreConnectionError("the store went away")
+        super().react(event)
+
+
+async def test_a_store_fault_during_a_retry_keeps_what_was_not_released_in_order() -> None:
+    executor = SekibanExecutor(domain())
+    ledger = StoreAwayOnce()
+    ledger.failing = {1}
+    runner = ReactionRunner(executor, ledger, retry=ONCE)
+    await history(executor)
+    await runner.run_until_idle()
+    ledger.failing.clear()
+    with pytest.raises(StoreConnectionError):
+        await runner.retry_parked("ledger")
+    head, held = runner.status()[0].parked
+    assert (head.position, head.held, head.error) == (3, False, "retry interrupted")
+    assert held.held_behind == head.event_id
+    assert await runner.retry_parked("ledger") == 2
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3)]

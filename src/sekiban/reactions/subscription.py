@@ -195,7 +195,7 @@ class Subscription:
             log.error("%s: %s parked: no sequence key: %r", self.name, item.label, unkeyed)
             error, attempts = unkeyed, 1
         if error is not None:
-            self.parked.add(_failed(item, error, attempts, self.host.now()))
+            self.parked.add(replace(item, error=describe(error), attempts=attempts))
             # Parked items are what an operator acts on: never lose one to a crash.
             self.position = item.position or self.position
             await self.write()
@@ -210,28 +210,41 @@ class Subscription:
         """Hand parked events over again (all, or those named by `event_ids`), each head
         followed by the events held behind it, in order, until one fails again (it is
         parked again, the rest stay held behind it). Parked due work is unparked: it
-        runs again when due. The number of events handled."""
+        runs again when due. The number of events handled. On a store fault, what was
+        not handed over yet is parked again, in order, and the fault raised."""
         await self.restore()
         succeeded = 0
-        for queue in self.parked.take(event_ids):
-            for n, item in enumerate(queue):
-                if not item.position:
-                    break  # due work: `due` lists it again
-                stored = await self._stored_at(item.position)
-                if stored is None or stored.id != item.event_id:
-                    self.parked.put_back(item, queue[n + 1 :])  # the store no longer has it
-                    break
-                event = self.host.serializer.to_event(stored)
-                error, attempts = await self.attempt(item.label, self.subscriber.handle, event)
-                if error is not None:
-                    self.parked.put_back(
-                        _failed(item, error, attempts, self.host.now()), queue[n + 1 :]
-                    )
-                    break
-                succeeded += 1
-        self._dirty = True
+        queues = self.parked.take(event_ids)
+        try:
+            while queues:
+                queue = queues[0]
+                while queue and queue[0].position:  # due work (position 0): `due` lists it
+                    item = queue[0]
+                    stored = await self._stored_at(item.position)
+                    if stored is None or stored.id != item.event_id:
+                        self._park_again(queue, "the store no longer has this event", 0)
+                        break
+                    event = self.host.serializer.to_event(stored)
+                    error, attempts = await self.attempt(item.label, self.subscriber.handle, event)
+                    if error is not None:
+                        self._park_again(queue, describe(error), attempts)
+                        break
+                    queue.pop(0)
+                    succeeded += 1
+                queues.pop(0)
+        finally:
+            for queue in queues:  # interrupted: keep them, and their order
+                if queue and queue[0].position:
+                    self._park_again(queue, queue[0].error or "retry interrupted", 0)
+            self._dirty = True
         await self.write()
         return succeeded
+
+    def _park_again(self, queue: list[ParkedItem], error: str, attempts: int) -> None:
+        """Park the first of `queue` as its key's head, the rest held behind it."""
+        head = replace(queue[0], error=error, held_behind="", parked_at=self.host.now())
+        self.parked.put_back(replace(head, attempts=attempts or head.attempts), queue[1:])
+        queue.clear()
 
     async def _stored_at(self, position: int) -> StoredEvent | None:
         async for batch in self.host.executor.event_store.read_all(position - 1, 1):
@@ -293,7 +306,3 @@ async def _run(work: DueWork, host: object) -> None:
 def describe(error: BaseException) -> str:
     """An error as a parked item or an outbox record shows it."""
     return f"{type(error).__name__}: {error}"
-
-
-def _failed(item: ParkedItem, error: Exception, attempts: int, now: datetime) -> ParkedItem:
-    return replace(item, error=describe(error), attempts=attempts, parked_at=now, held_behind="")
