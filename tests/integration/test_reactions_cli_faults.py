@@ -7,7 +7,8 @@
   reconnects and resumes, nothing applied twice, nothing missed;
 - a handler that raises: retried with backoff, then parked with the events of its
   account held behind it, while the other accounts flow; `sekiban reactions
-  retry-parked` then hands them over, in order.
+  retry-parked` then hands them over, in order;
+- and, on PostgreSQL, a runner that would poll once an hour is woken by NOTIFY.
 
 No timed assertions: waits are generous deadlines for what must eventually hold.
 """
@@ -52,7 +53,12 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
 
 def start_runner(
-    url: str, reactions: str, directory: Path, *, kill_at: int | None = None
+    url: str,
+    reactions: str,
+    directory: Path,
+    *,
+    kill_at: int | None = None,
+    poll: tuple[str, str] = ("0.05", "0.5"),
 ) -> subprocess.Popen[bytes]:
     """`sekiban reactions run` in a process of its own; output in `directory`."""
     paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
@@ -67,7 +73,7 @@ def start_runner(
     command = [sys.executable, "-m", "sekiban.cli", "reactions", "run", "--store", url]
     command += ["--domain", "tests.reaction_faults:domain"]
     command += ["--reactions", f"tests.reaction_faults:{reactions}"]
-    command += ["--poll", "0.05", "--max-backoff", "0.5"]
+    command += ["--poll", poll[0], "--max-backoff", poll[1]]
     n = len(list(directory.glob("runner-*.log")))
     log = (directory / f"runner-{n}.log").open("wb")  # a file: a full pipe would block it
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -241,6 +247,30 @@ async def test_terminated_connections_are_reopened_and_nothing_is_applied_twice(
             await asyncio.sleep(0.2)  # let it hit the dead connections
 
         await eventually(paid, runner)
+        assert stop(runner) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        async with await open_store(url) as stores:
+            await stores.events.drop_schema()  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_the_runner_is_woken_by_notify(
+    dsn: str, schema: str, tmp_path: Path
+) -> None:
+    url = with_query(dsn, schema=schema)
+    first = [r.partition_keys for r in await open_accounts(url, ["first"])]
+    runner = start_runner(url, "bonus_reactions", tmp_path, poll=("3600", "3600"))
+    try:
+
+        async def paid(accounts: list[PartitionKeys]) -> bool:
+            return await balances(url, accounts) == [(2, 10)] * len(accounts)
+
+        await eventually(lambda: paid(first), runner)  # its first round, at start
+        await asyncio.sleep(2)  # idle by now: it would poll again in an hour
+        later = [r.partition_keys for r in await open_accounts(url, ["later"])]
+        await eventually(lambda: paid(later), runner)  # only a NOTIFY can wake it
         assert stop(runner) == 0
     finally:
         if runner.poll() is None:
