@@ -53,7 +53,9 @@ HANDLER_RETRY = RetryPolicy(
 """A failing handler is tried five times, about 0.1 s, 0.2 s, 0.4 s and 0.8 s apart
 (jittered), before its event is parked."""
 
-Hosted = Reaction | ProcessManager[Any] | OutboxDispatcher
+Hosted = Reaction | ProcessManager[Any] | OutboxDispatcher | Subscriber
+"""What a runner hosts; a `Subscriber` is hosted as it is (e.g. a process manager whose
+timeouts Dapr reminders fire, `sekiban.dapr.timeouts`)."""
 
 
 @dataclass(frozen=True, slots=True)
