@@ -164,7 +164,16 @@ def reactions_status(
             markup=False,
         )
         for parked in checkpoint.parked:
-            console.print(f"  parked {parked['label']}: {parked['error']}", markup=False)
+            if parked.get("held_behind"):
+                why = f"held behind {parked['held_behind']}"
+                console.print(
+                    f"  held {parked['label']} ({parked['event_id']}): {why}", markup=False
+                )
+            else:
+                console.print(
+                    f"  parked {parked['label']} ({parked['event_id']}): {parked['error']}",
+                    markup=False,
+                )
     counts = ", ".join(f"{n:,} {kind.replace('_', '-')}" for kind, n in status.outbox.items())
     console.print(f"outbox: {counts}")
     for item in status.undelivered:
@@ -199,12 +208,16 @@ def reactions_run(
     ],
     store: StoreOption = None,
     once: Annotated[bool, typer.Option("--once", help="run until idle, then exit")] = False,
-    poll: Annotated[float, typer.Option(help="seconds to wait when idle")] = 1.0,
+    poll: Annotated[float, typer.Option(help="seconds between polls at first when idle")] = 0.2,
+    max_backoff: Annotated[
+        float, typer.Option(help="the longest wait between polls (and retries), seconds")
+    ] = 5.0,
 ) -> None:
-    """Run reactions against the store until interrupted (Ctrl-C or SIGTERM saves the
-    checkpoints). Without a projection store beside the event store the checkpoints
-    live in memory: a restart re-reads from the start, which re-sends only commands
-    that are deduplicated and delivers no side effect twice."""
+    """Run reactions against the store until SIGTERM or SIGINT (Ctrl-C), which save the
+    checkpoints. Woken by appends on PostgreSQL (LISTEN/NOTIFY), else polling; store
+    faults are retried with backoff. Without a projection store beside the event store
+    the checkpoints live in memory: a restart re-reads from the start, which re-sends
+    only commands that are deduplicated and delivers no side effect twice."""
     from sekiban.reactions import OutboxDispatcher, ProcessManager, Reaction
 
     settings, url = _settings(store)
@@ -219,12 +232,23 @@ def reactions_run(
             f"{hosted} must give reactions, process managers or outbox dispatchers",
             param_hint="--reactions",
         )
-    done = asyncio.run(_run_reactions(settings, types, items, once=once, poll=poll))
+    timing = {"poll_interval": poll, "max_backoff": max_backoff}
+    from sekiban.errors import ConfigurationError
+
+    try:
+        done = asyncio.run(_run_reactions(settings, types, items, once=once, timing=timing))
+    except ConfigurationError as error:
+        raise typer.BadParameter(str(error)) from None
     console.print(f"{redact(url)}: {done:,} events and due items handled")
 
 
 async def _run_reactions(
-    settings: SekibanSettings, domain: DomainTypes, items: list[Any], *, once: bool, poll: float
+    settings: SekibanSettings,
+    domain: DomainTypes,
+    items: list[Any],
+    *,
+    once: bool,
+    timing: dict[str, float],
 ) -> int:
     import signal
     from datetime import timedelta
@@ -235,16 +259,23 @@ async def _run_reactions(
     async with await settings.open_store() as stores:
         checkpoints = getattr(stores.events, "projection_store", None)
         executor = SekibanExecutor(domain, stores.events, snapshot_store=stores.snapshots)
-        runner = ReactionRunner(executor, *items, store=checkpoints() if checkpoints else None)
+        runner = ReactionRunner(
+            executor,
+            *items,
+            store=checkpoints() if checkpoints else None,
+            poll_interval=timedelta(seconds=timing["poll_interval"]),
+            max_backoff=timedelta(seconds=timing["max_backoff"]),
+        )
         if once:
             done = await runner.run_until_idle()
             await runner.close()
             return done
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runner.run(stop, poll_interval=timedelta(seconds=poll))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, runner.stop)
+        names = ", ".join(runner.subscriptions)
+        console.print(f"running {names}: SIGTERM or Ctrl-C stops", markup=False)
+        await runner.run()
         return sum(s.handled for s in runner.status())
 
 
@@ -277,6 +308,53 @@ async def _retry(settings: SekibanSettings, effect_ids: list[str] | None) -> lis
 
     async with await settings.open_store() as stores:
         return await retry_dead_letters(stores.events, effect_ids)
+
+
+@reactions.command("retry-parked")
+def reactions_retry_parked(
+    name: Annotated[str, typer.Argument(help="the reaction, process manager or dispatcher")],
+    event_ids: Annotated[
+        list[str] | None, typer.Argument(help="parked event ids (a held one: its head)")
+    ] = None,
+    store: StoreOption = None,
+    all_parked: Annotated[
+        bool, typer.Option("--all", help="retry every event the reaction parked")
+    ] = False,
+) -> None:
+    """Hand parked events over to their reaction again, each followed by the events
+    held behind it, in order. The request is written to the store: the running
+    `sekiban reactions run` acts on it (or the next one to start)."""
+    from sekiban.errors import UnknownReactionError
+
+    if not event_ids and not all_parked:
+        raise typer.BadParameter("name the parked events to retry, or pass --all")
+    if event_ids and all_parked:
+        raise typer.BadParameter("name parked events or pass --all, not both")
+    settings, _ = _settings(store)
+    try:
+        chosen, unknown = asyncio.run(
+            _retry_parked(settings, name, None if all_parked else list(event_ids or []))
+        )
+    except UnknownReactionError as error:
+        console.print(f"[red]{error}[/red]", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    if chosen:
+        console.print(f"{name}: retry requested for {len(chosen)} parked events", markup=False)
+    else:
+        console.print(f"{name}: nothing to retry", markup=False)
+    for event_id in unknown:
+        console.print(f"[red]not parked by {name}: {event_id}[/red]")
+    if unknown:
+        raise typer.Exit(1)
+
+
+async def _retry_parked(
+    settings: SekibanSettings, name: str, event_ids: list[str] | None
+) -> tuple[list[str], list[str]]:
+    from sekiban.reactions.status import request_parked_retry
+
+    async with await settings.open_store() as stores:
+        return await request_parked_retry(stores.events, stores.projections, name, event_ids)
 
 
 def _print_report(report: VerifyReport, where: str) -> None:

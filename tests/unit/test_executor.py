@@ -213,8 +213,11 @@ async def test_racing_writers_without_retries_report_conflicts_and_lose_nothing(
     store = await SqliteEventStore.open(path)
     executor = SekibanExecutor(bank_domain(), store)
     keys = await open_account(executor)
-    successes, conflicts = await asyncio.to_thread(_race, path, keys, 8, 20, 0)
-    assert successes + conflicts == 160 and conflicts > 0
+    successes = conflicts = rounds = 0
+    while not conflicts and rounds < 10:  # a loaded machine may serialise a round
+        won, lost = await asyncio.to_thread(_race, path, keys, 8, 20, 0)
+        successes, conflicts, rounds = successes + won, conflicts + lost, rounds + 1
+    assert successes + conflicts == 160 * rounds and conflicts > 0
     versions = await stream_versions(executor, keys)
     assert versions == list(range(1, successes + 2))
     aggregate = await executor.load_aggregate(AccountProjector, keys)

@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -127,3 +128,59 @@ def test_run_refuses_something_that_is_not_a_reaction(tmp_path: Path) -> None:
     assert result.exit_code == 2  # a usage error
     words = " ".join(result.output.replace("│", " ").split())
     assert "must give reactions, process managers or outbox dispatchers" in words
+
+
+async def run_ledger(path: Path, ledger: Any) -> list[Any]:
+    """Run the ledger reaction over the SQLite store until idle; its parked items."""
+    store = await SqliteEventStore.open(path)
+    executor = SekibanExecutor(bank_domain().register(*REACTION_TYPES), store)
+    runner = ReactionRunner(
+        executor, ledger, store=store.projection_store(), retry=RetryPolicy.never()
+    )
+    await runner.run_until_idle()
+    parked = list(runner.status()[0].parked)
+    await store.close()
+    return parked
+
+
+async def ledger_history(path: Path) -> None:
+    from tests.unit.test_parked_order import history
+
+    store = await SqliteEventStore.open(path)
+    await history(SekibanExecutor(bank_domain().register(*REACTION_TYPES), store))
+    await store.close()
+
+
+def test_retry_parked_asks_the_runner_to_hand_the_parked_events_over_in_order(
+    tmp_path: Path,
+) -> None:
+    from tests.unit.test_parked_order import Ledger
+
+    path = tmp_path / "events.db"
+    url = f"sqlite:///{path}"
+    asyncio.run(ledger_history(path))
+    ledger = Ledger()
+    ledger.failing = {1}
+    head, held, _ = asyncio.run(run_ledger(path, ledger))
+    listed = CliRunner().invoke(app, ["reactions", "status", "--store", url])
+    words = " ".join(listed.output.split())  # rich wraps long lines
+    assert f"parked event MoneyDeposited at 2 ({head.event_id})" in words
+    assert f"held behind {head.event_id}" in words
+
+    bad = CliRunner().invoke(app, ["reactions", "retry-parked", "ledger", "nope", "--store", url])
+    assert bad.exit_code == 1 and "not parked by ledger: nope" in bad.output
+    unknown = CliRunner().invoke(app, ["reactions", "retry-parked", "x", "--all", "--store", url])
+    assert unknown.exit_code == 1 and "ledger" in unknown.output
+
+    ledger.failing.clear()
+    asked = CliRunner().invoke(
+        app, ["reactions", "retry-parked", "ledger", held.event_id, "--store", url]
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "retry requested for 1 parked events" in asked.output
+    assert asyncio.run(run_ledger(path, ledger)) == []  # it read the request from the store
+    assert ledger.seen[3:] == [("ann", 1), ("ann", 2), ("ann", 3)]
+    nothing = CliRunner().invoke(
+        app, ["reactions", "retry-parked", "ledger", "--all", "--store", url]
+    )
+    assert nothing.exit_code == 0 and "nothing to retry" in nothing.output

@@ -17,6 +17,7 @@ from sekiban.reactions.dispatcher import (
 from sekiban.reactions.events import (
     CommandRequested,
     OutboxItem,
+    ParkedRetryRequested,
     ProcessCompleted,
     ProcessStarted,
     ProcessState,
@@ -39,6 +40,7 @@ from sekiban.reactions.outbox import (
 from sekiban.reactions.process import FiredTimeout, ProcessManager, Step, Timeout
 from sekiban.reactions.reaction import Reaction, SideEffect, derived_id
 from sekiban.reactions.registry import REACTION_TYPES
+from sekiban.reactions.requests import RequestParkedRetry
 from sekiban.reactions.runner import (
     ParkedItem,
     ReactionRunner,
@@ -54,6 +56,7 @@ __all__ = [
     "OutboxItem",
     "OutboxProjector",
     "ParkedItem",
+    "ParkedRetryRequested",
     "PendingEffect",
     "ProcessCompleted",
     "ProcessManager",
@@ -63,6 +66,7 @@ __all__ = [
     "ReactionRunner",
     "ReactionsStatus",
     "RecordDeliveryAttempt",
+    "RequestParkedRetry",
     "RequestSideEffect",
     "RetrySideEffect",
     "SideEffect",

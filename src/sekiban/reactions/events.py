@@ -101,6 +101,15 @@ class SideEffectRetryRequested(EventPayload):
     effect_id: str
 
 
+class ParkedRetryRequested(EventPayload):
+    """An operator asked the subscriber `reaction` to hand its parked events over again:
+    those named by `event_ids` (with the events held behind them), or all of them when
+    `event_ids` is empty. The running runner acts on it when it reads it."""
+
+    reaction: str
+    event_ids: list[str] = Field(default_factory=list)
+
+
 class ProcessState(AggregatePayload):
     """A process manager's aggregate: its own state (as JSON) and its pending timeouts."""
 

@@ -227,18 +227,30 @@ class ProcessSubscriber:
         )
         self.timeouts: dict[str, dict[str, Any]] = {}
 
-    async def handle(self, event: Event[EventPayload], host: Host) -> None:
-        keys = event.partition_keys
-        if keys.group == self.process.group:
-            self._track(event)
-            return
-        if self.process.groups is not None and keys.group not in self.process.groups:
-            return
+    def _correlate(self, event: Event[EventPayload]) -> str | None:
+        """The key of the process `event` steps (None: its own bookkeeping, or not the
+        process's business)."""
+        group = event.partition_keys.group
+        if group == self.process.group:
+            return None
+        if self.process.groups is not None and group not in self.process.groups:
+            return None
         if self.process.event_types is not None and not isinstance(
             event.payload, tuple(self.process.event_types)
         ):
+            return None
+        return self.process.correlate(event)
+
+    def sequence_key(self, event: Event[EventPayload]) -> str | None:
+        """The process's stream: its events, and its timeouts, are stepped in order."""
+        key = self._correlate(event)
+        return None if key is None else str(self.process.keys(key))
+
+    async def handle(self, event: Event[EventPayload], host: Host) -> None:
+        if event.partition_keys.group == self.process.group:
+            self._track(event)
             return
-        key = self.process.correlate(event)
+        key = self._correlate(event)
         if key is None:
             return
         trigger = str(event.id)
@@ -260,7 +272,9 @@ class ProcessSubscriber:
             (t for t in self.timeouts.values() if datetime.fromisoformat(t["due_at"]) <= now),
             key=lambda t: t["due_at"],
         )
-        return [DueWork(f"timeout {t['timeout_id']}", self._firing(t, host)) for t in due]
+        return [
+            DueWork(f"timeout {t['timeout_id']}", self._firing(t, host), t["stream"]) for t in due
+        ]
 
     async def fire_timeout(self, timeout: dict[str, Any], host: Host) -> None:
         """Fire one pending timeout (an entry of `timeouts`) now, however it came due:

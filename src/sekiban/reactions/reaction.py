@@ -44,7 +44,8 @@ class Reaction(ABC):
     command id `derived_id(name, event id, n)`, which the event store applies at most
     once, so `react` must return the same commands for the same event (decide from the
     event, not from the clock or a query that changes). A `react` that raises is
-    retried with backoff, then the event is parked (see `ReactionRunner`).
+    retried with backoff, then the event is parked (see `ReactionRunner`), and later
+    events of its `sequence_key` wait behind it until it is retried.
     """
 
     name: ClassVar[str] = ""
@@ -60,6 +61,12 @@ class Reaction(ABC):
     @abstractmethod
     def react(self, event: Event[EventPayload]) -> ReactionResult | Awaitable[ReactionResult]:
         """The commands to send and side effects to record because of `event`."""
+
+    def sequence_key(self, event: Event[EventPayload]) -> str | None:
+        """The events that must be handled in order, as a key: while one is parked, the
+        later events of its key wait behind it. Default: the event's aggregate stream
+        (as Axon's per-aggregate sequencing); None lets every event flow."""
+        return str(event.partition_keys)
 
 
 def check_name(name: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sekiban.reactions.events import (
     CommandRequested,
     OutboxItem,
+    ParkedRetryRequested,
     ProcessCompleted,
     ProcessStarted,
     ProcessState,
@@ -24,6 +25,7 @@ from sekiban.reactions.outbox import (
     RequestSideEffect,
     RetrySideEffect,
 )
+from sekiban.reactions.requests import ReactionRequestsProjector, RequestParkedRetry
 
 REACTION_TYPES: tuple[type, ...] = (
     ProcessStarted,
@@ -43,5 +45,8 @@ REACTION_TYPES: tuple[type, ...] = (
     RequestSideEffect,
     RecordDeliveryAttempt,
     RetrySideEffect,
+    ParkedRetryRequested,
+    ReactionRequestsProjector,
+    RequestParkedRetry,
 )
 """The framework's own types reactions store: register them in the hosting domain."""

@@ -1,6 +1,7 @@
 """What `sekiban reactions status` shows: each subscriber's lag and parked items (from
 its checkpoint) and the outbox's pending, failed and dead-lettered side effects (from
-the events themselves, so it needs no checkpoint and no domain)."""
+the events themselves, so it needs no checkpoint and no domain); and the operator's
+requests: retry dead-lettered side effects, hand parked events over again."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import Any
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.schema import parse_stored_event_type
 from sekiban.core.serialization import Serializer
+from sekiban.errors import UnknownReactionError
 from sekiban.executor import SekibanExecutor
 from sekiban.projections.store import ProjectionStore
+from sekiban.reactions.checkpoint import RECORD_PREFIX, read_checkpoint
 from sekiban.reactions.events import SIDE_EFFECT_EVENTS
 from sekiban.reactions.outbox import EffectStatus, OutboxIndex, RetrySideEffect
 from sekiban.reactions.registry import REACTION_TYPES
-from sekiban.reactions.runner import RECORD_PREFIX, read_checkpoint
+from sekiban.reactions.requests import RequestParkedRetry
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore
 
 
@@ -116,3 +119,27 @@ async def retry_dead_letters(
     for effect_id in chosen:
         await executor.command(RetrySideEffect(effect_id=effect_id))
     return chosen
+
+
+async def request_parked_retry(
+    event_store: EventStore, checkpoints: ProjectionStore, name: str, event_ids: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """Ask the runner of subscriber `name` to hand its parked events over again (all of
+    them when `event_ids` is None), with a `RequestParkedRetry` it reads from the store
+    in order (a runner not running acts on it when started). The parked event ids
+    asked for, and the `event_ids` its checkpoint does not list as parked or held.
+
+    Raises `UnknownReactionError` when the store keeps no checkpoint for `name`.
+    """
+    record = await checkpoints.get(RECORD_PREFIX + name)
+    if record is None or record.payload is None:
+        known = [n.removeprefix(RECORD_PREFIX) for n in await checkpoints.names()]
+        raise UnknownReactionError(name, sorted(n for n in known if n != name))
+    parked = [p["event_id"] for p in read_checkpoint(record).get("parked", []) if p["event_id"]]
+    chosen = parked if event_ids is None else [i for i in event_ids if i in parked]
+    unknown = [] if event_ids is None else [i for i in event_ids if i not in parked]
+    if chosen:
+        executor = SekibanExecutor(DomainTypes(*REACTION_TYPES), event_store)
+        ids = [] if event_ids is None else chosen
+        await executor.command(RequestParkedRetry(reaction=name, event_ids=ids))
+    return chosen, unknown

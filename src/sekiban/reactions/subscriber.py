@@ -22,10 +22,12 @@ from sekiban.reactions.reaction import Reaction, SideEffect, derived_id, split_r
 @dataclass(frozen=True, slots=True)
 class DueWork:
     """Work that came due without an event (a timeout, a delivery): `label` names it in
-    a parked record; `run` does it (raising: retried, then parked)."""
+    a parked record; `run` does it (raising: retried, then parked). Work with a `key`
+    waits while an event of that sequence key is parked."""
 
     label: str
     run: Callable[[], Awaitable[None]]
+    key: str | None = None
 
 
 class Host(Protocol):
@@ -41,8 +43,10 @@ class Subscriber(Protocol):
     """One consumer of the global event order, with a checkpoint named `reaction:<name>`.
 
     `groups`/`event_types` select the events `handle` gets (as on a multi-projector);
-    `due` lists work that is due at a time; `dump`/`load` carry whatever the subscriber
-    keeps between events (JSON) through its checkpoint.
+    `sequence_key` names the events that must be handled in order (while one of a key is
+    parked, the later ones wait behind it; None: it waits for nothing); `due` lists work
+    that is due at a time; `dump`/`load` carry whatever the subscriber keeps between
+    events (JSON) through its checkpoint.
     """
 
     @property
@@ -55,6 +59,8 @@ class Subscriber(Protocol):
     def event_types(self) -> Collection[type[EventPayload]] | None: ...
 
     async def handle(self, event: Event[EventPayload], host: Host) -> None: ...
+
+    def sequence_key(self, event: Event[EventPayload]) -> str | None: ...
 
     def due(self, now: datetime, host: Host) -> list[DueWork]: ...
 
@@ -102,6 +108,9 @@ class ReactionSubscriber:
             command_id = derived_id(self.name, trigger, n)
             await send(host.executor, command, caused_metadata(event, command_id, self.name))
         await request_effects(host, event, self.name, trigger, effects)
+
+    def sequence_key(self, event: Event[EventPayload]) -> str | None:
+        return self.reaction.sequence_key(event)
 
     def due(self, now: datetime, host: Host) -> list[DueWork]:
         return []
