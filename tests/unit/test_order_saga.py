@@ -228,3 +228,20 @@ async def test_a_step_whose_commands_were_not_sent_sends_them_once_when_retried(
     # ...and its command applied once.
     stock = await executor.load_aggregate(StockProjector, stock_keys("tea"))
     assert (stock.version, stock.payload.available) == (2, 3)  # type: ignore[attr-defined]
+
+
+async def test_a_fired_timeout_is_not_also_recorded_as_cancelled() -> None:
+    # The saga's timeout step cancels "payment" by name, which is the timeout firing:
+    # its stream must say it fired, not that it was cancelled as well.
+    s = scenario()
+    await s.given(
+        AddStock(sku="tea", quantity=5), PlaceOrder(order_id=ORDER, sku="tea", quantity=2, amount=8)
+    )
+    await s.advance(PAYMENT_WINDOW)
+    recorded = [
+        stored.event_type
+        async for batch in s.executor.event_store.read_all()
+        for stored in batch
+        if stored.event_type in ("TimeoutFired", "TimeoutCancelled")
+    ]
+    assert recorded == ["TimeoutFired"]

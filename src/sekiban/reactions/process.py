@@ -332,10 +332,11 @@ class ProcessSubscriber:
             for n, e in enumerate(step.side_effects)
         ]
         cancelled = set(step.cancel)
+        # A timeout's own step may cancel its name: the one firing is not cancelled too.
         events += [
             TimeoutCancelled(timeout_id=t.timeout_id, name=t.name)
             for t in pending.values()
-            if t.name in cancelled
+            if t.name in cancelled and t.timeout_id != trigger
         ]
         now = host.now()
         events += [
