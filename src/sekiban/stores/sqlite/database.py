@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sekiban.errors import StoreConnectionError
+from sekiban.errors import ConfigurationError, StoreConnectionError
 from sekiban.stores.sqlite.faults import is_busy
 from sekiban.stores.sqlite.schema import create_schema
 
@@ -22,6 +22,14 @@ CHECKPOINT_EVERY = 200
 at 2.5-5.5 WAL pages per commit, about SQLite's own 1,000-page auto-checkpoint."""
 CHECKPOINT_TAIL = 20
 """Rows committed during a checkpoint on the thread that the loop copies itself."""
+SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+"""The `synchronous` levels a store may run at (WAL mode); docs/performance.md says what
+each risks. OFF is not offered: a power loss could corrupt the file."""
+
+
+class Locked(Exception):
+    """Internal: another writer holds the lock; `run_here` wrote nothing, run on the
+    worker thread instead (`run_waiting`)."""
 
 
 class Database:
@@ -44,8 +52,18 @@ class Database:
     the thread if there are more.
     """
 
-    def __init__(self, path: str, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
+    def __init__(
+        self,
+        path: str,
+        busy_timeout: timedelta = timedelta(seconds=5),
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ConfigurationError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}"
+            )
         self._path = path
+        self.synchronous = synchronous
         self.where = f"SQLite database {path}"
         """What fault messages name."""
         self._busy_timeout_ms = max(0, round(busy_timeout.total_seconds() * 1000))
@@ -61,7 +79,7 @@ class Database:
         connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if self._path != ":memory:":
             connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA synchronous={self.synchronous}")
         return connection
 
     async def open(self) -> None:
@@ -85,6 +103,14 @@ class Database:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(connection, *args)`: at once on the loop, or, if the database is locked
         by another writer, on the worker thread once the lock is free."""
+        try:
+            return self.run_here(fn, *args)
+        except Locked:
+            return await self.run_waiting(fn, *args)
+
+    def run_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the loop's connection; raises `Locked`, having
+        rolled back whatever `fn` began, if another writer holds the lock."""
         if self.connection is None:
             raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
         try:
@@ -94,10 +120,16 @@ class Database:
                 raise
             if self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
-        else:
-            if self._waiting is not None:
-                self._checkpoint_wal(self.connection)
-            return result
+            raise Locked from error
+        if self._waiting is not None:
+            self._checkpoint_wal(self.connection)
+        return result
+
+    async def run_waiting(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the worker thread, whose connection waits for the
+        lock up to `busy_timeout`."""
+        if self._waiting is None:
+            raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
 
