@@ -65,7 +65,7 @@ async def open_stores(store: str, group_commit: bool | None, directory: Path) ->
         sqlite = await SqliteEventStore.open(
             directory / f"{uuid.uuid4().hex}.db",
             synchronous="FULL" if store == "sqlite-full" else "NORMAL",
-            group_commit=group_commit,
+            group_commit=group_commit is not False,
         )
         try:
             yield Stores(sqlite, sqlite.snapshot_store())

@@ -118,9 +118,9 @@ async def run_bench(options: BenchOptions, progress: Progress) -> BenchRun:
             if "loads" not in options.suites:
                 replay = FULL_THROUGHPUT[2]
             writers = [e for e in engines if e.eventsourcing and e.name != "memory"]
-            plan = workloads(events, accounts, replay)
+            work = workloads(events, accounts, replay)
             run.throughput = await run_throughput(
-                [e for e in writers if _runs_all(options, e)], plan, options.repeat, progress
+                [e for e in writers if _runs_all(options, e)], work, options.repeat, progress
             )
             others = [e for e in writers if not _runs_all(options, e)]
             if others:

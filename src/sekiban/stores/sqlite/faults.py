@@ -26,7 +26,8 @@ _UNREACHABLE = (
 def is_busy(error: sqlite3.Error) -> bool:
     """Whether another connection holds the lock `error` waited for."""
     # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
-    return isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode & 0xFF in _BUSY
+    code = getattr(error, "sqlite_errorcode", None) or 0  # absent on errors made by hand
+    return isinstance(error, sqlite3.OperationalError) and code & 0xFF in _BUSY
 
 
 class translate_faults:
