@@ -277,8 +277,9 @@ def write_results(run: BenchRun, directory: Path, images: Path | None = None) ->
         written += _write(directory / "loads.json", json.dumps(document, indent=2) + "\n")
     if run.throughput is not None:
         repeat = run.options.repeat
-        markdown = throughput_markdown(run.env, run.throughput, repeat)
-        document = throughput_document(run.env, run.throughput, repeat)
+        figures = summary(run)
+        markdown = throughput_markdown(run.env, run.throughput, repeat, run.limits, figures)
+        document = throughput_document(run.env, run.throughput, repeat, run.limits, figures)
         written += _write(directory / "stores.md", markdown + "\n")
         written += _write(directory / "stores.json", json.dumps(document, indent=2) + "\n")
     return written
