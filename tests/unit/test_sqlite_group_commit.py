@@ -22,10 +22,10 @@ from sekiban import (
     StoreError,
 )
 from sekiban.stores import open_store
+from sekiban.stores.loop_peek import others_ready
 from sekiban.stores.sqlite import SqliteEventStore
 from sekiban.stores.sqlite import group_commit as group_module
 from sekiban.stores.sqlite.appending import encode_events
-from sekiban.stores.loop_peek import others_ready
 from sekiban.stores.sqlite.reading import decode_events
 from tests.support import stored_events
 

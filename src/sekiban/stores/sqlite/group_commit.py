@@ -28,8 +28,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from sekiban.stores.sqlite.database import Database, Locked
 from sekiban.stores.loop_peek import others_ready
+from sekiban.stores.sqlite.database import Database, Locked
 
 Outcome = bool | sqlite3.Error
 """What one command's INSERT did: True (written), False (the stream was not at the
