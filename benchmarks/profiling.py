@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sekiban.stores.sqlite.store as sqlite_store
 from benchmarks.engines import SqliteEngine
 from benchmarks.environment import environment, environment_markdown
 from benchmarks.loads import SekibanLoads
 from benchmarks.throughput import SekibanStoreLevel
+from sekiban.stores.sqlite import appending
 
 RESULTS = Path("benchmarks/results")
 TOP = 18
@@ -47,7 +47,7 @@ def _rows(profile: cProfile.Profile, events: int) -> list[tuple[str, float, floa
 
 async def profile_append(directory: Path, commands: int) -> dict[str, Any]:
     in_driver = [0.0]
-    real_insert = sqlite_store.insert
+    real_insert = appending.insert
 
     def timed_insert(connection: Any, parameters: Any) -> bool:
         started = time.perf_counter()
