@@ -174,8 +174,14 @@ class PostgresGroupCommit:
                         future.set_result(outcome)
             else:
                 for _, future in group:
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(error, asyncio.CancelledError):
+                        future.cancel()  # the group's sending was cancelled: so are they
+                    else:
                         future.set_exception(error)
+                if not isinstance(error, Exception):
+                    raise
         else:
             for (_, future), ok in zip(group, inserted, strict=True):
                 if not future.done():

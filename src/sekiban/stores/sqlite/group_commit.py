@@ -115,9 +115,12 @@ class GroupCommit:
             return
         except BaseException as error:  # handed to every append of the group
             _fail(group, error)
+            self._done()
+            if not isinstance(error, Exception):
+                raise  # KeyboardInterrupt, SystemExit: the loop's to handle
         else:
             _resolve(group, outcomes)
-        self._done()
+            self._done()
 
     async def _flush_waiting(
         self, group: list[tuple[Any, asyncio.Future[Outcome]]], commands: list[Any]
@@ -126,9 +129,12 @@ class GroupCommit:
             outcomes = await self._db.run_waiting(write_group, self._insert, commands)
         except BaseException as error:  # handed to every append of the group
             _fail(group, error)
+            self._done()
+            if not isinstance(error, Exception):
+                raise  # cancelled (the loop is closing), or an interrupt
         else:
             _resolve(group, outcomes)
-        self._done()
+            self._done()
 
     def _done(self) -> None:
         self._waiting = None
@@ -146,5 +152,9 @@ def _resolve(group: list[tuple[Any, asyncio.Future[Outcome]]], outcomes: list[Ou
 
 def _fail(group: list[tuple[Any, asyncio.Future[Outcome]]], error: BaseException) -> None:
     for _, future in group:
-        if not future.done():
+        if future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()  # the group's writing was cancelled: so are its appends
+        else:
             future.set_exception(error)
