@@ -241,9 +241,72 @@ class SnapshotRejectedError(SekibanError):
         super().__init__(f"snapshot rejected ({rejection}); replay the events instead")
 
 
+class ProjectionError(SekibanError):
+    """A multi-projector raised on an event, or could not decode one it reads.
+
+    The projection stays at the last event it applied: the failed event is applied
+    again (never twice) once the projector or the event is fixed. `position`,
+    `event_id`, `event_type` and `partition_keys` name the event; the projector's own
+    error is the `__cause__`.
+    """
+
+    def __init__(
+        self,
+        projector_name: str,
+        position: int,
+        event_id: str,
+        event_type: str,
+        partition_keys: str,
+        cause: BaseException,
+    ) -> None:
+        super().__init__(
+            f"projector {projector_name!r} failed on event {event_id} ({event_type} of "
+            f"{partition_keys}) at position {position}: {type(cause).__name__}: {cause}"
+        )
+        self.projector_name = projector_name
+        self.position = position
+        self.event_id = event_id
+        self.event_type = event_type
+        self.partition_keys = partition_keys
+
+
+class ConsistencyTimeoutError(SekibanError, TimeoutError):
+    """A query asked to wait for a write (`after=`) timed out before its projection
+    caught up to it. The write itself is committed; ask again later."""
+
+
+class QueryAnswerTooLargeError(SekibanError, ValueError):
+    """A query's answer is larger than a projector actor may send back (daprd refuses
+    to pass larger messages between sidecars; its `--max-body-size`, 4 MiB by default).
+    Ask for less (a page of a `ListQuery`), or raise the actor host's limit together
+    with daprd's."""
+
+
+class UnknownReactionError(SekibanError, LookupError):
+    """A reaction, process manager or dispatcher name that the runner (or store) does
+    not hold."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"no reaction named {name!r}; known: {', '.join(known) or 'none'}")
+
+
+class NoSideEffectHandlerError(SekibanError):
+    """An outbox item of a kind the dispatcher has no handler for. Recorded as a failed
+    delivery attempt (dead-lettered after the last): register a handler for the kind,
+    then retry the item (`sekiban reactions retry`)."""
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        self.kind, self.known = kind, known
+        super().__init__(
+            f"no side-effect handler for kind {kind!r}; handlers: {', '.join(known) or 'none'}"
+        )
+
+
 class RemoteCommandError(SekibanError):
-    """The aggregate actor refused a command; `error_type` names the error it raised
-    (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""
+    """An actor refused a command or failed a query; `error_type` names the error it
+    raised (e.g. "AggregateStateError", "ConcurrencyError", "ProjectionError" or a
+    domain error's class name)."""
 
     def __init__(self, error_type: str, message: str) -> None:
         self.error_type, self.message = error_type, message

@@ -7,6 +7,8 @@ application code and tests can take an `Executor` and not care where aggregates 
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from sekiban import telemetry
@@ -20,7 +22,8 @@ from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
 from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, SnapshotCounters
-from sekiban.projections import Projections
+from sekiban.projections import ProjectionOptions, Projections, ProjectionStore
+from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.repository import AggregateRepository
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
@@ -63,8 +66,19 @@ class Executor(Protocol):
         """The aggregate at its latest version (version 0 if it has no events)."""
         ...
 
-    async def query(self, query: Query[R]) -> R:
-        """Answer `query` from its multi-projection, caught up to the latest event."""
+    async def query(
+        self,
+        query: Query[R],
+        *,
+        after: CommandResponse | str | None = None,
+        timeout: timedelta = DEFAULT_CONSISTENCY_TIMEOUT,
+    ) -> R:
+        """Answer `query` from its multi-projection, caught up to the latest event.
+
+        With `after` (a command's response or its `consistency_token`), the answer
+        includes that command's events: the query waits up to `timeout` for its
+        projection to apply them (`ConsistencyTimeoutError` after it).
+        """
         ...
 
 
@@ -79,6 +93,10 @@ class SekibanExecutor:
     `RetryPolicy.never()` raises the first conflict. Either way no event is ever lost or
     duplicated. `limits` bounds what one command may append (default `CommandLimits()`:
     1,000 events, 1 MiB per payload, 4 MiB in all).
+
+    Queries are answered by `projections` (a `Projections`); give a `projection_store`
+    (e.g. `event_store.projection_store()`) to persist their states, so a restart reads
+    only the events after the last save, and `projection_options` to tune it.
     """
 
     def __init__(
@@ -91,6 +109,8 @@ class SekibanExecutor:
         conflict_retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         limits: CommandLimits | None = None,
+        projection_store: ProjectionStore | None = None,
+        projection_options: ProjectionOptions | None = None,
     ) -> None:
         self.domain = domain
         self.event_store: EventStore = event_store or InMemoryEventStore()
@@ -103,7 +123,9 @@ class SekibanExecutor:
             limits=limits,
         )
         self.conflict_retry = conflict_retry or CONFLICT_RETRY
-        self.projections = Projections(domain, self.event_store)
+        self.projections = Projections(
+            domain, self.event_store, projection_store, options=projection_options, clock=clock
+        )
 
     @property
     def snapshots(self) -> SnapshotCounters:
@@ -136,6 +158,10 @@ class SekibanExecutor:
         name = type(command).__name__
         with telemetry.command(name, projector.name, keys, metadata.causation_id) as span:
             state = await self.repository.load(projector, keys)
+            # A store that answers without suspending (SQLite runs its statements on
+            # the loop) would make a whole command one step; other tasks get a turn
+            # between the load and the decision.
+            await asyncio.sleep(0)
             response, _ = await self.repository.execute_with_retry(
                 projector, command, state, metadata, self.conflict_retry
             )
@@ -160,6 +186,18 @@ class SekibanExecutor:
         assert state.load is not None
         return LoadResult(state.aggregate, state.load)
 
-    async def query(self, query: Query[R]) -> R:
-        """Answer `query` from its multi-projection, caught up to the latest event."""
-        return await self.projections.query(query)
+    async def query(
+        self,
+        query: Query[R],
+        *,
+        after: CommandResponse | str | None = None,
+        timeout: timedelta = DEFAULT_CONSISTENCY_TIMEOUT,
+    ) -> R:
+        """Answer `query` from its multi-projection, caught up to the latest event
+        (with `after`, including that command's events: see `Executor.query`)."""
+        return await self.projections.query(query, after=after, timeout=timeout)
+
+    async def close(self) -> None:
+        """Save the projections that advanced since their last save (with a
+        projection store); the stores stay open (they are the caller's)."""
+        await self.projections.close()

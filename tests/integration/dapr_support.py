@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from sekiban.errors import SidecarError
@@ -70,3 +71,14 @@ async def bank_cluster(
     finally:
         await store.drop_schema()
         await store.close()
+
+
+async def active_actor_count(endpoint: str, actor_type: str = "DaprAggregateActor") -> int:
+    """How many actors of `actor_type` the sidecar at `endpoint` has active."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client,
+        client.get(f"{endpoint}/v1.0/metadata") as response,
+    ):
+        metadata = await response.json()
+    actors = metadata.get("actorRuntime", {}).get("activeActors") or metadata.get("actors") or []
+    return sum(a.get("count", 0) for a in actors if a.get("type") == actor_type)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -20,7 +19,7 @@ from sekiban.errors import DaprUnavailableError, RemoteCommandError
 from sekiban.snapshot import AggregateSnapshot, RejectionReason
 from sekiban.stores import EventStore
 from sekiban.stores.postgres import PostgresEventStore
-from tests.integration.dapr_support import BankCluster, bank_cluster
+from tests.integration.dapr_support import BankCluster, active_actor_count, bank_cluster
 from tests.support import bomb, forged
 
 pytestmark = pytest.mark.dapr
@@ -108,16 +107,6 @@ async def test_missing_sidecar_is_a_clear_error() -> None:
     )
     with pytest.raises(DaprUnavailableError, match="no Dapr sidecar"):
         await executor.command(OpenAccount(owner="x"))
-
-
-async def active_actor_count(endpoint: str) -> int:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client,
-        client.get(f"{endpoint}/v1.0/metadata") as response,
-    ):
-        metadata = await response.json()
-    actors = metadata.get("actorRuntime", {}).get("activeActors") or metadata.get("actors") or []
-    return sum(a.get("count", 0) for a in actors if a.get("type") == DaprAggregateActor.__name__)
 
 
 async def test_two_instances_share_aggregates_and_survive_losing_one(tmp_path: Path) -> None:
@@ -209,6 +198,8 @@ async def test_the_executor_contract_holds_on_real_daprd(tmp_path: Path) -> None
             return DaprSekibanExecutor(bank_domain(), store, dapr_http_endpoint=node.http_endpoint)
 
         host = ("dapr", dapr, bank.store)
+        # First: it counts every account in the store, answered by the projector actor.
+        await contract.test_a_query_sees_every_command(host)
         await contract.test_a_command_round_trips_to_the_aggregate(host)
         await contract.test_an_aggregate_without_events_loads_at_version_zero(host)
         await contract.test_a_refused_command_names_its_error_and_appends_nothing(host)

@@ -18,10 +18,12 @@ PUBLIC_MODULES = [
     "sekiban",
     "sekiban.stores",
     "sekiban.snapshot",
+    "sekiban.projections",
     "sekiban.dapr",
     "sekiban.testing",
     "sekiban.fastapi",
     "sekiban.settings",
+    "sekiban.reactions",
 ]
 
 

@@ -97,19 +97,31 @@ async def test_warm_actor_reads_no_events_for_a_command() -> None:
 async def test_reactivation_loads_snapshot_plus_delta() -> None:
     h = harness(count=10)
     keys = await open_with_deposits(h, 14)  # version 15, snapshot at 10
-    # Deactivation saves a snapshot when behind; drop it to see snapshot + delta.
     actor = h.active_actor(AccountProjector, keys)
     assert actor is not None and actor.state is not None
     assert actor.state.snapshot_version == 10
+    # daprd refuses state writes during deactivation: the snapshot stays at 10.
     await h.deactivate(AccountProjector, keys)
-    assert h.stored_snapshot(AccountProjector, keys).version == 15  # type: ignore[union-attr]
+    assert h.stored_snapshot(AccountProjector, keys).version == 10  # type: ignore[union-attr]
     other = SekibanExecutor(bank_domain(), h.event_store)
     for _ in range(3):
         await other.command(DepositMoney(account_id=keys.aggregate_id, amount=1))
     loaded = await h.load(AccountProjector, keys)
     stats = loaded.statistics
-    assert stats.from_snapshot and stats.snapshot_version == 15 and stats.events_replayed == 3
+    assert stats.from_snapshot and stats.snapshot_version == 10 and stats.events_replayed == 8
     assert loaded.aggregate.version == 18
+
+
+async def test_a_quiet_aggregate_is_snapshotted_by_the_flush_timer_before_it_idles_out() -> None:
+    h = harness(count=10)
+    keys = await open_with_deposits(h, 14)  # version 15, snapshot at 10
+    await h.fire_timers()  # a command ran during this tick: not quiet yet
+    assert h.stored_snapshot(AccountProjector, keys).version == 10  # type: ignore[union-attr]
+    await h.fire_timers()  # a whole tick without a command
+    assert h.stored_snapshot(AccountProjector, keys).version == 15  # type: ignore[union-attr]
+    await h.deactivate(AccountProjector, keys)
+    loaded = await h.load(AccountProjector, keys)
+    assert loaded.statistics.snapshot_version == 15 and loaded.statistics.events_replayed == 0
 
 
 async def test_conflict_with_another_writer_is_caught_up_and_retried() -> None:

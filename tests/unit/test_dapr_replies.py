@@ -10,10 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from examples.bank import AccountProjector, DepositMoney, OpenAccount, bank_domain
+from examples.bank import (
+    AccountProjector,
+    ActiveAccountsQuery,
+    DepositMoney,
+    OpenAccount,
+    bank_domain,
+)
 from sekiban import EventMetadata, RetryPolicy, SerializationError
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
@@ -42,12 +49,12 @@ class FaultyHarness(ActorHarness):
         self.pending_fault = fault
         self.calls = 0
 
-    async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+    async def _call(self, actor_id: str, method: str, body: bytes | None, **options: Any) -> bytes:
         if self.fault is None:
-            return await super()._call(actor_id, method, body)
+            return await super()._call(actor_id, method, body, **options)
         self.calls += 1
         body, alter_reply = self.fault(self.calls, body)
-        return alter_reply(await super()._call(actor_id, method, body))
+        return alter_reply(await super()._call(actor_id, method, body, **options))
 
     def arm(self) -> None:
         self.fault, self.calls = self.pending_fault, 0
@@ -84,6 +91,18 @@ async def test_a_cut_reply_is_retried_and_the_command_applied_once(keep: int) ->
     assert loaded.aggregate.payload.balance == 5  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("keep", [0, 1, 40], ids=["empty", "one-byte", "truncated"])
+async def test_a_cut_query_reply_is_retried_and_answered(keep: int) -> None:
+    h = FaultyHarness(cut_first_reply_to(keep))
+    keys = (await h.command(OpenAccount(owner="ann"))).partition_keys
+    h.arm()
+
+    answer = await h.query(ActiveAccountsQuery())
+
+    assert h.calls == 2
+    assert [a.partition_keys for a in answer.items] == [keys]
+
+
 @pytest.mark.parametrize("reply", [b"", b"not json", b"[1, 2]", b'{"neither": 1}'], ids=repr)
 async def test_every_unreadable_reply_is_a_transport_fault_not_a_data_error(
     reply: bytes,
@@ -92,6 +111,8 @@ async def test_every_unreadable_reply_is_a_transport_fault_not_a_data_error(
         messages.parse_command_reply(serializer(), reply)
     with pytest.raises(messages.IncompleteMessageError):
         messages.parse_aggregate_reply(serializer(), reply)
+    with pytest.raises(messages.IncompleteMessageError):
+        messages.parse_query_reply(reply)
 
 
 async def test_a_whole_reply_with_unexpected_fields_is_a_serialization_error() -> None:

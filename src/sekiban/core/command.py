@@ -81,6 +81,12 @@ class CommandResponse:
     events: tuple[Event[EventPayload], ...]
     version: int
 
+    @property
+    def consistency_token(self) -> str:
+        """`keys@version`: pass it as `query(..., after=token)` to read this command's
+        own writes (see `sekiban.projections.ConsistencyToken`)."""
+        return f"{self.partition_keys}@{self.version}"
+
 
 def command_keys(command: Command) -> PartitionKeys:
     """The aggregate `command` targets; raises `InvalidPartitionKeysError` if its

@@ -217,6 +217,11 @@ class DomainTypes:
         """Every registered query type by name (a copy), e.g. to generate routes."""
         return dict(self._names["query"].by_name)
 
+    @property
+    def multi_projector_types(self) -> dict[str, type[MultiProjector[Any]]]:
+        """Every registered multi-projector type by name (a copy), e.g. to run them."""
+        return dict(self._names["multi-projector"].by_name)
+
     def command_type(self, name: str) -> type[Command]:
         return self._names["command"].type_of(name)
 
@@ -240,6 +245,9 @@ class DomainTypes:
 
     def query_type(self, name: str) -> type[Query[Any]]:
         return self._names["query"].type_of(name)
+
+    def query_name(self, cls: type[Query[Any]]) -> str:
+        return self._names["query"].name_of(cls)
 
     def _add_stored_name(self, name: str, cls: type[EventPayload]) -> None:
         self._stored_types[stored_event_type(name, cls.schema_version)] = cls

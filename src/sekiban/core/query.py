@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,16 +14,29 @@ from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector, _kebab
 
+if TYPE_CHECKING:
+    from sekiban.core.serialization import Serializer
+    from sekiban.projections.codec import StateCodec
+
 S = TypeVar("S")
 R = TypeVar("R")
 Item = TypeVar("Item")
 
 
 class MultiProjector(ABC, Generic[S]):
-    """Folds events of many streams, in global order, into one state."""
+    """Folds events of many streams, in global order, into one state.
+
+    `groups` and `event_types` declare what the projector reads (None: everything).
+    Events outside them are skipped before they are decoded, so they cost no parsing
+    and an event of another group that cannot be decoded does not stop this one. Bump
+    `version` when `project` changes: a persisted state of another version is rebuilt.
+    The state is persisted through `state_codec` (see `sekiban.projections.codec`).
+    """
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    groups: ClassVar[Collection[str] | None] = None
+    event_types: ClassVar[Collection[type[EventPayload]] | None] = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -37,6 +50,16 @@ class MultiProjector(ABC, Generic[S]):
     @abstractmethod
     def project(self, state: S, event: Event[EventPayload]) -> S:
         """The state after `event`."""
+
+    def state_codec(self, serializer: Serializer) -> StateCodec[S]:
+        """How the state is written to and read from a projection store.
+
+        The default reads the state type from `MultiProjector[StateType]` and writes it
+        with pydantic, a dict or list one entry per line; override it for other states.
+        """
+        from sekiban.projections.codec import JsonStateCodec
+
+        return JsonStateCodec.for_projector(type(self))
 
 
 class Query(BaseModel, Generic[R]):
@@ -88,6 +111,19 @@ class ListQuery(Query[ListQueryResult[Item]], Generic[Item]):
         return ListQueryResult(page, len(items), self.page_number, self.page_size)
 
 
+def declared_result_type(query_type: type[Query[Any]]) -> Any:
+    """The answer type a query class declares: `R` of `Query[R]`, `ListQueryResult[Item]`
+    of `ListQuery[Item]`; `Any` when it declares none."""
+    for base in query_type.__mro__:
+        metadata = getattr(base, "__pydantic_generic_metadata__", None) or {}
+        origin, args = metadata.get("origin"), metadata.get("args", ())
+        if origin is ListQuery and args:
+            return ListQueryResult[args[0]]  # type: ignore[valid-type]
+        if origin is Query and args:
+            return args[0]
+    return Any
+
+
 AggregateMap = dict[PartitionKeys, Aggregate[AggregatePayload]]
 
 
@@ -122,6 +158,11 @@ class AggregateListProjector(MultiProjector[AggregateMap]):
 
     def initial_state(self) -> AggregateMap:
         return {}
+
+    def state_codec(self, serializer: Serializer) -> StateCodec[AggregateMap]:
+        from sekiban.projections.codec import AggregateMapCodec
+
+        return AggregateMapCodec(serializer, self._projector)
 
     def project(self, state: AggregateMap, event: Event[EventPayload]) -> AggregateMap:
         keys = event.partition_keys

@@ -9,13 +9,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sekiban.core.aggregate import AggregatePayload
+from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command
 from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import Event, EventMetadata, EventPayload, rebuild_event
 from sekiban.core.fastpaths import sortable_id_from_text, trusted_constructor, uuid_from_text
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.payload_checks import DEFAULT_MAX_DEPTH, stored_json
+from sekiban.core.query import Query
 from sekiban.errors import (
     CommandValidationError,
     ConfigurationError,
@@ -203,6 +204,51 @@ class Serializer:
         except ValidationError as error:
             raise CommandValidationError(
                 envelope["type"], [dict(e) for e in error.errors(include_url=False)]
+            ) from None
+
+    def aggregate_fields(self, aggregate: Aggregate[AggregatePayload]) -> dict[str, Any]:
+        """An aggregate as JSON data, its payload (JSON text) under its registered type
+        name, for sending it across a process."""
+        payload_type, payload = self.dump_payload(aggregate.payload)
+        return {
+            "payload_type": payload_type,
+            "payload": payload.decode(),
+            "partition_keys": str(aggregate.partition_keys),
+            "version": aggregate.version,
+            "last_sortable_unique_id": aggregate.last_sortable_unique_id,
+            "projector_name": aggregate.projector_name,
+            "projector_version": aggregate.projector_version,
+        }
+
+    def aggregate_from_fields(self, fields: dict[str, Any]) -> Aggregate[AggregatePayload]:
+        """The aggregate `aggregate_fields` wrote (the payload type resolves through the
+        registry only); missing or mistyped fields raise `KeyError`/`TypeError`."""
+        last = fields["last_sortable_unique_id"]
+        return Aggregate(
+            self.load_payload(fields["payload_type"], fields["payload"].encode()),
+            PartitionKeys.parse(fields["partition_keys"]),
+            int(fields["version"]),
+            sortable_id_from_text(last) if last else None,
+            str(fields["projector_name"]),
+            str(fields["projector_version"]),
+        )
+
+    def dump_query(self, query: Query[Any]) -> str:
+        """`{"type": name, "payload": {...}}` for sending a query across a process; the
+        query type must be registered."""
+        name = self.domain.query_name(type(query))
+        payload = stored_json(query, "query", name, self.max_depth)
+        return f'{{"type":{json.dumps(name)},"payload":{payload}}}'
+
+    def query_from_envelope(self, envelope: Any) -> Query[Any]:
+        """Decode a parsed `dump_query` envelope; bad fields raise `SerializationError`."""
+        _check_envelope(envelope, "query")
+        query_type = self.domain.query_type(envelope["type"])
+        try:
+            return query_type.model_validate(envelope["payload"])
+        except ValidationError as error:
+            raise SerializationError(
+                f"query {envelope['type']} does not validate: {error}"
             ) from None
 
     def dump_payload(self, payload: AggregatePayload) -> tuple[str, bytes]:

@@ -149,6 +149,9 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
         # may have been a conflict): catch up before the next use.
         self.stale = False
         self.activation: LoadStatistics | None = None
+        # Whether a command ran since the flush timer's last tick (quiet aggregates
+        # are snapshotted by the timer, never at deactivation: see _on_deactivate).
+        self.busy = False
 
     async def _on_activate(self) -> None:
         self.state = await self.repository.load(self.projector, self.partition_keys)
@@ -162,19 +165,23 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
             )
 
     async def flush_snapshot(self, _: object = None) -> None:
-        """Timer callback: snapshot a quiet aggregate once the strategy's time has come."""
-        if self.state is not None:
-            self.state = await self.repository.snapshot_if_due(self.state)
+        """Timer callback: snapshot the aggregate when the strategy's time has come, or
+        when it has events after its snapshot and no command ran for a whole tick."""
+        if self.state is None:
+            return
+        quiet, self.busy = not self.busy, False
+        behind = self.state.aggregate.version > self.state.snapshot_version
+        self.state = await self.repository.snapshot_if_due(self.state, force=quiet and behind)
 
     def _flush_interval(self) -> timedelta | None:
         config = self.repository.snapshot_config.for_projector(self.projector.name)
-        if config.strategy not in ("time", "hybrid"):
-            return None
-        return config.time_interval
+        return None if config.strategy == "none" else config.time_interval
 
     async def _on_deactivate(self) -> None:
-        if self.state is not None and self.state.aggregate.version > self.state.snapshot_version:
-            await self.repository.snapshot_if_due(self.state, force=True)
+        # Nothing is saved here: daprd 1.18 has already dropped the actor when it asks
+        # the host to deactivate it and refuses its state writes
+        # (ERR_ACTOR_INSTANCE_MISSING). The flush timer snapshots quiet aggregates.
+        return None
 
     async def execute_command(self, request: str) -> str:
         with telemetry.actor_method(type(self).__name__, self.id.id, "ExecuteCommand") as span:
@@ -191,6 +198,7 @@ class DaprAggregateActor(Actor, AggregateActorInterface):
                 self.projector, command, state, command_metadata(metadata), self.conflict_retry
             )
             telemetry.command_applied(span, len(response.events), response.version)
+            self.busy = True
             return messages.command_reply(serializer, response)
         except Exception as error:  # every failure becomes an error reply
             telemetry.record_error(span, error)

@@ -1,4 +1,5 @@
-"""The actor host: a FastAPI app that serves `DaprAggregateActor` for one domain."""
+"""The actor host: a FastAPI app that serves `DaprAggregateActor` and
+`DaprProjectorActor` for one domain."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ from sekiban import telemetry
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.domain_types import DomainTypes
 from sekiban.dapr.actor import DaprAggregateActor
+from sekiban.dapr.projection_state import DEFAULT_MAX_ACTOR_STATE_BYTES
+from sekiban.dapr.projector_actor import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_ANSWER_BYTES,
+    DaprProjectorActor,
+)
 from sekiban.dapr.serializer import RawJsonSerializer, RawStateSerializer
 from sekiban.limits import CommandLimits
+from sekiban.projections import ProjectionOptions
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
 from sekiban.stores.protocols import EventStore
@@ -71,10 +79,41 @@ def aggregate_actor_factory(
     return create
 
 
-async def register_aggregate_actor(factory: ActorFactory) -> None:
-    """Register the aggregate actor with the SDK runtime, with raw JSON serializers."""
+def projector_actor_factory(
+    domain: DomainTypes,
+    event_store: EventStore,
+    options: ProjectionOptions | None = None,
+    max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
+    clock: Clock = utc_now,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
+) -> ActorFactory:
+    """What `register_actor(actor_factory=...)` calls to build each projector actor;
+    `options` and `flush_interval` say when its state is saved, `max_state_bytes` how
+    large a saved record may be, `max_answer_bytes` how large an answer (see
+    `DaprProjectorActor`)."""
+
+    def create(ctx: ActorRuntimeContext, actor_id: ActorId) -> Actor:
+        return DaprProjectorActor(
+            ctx,
+            actor_id,
+            domain=domain,
+            event_store=event_store,
+            options=options,
+            max_state_bytes=max_state_bytes,
+            max_answer_bytes=max_answer_bytes,
+            flush_interval=flush_interval,
+            clock=clock,
+        )
+
+    return create
+
+
+async def register_actor(actor_type: type[Actor], factory: ActorFactory) -> None:
+    """Register `actor_type` with the SDK runtime, built by `factory`, with raw JSON
+    serializers (the SDK's own decoder would alter user data)."""
     await ActorRuntime.register_actor(
-        DaprAggregateActor,
+        actor_type,
         message_serializer=RawJsonSerializer(),
         state_serializer=RawStateSerializer(),
         actor_factory=factory,
@@ -90,13 +129,23 @@ def create_actor_app(
     actor_idle_timeout: timedelta = timedelta(minutes=15),
     app_api_token: str | None = None,
     limits: CommandLimits | None = None,
+    projection_options: ProjectionOptions | None = None,
+    max_projection_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
+    max_query_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    projection_flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
 ) -> FastAPI:
-    """A FastAPI app hosting `DaprAggregateActor` for `domain`; serve it with uvicorn.
+    """A FastAPI app hosting `DaprAggregateActor` and `DaprProjectorActor` for
+    `domain`; serve it with uvicorn.
 
     The event store is opened at startup (so a pool is created inside the server's
     event loop) and closed at shutdown. With `app_api_token` (default: the
     `APP_API_TOKEN` variable daprd also reads), requests without the matching
     `dapr-api-token` header are refused. `limits` bounds what one command may append.
+    `projection_options` (its `persist_every` above all) and `projection_flush_interval`
+    (a timer saving what a quiet projection applied) say how projector actors save
+    their state, `max_projection_state_bytes` the largest record they write to actor
+    state and `max_query_answer_bytes` the largest answer they send back (keep both
+    under daprd's `--max-body-size`).
     """
     token = app_api_token if app_api_token is not None else os.environ.get("APP_API_TOKEN")
     expected = token.encode() if token else b""
@@ -108,7 +157,18 @@ def create_actor_app(
         factory = aggregate_actor_factory(
             domain, event_store, snapshot_config, conflict_retry, limits=limits
         )
-        await register_aggregate_actor(factory)
+        await register_actor(DaprAggregateActor, factory)
+        await register_actor(
+            DaprProjectorActor,
+            projector_actor_factory(
+                domain,
+                event_store,
+                projection_options,
+                max_projection_state_bytes,
+                max_answer_bytes=max_query_answer_bytes,
+                flush_interval=projection_flush_interval,
+            ),
+        )
         try:
             yield
         finally:

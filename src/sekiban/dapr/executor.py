@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -19,19 +19,25 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.core.query import Query
+from sekiban.core.query import MultiProjector, Query
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
-from sekiban.errors import DaprUnavailableError
+from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
+from sekiban.dapr.results import QueryResults
+from sekiban.errors import DaprUnavailableError, SekibanError
 from sekiban.loading import LoadResult
-from sekiban.projections import Projections
+from sekiban.projections import ConsistencyToken, ProjectionStatus
+from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
 from sekiban.stores.protocols import EventStore
 
 R = TypeVar("R")
 T = TypeVar("T")
 log = logging.getLogger("sekiban.dapr")
+
+AGGREGATE_ACTOR_TYPE = DaprAggregateActor.__name__
+PROJECTOR_ACTOR_TYPE = DaprProjectorActor.__name__
 
 
 class SidecarStatusError(Exception):
@@ -47,14 +53,14 @@ class SidecarStatusError(Exception):
 
 
 class DaprSekibanExecutor:
-    """Sends commands and loads to aggregate actors; answers queries locally.
+    """Sends commands and loads to aggregate actors, queries to projector actors.
 
     `command` and `load_aggregate` call the `DaprAggregateActor` of the aggregate (one
-    per partition keys and projector) through daprd's actor API over HTTP.
-    `query` catches multi-projections up from `event_store` in this process: the events
-    are the truth, and a local catch-up needs no extra actor round trip. Sidecar
-    failures (connection refused, timeouts, non-2xx statuses, replies cut short) are
-    retried as `transient_retry` says; when it is exhausted, `DaprUnavailableError`.
+    per partition keys and projector), `query` the `DaprProjectorActor` of the query's
+    multi-projector (one per projector name), through daprd's actor API over HTTP.
+    Sidecar failures (connection refused, timeouts, non-2xx statuses, replies cut
+    short) are retried as `transient_retry` says; when it is exhausted,
+    `DaprUnavailableError`.
 
     Every setting belongs to this executor; no Dapr SDK global is read or written, so
     executors with different sidecars or tokens coexist in one process.
@@ -62,13 +68,15 @@ class DaprSekibanExecutor:
     `DAPR_HTTP_ENDPOINT` environment variable, else `http://127.0.0.1:$DAPR_HTTP_PORT`
     (port 3500 when unset), as every Dapr app reads them. `api_token` (sent as
     `dapr-api-token`) defaults to `DAPR_API_TOKEN`; "" sends none. `timeout` bounds one
-    actor call.
+    actor call (a query's call gets its consistency timeout on top). The actors read
+    the events; this executor does not, so `event_store` may be left out (it is kept
+    as `self.event_store` for callers that share one).
     """
 
     def __init__(
         self,
         domain: DomainTypes,
-        event_store: EventStore,
+        event_store: EventStore | None = None,
         *,
         dapr_http_endpoint: str | None = None,
         api_token: str | None = None,
@@ -78,7 +86,7 @@ class DaprSekibanExecutor:
         self.domain = domain
         self.event_store = event_store
         self.serializer = Serializer(domain)
-        self.projections = Projections(domain, event_store)
+        self.results = QueryResults(self.serializer)
         self.endpoint = (dapr_http_endpoint or _endpoint_from_environment()).rstrip("/")
         self.api_token = os.environ.get("DAPR_API_TOKEN", "") if api_token is None else api_token
         self.timeout = timeout
@@ -139,11 +147,61 @@ class DaprSekibanExecutor:
     ) -> Aggregate[AggregatePayload]:
         return (await self.load(projector, partition_keys)).aggregate
 
-    async def query(self, query: Query[R]) -> R:
-        return await self.projections.query(query)
+    async def query(
+        self,
+        query: Query[R],
+        *,
+        after: CommandResponse | ConsistencyToken | str | None = None,
+        timeout: timedelta = DEFAULT_CONSISTENCY_TIMEOUT,
+    ) -> R:
+        """Answer `query` in the projector actor of its multi-projector, caught up to the
+        latest event (with `after`, including that command's events: the actor waits
+        up to `timeout`, then `ConsistencyTimeoutError`; see `sekiban.Executor.query`).
+
+        The query type must be registered in the domain. The answer comes back as the
+        type the query declares (see `sekiban.dapr.results`). A query is only read, so
+        transport faults are retried like commands; errors the actor raised come back
+        as `RemoteCommandError` naming them (e.g. "ProjectionError").
+        """
+        query_type = type(query)
+        projector = self.domain.multi_projector(query_type.multi_projector)
+        self.results.adapter(query_type)  # an answer type it cannot carry fails here
+        token = None if after is None else str(ConsistencyToken.of(after))
+        body = messages.query_request(self.serializer, query, token, timeout)
+        answer: R = await self._invoke(
+            projector_actor_id(projector.name),
+            "Query",
+            body,
+            lambda reply: self.results.load(query_type, messages.parse_query_reply(reply)),
+            actor_type=PROJECTOR_ACTOR_TYPE,
+            timeout=self.timeout + timeout,
+        )
+        return answer
+
+    async def projector_status(
+        self, projector: type[MultiProjector[Any]] | str
+    ) -> ProjectionStatus:
+        """Where a multi-projector's actor stands after catching up (activating it if
+        it is not active): position, checkpoint (the position of the state it restored
+        or last saved), events applied, lag, and why its catch-up failed if it did."""
+        name = self.domain.multi_projector(projector).name
+        return await self._invoke(
+            projector_actor_id(name),
+            "Status",
+            None,
+            messages.parse_status_reply,
+            actor_type=PROJECTOR_ACTOR_TYPE,
+        )
 
     async def _invoke(
-        self, actor_id: str, method: str, body: bytes | None, parse: Callable[[bytes], T]
+        self,
+        actor_id: str,
+        method: str,
+        body: bytes | None,
+        parse: Callable[[bytes], T],
+        *,
+        actor_type: str = AGGREGATE_ACTOR_TYPE,
+        timeout: timedelta | None = None,
     ) -> T:
         """Call `method` on the actor and parse its reply, retrying transport faults.
 
@@ -151,59 +209,67 @@ class DaprSekibanExecutor:
         timeout, a non-2xx status, or a reply that is empty, cut short or not JSON.
         Retrying a command is safe: its command id (the causation id) is applied once.
         """
-        with telemetry.actor_call(DaprAggregateActor.__name__, actor_id, method):
-            return await self._invoke_with_retry(actor_id, method, body, parse)
+        with telemetry.actor_call(actor_type, actor_id, method):
+            retry = self.transient_retry
+            attempt = 1
+            while True:
+                try:
+                    reply = await self._call(
+                        actor_id, method, body, actor_type=actor_type, timeout=timeout
+                    )
+                    return parse(reply)
+                except SekibanError:
+                    # The actor's answer, even a `ConsistencyTimeoutError` (a TimeoutError).
+                    raise
+                except (
+                    TimeoutError,
+                    aiohttp.ClientError,
+                    SidecarStatusError,
+                    messages.IncompleteMessageError,
+                ) as error:
+                    fault = describe_fault(error)
+                    log.warning(
+                        "actor call %s.%s failed (attempt %d of %d): %s",
+                        actor_id,
+                        method,
+                        attempt,
+                        retry.attempts,
+                        fault,
+                    )
+                    if not retry.retries_left(attempt):
+                        raise DaprUnavailableError(
+                            f"calling {method} on actor {actor_id} through {self.endpoint} "
+                            f"failed {attempt} times; last: {fault}. Check that daprd runs "
+                            "there (dapr_http_endpoint, or DAPR_HTTP_ENDPOINT / DAPR_HTTP_PORT)"
+                        ) from error
+                attempt += 1
+                telemetry.actor_call_retrying(method, attempt, fault)
+                await asyncio.sleep(retry.delay_before(attempt).total_seconds())
 
-    async def _invoke_with_retry(
-        self, actor_id: str, method: str, body: bytes | None, parse: Callable[[bytes], T]
-    ) -> T:
-        retry = self.transient_retry
-        attempt = 1
-        while True:
-            try:
-                return parse(await self._call(actor_id, method, body))
-            except (
-                TimeoutError,
-                aiohttp.ClientError,
-                SidecarStatusError,
-                messages.IncompleteMessageError,
-            ) as error:
-                fault = describe_fault(error)
-                log.warning(
-                    "actor call %s.%s failed (attempt %d of %d): %s",
-                    actor_id,
-                    method,
-                    attempt,
-                    retry.attempts,
-                    fault,
-                )
-                if not retry.retries_left(attempt):
-                    raise DaprUnavailableError(
-                        f"calling {method} on actor {actor_id} through {self.endpoint} "
-                        f"failed {attempt} times; last: {fault}. Check that daprd runs "
-                        "there (dapr_http_endpoint, or DAPR_HTTP_ENDPOINT / DAPR_HTTP_PORT)"
-                    ) from error
-            attempt += 1
-            telemetry.actor_call_retrying(method, attempt, fault)
-            await asyncio.sleep(retry.delay_before(attempt).total_seconds())
-
-    async def _call(self, actor_id: str, method: str, body: bytes | None) -> bytes:
+    async def _call(
+        self,
+        actor_id: str,
+        method: str,
+        body: bytes | None,
+        *,
+        actor_type: str = AGGREGATE_ACTOR_TYPE,
+        timeout: timedelta | None = None,
+    ) -> bytes:
         """One actor call through the sidecar; the raw reply body of a 2xx answer.
 
         The call the Dapr SDK's `DaprActorHttpClient.invoke_method` makes, with this
-        executor's endpoint, token and timeout. Raises `SidecarStatusError` otherwise.
+        executor's endpoint, token and timeout (or `timeout`). Raises
+        `SidecarStatusError` otherwise.
         """
-        url = (
-            f"{self.endpoint}/v1.0/actors/{DaprAggregateActor.__name__}/{actor_id}/method/{method}"
-        )
+        url = f"{self.endpoint}/v1.0/actors/{actor_type}/{actor_id}/method/{method}"
         headers = {"Content-Type": "application/json"}
         if self.api_token:
             headers["dapr-api-token"] = self.api_token
         # daprd passes `traceparent` on to the actor host: its spans join this trace.
         telemetry.inject(headers)
-        timeout = aiohttp.ClientTimeout(total=self.timeout.total_seconds())
+        limit = aiohttp.ClientTimeout(total=(timeout or self.timeout).total_seconds())
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            aiohttp.ClientSession(timeout=limit) as session,
             session.put(url, data=body or b"", headers=headers) as response,
         ):
             reply = await response.read()

@@ -1,22 +1,29 @@
-"""The JSON the executor and the aggregate actor exchange: requests, replies, errors."""
+"""The JSON the executor and the actors exchange: requests, replies, errors."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.command import Command, CommandResponse
 from sekiban.core.events import EventMetadata
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.payload_checks import stored_json
+from sekiban.core.query import Query
 from sekiban.core.serialization import Serializer, StoredEvent
-from sekiban.core.sortable_id import SortableUniqueId
-from sekiban.errors import RemoteCommandError, SekibanError, SerializationError
+from sekiban.errors import (
+    ConsistencyTimeoutError,
+    InvalidReadError,
+    QueryAnswerTooLargeError,
+    RemoteCommandError,
+    SekibanError,
+    SerializationError,
+)
 from sekiban.loading import LoadResult, LoadStatistics
+from sekiban.projections.status import ProjectionStatus
 from sekiban.snapshot.types import RejectionReason, SnapshotRejection
 
 
@@ -81,22 +88,15 @@ def parse_command_reply(serializer: Serializer, body: bytes) -> CommandResponse:
 
 
 def aggregate_reply(serializer: Serializer, result: LoadResult) -> str:
-    aggregate, stats = result.aggregate, result.statistics
-    payload_type, payload = serializer.dump_payload(aggregate.payload)
+    stats = result.statistics
     return json.dumps(
         {
             "ok": {
-                "payload_type": payload_type,
-                "payload": payload.decode(),
-                "partition_keys": str(aggregate.partition_keys),
-                "version": aggregate.version,
-                "last_sortable_unique_id": aggregate.last_sortable_unique_id,
-                "projector_name": aggregate.projector_name,
-                "projector_version": aggregate.projector_version,
+                **serializer.aggregate_fields(result.aggregate),
                 "statistics": {
                     "from_snapshot": stats.from_snapshot,
                     "events_replayed": stats.events_replayed,
-                    "duration_ms": stats.duration_ms,
+                    "duration_seconds": stats.duration.total_seconds(),
                     "snapshot_version": stats.snapshot_version,
                     "snapshot_taken_at": stats.snapshot_taken_at.isoformat()
                     if stats.snapshot_taken_at
@@ -114,22 +114,13 @@ def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
     ok = _ok(body)
     with _reply_fields("aggregate"):
         stats = ok["statistics"]
-        last = ok["last_sortable_unique_id"]
-        aggregate: Aggregate[AggregatePayload] = Aggregate(
-            serializer.load_payload(ok["payload_type"], ok["payload"].encode()),
-            PartitionKeys.parse(ok["partition_keys"]),
-            int(ok["version"]),
-            SortableUniqueId(last) if last else None,
-            ok["projector_name"],
-            ok["projector_version"],
-        )
         taken_at, rejection = stats["snapshot_taken_at"], stats.get("rejection")
         return LoadResult(
-            aggregate,
+            serializer.aggregate_from_fields(ok),
             LoadStatistics(
                 bool(stats["from_snapshot"]),
                 int(stats["events_replayed"]),
-                float(stats["duration_ms"]),
+                timedelta(seconds=float(stats["duration_seconds"])),
                 int(stats["snapshot_version"]),
                 datetime.fromisoformat(taken_at) if taken_at else None,
                 SnapshotRejection(RejectionReason(rejection[0]), rejection[1])
@@ -137,6 +128,70 @@ def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
                 else None,
             ),
         )
+
+
+def query_request(
+    serializer: Serializer, query: Query[Any], after: str | None, timeout: timedelta
+) -> bytes:
+    """A query for the projector actor: the query's registry JSON, the consistency
+    token to wait for (or null) and how long to wait, in seconds."""
+    return (
+        f'{{"query":{serializer.dump_query(query)},"after":{json.dumps(after)},'
+        f'"timeout_seconds":{json.dumps(timeout.total_seconds())}}}'
+    ).encode()
+
+
+def parse_query_request(
+    serializer: Serializer, body: str
+) -> tuple[Query[Any], str | None, timedelta]:
+    data = _loads(body)
+    query = serializer.query_from_envelope(data.get("query"))
+    stored_json(query, "query", data["query"]["type"], serializer.max_depth)
+    after, seconds = data.get("after"), data.get("timeout_seconds")
+    if after is not None and not isinstance(after, str):
+        raise SerializationError("a query's 'after' must be a consistency token or null")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < 1e9:
+        raise SerializationError("a query's 'timeout_seconds' must be a number of seconds")
+    return query, after, timedelta(seconds=seconds)
+
+
+def query_reply(answer: bytes) -> bytes:
+    """The reply carrying a query's answer, already JSON (see `QueryResults.dump`)."""
+    return b'{"ok":{"result":' + answer + b"}}"
+
+
+def parse_query_reply(body: bytes) -> bytes:
+    """The answer's JSON from a query reply (for `QueryResults.load`). The errors that
+    concern the caller's own input or patience (`ConsistencyTimeoutError`,
+    `InvalidReadError`, `QueryAnswerTooLargeError`) are raised as themselves; any other
+    as `RemoteCommandError`."""
+    try:
+        ok = _ok(body)
+    except RemoteCommandError as error:
+        local = _QUERY_ERRORS.get(error.error_type)
+        if local is None:
+            raise
+        raise local(error.message) from None
+    if "result" not in ok:
+        raise SerializationError(f"query reply from the actor has no result: {_head(body)}")
+    return json.dumps(ok["result"]).encode()
+
+
+_QUERY_ERRORS: dict[str, type[SekibanError]] = {
+    ConsistencyTimeoutError.__name__: ConsistencyTimeoutError,
+    InvalidReadError.__name__: InvalidReadError,
+    QueryAnswerTooLargeError.__name__: QueryAnswerTooLargeError,
+}
+
+
+def status_reply(status: ProjectionStatus) -> str:
+    return json.dumps({"ok": status.to_dict()})
+
+
+def parse_status_reply(body: bytes) -> ProjectionStatus:
+    ok = _ok(body)
+    with _reply_fields("status"):
+        return ProjectionStatus(**ok)
 
 
 def _ok(body: bytes) -> dict[str, Any]:

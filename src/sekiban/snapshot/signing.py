@@ -91,29 +91,37 @@ class SnapshotSigning:
 
     def sign(self, snapshot: AggregateSnapshot) -> AggregateSnapshot:
         """`snapshot` with a signature by the current key."""
-        signature = f"{self.key_id}:{_mac(self.key, snapshot)}"
+        signature = self.signature_of(canonical_form(snapshot))
         return replace(snapshot, metadata=replace(snapshot.metadata, signature=signature))
 
     def verify(self, snapshot: AggregateSnapshot) -> SnapshotRejection | None:
         """Why `snapshot`'s signature is not acceptable, or None when it is."""
-        signature = snapshot.metadata.signature
+        return self.check(snapshot.metadata.signature, canonical_form(snapshot))
+
+    def signature_of(self, data: bytes) -> str:
+        """`key-id:hex HMAC-SHA-256` of `data` by the current key (for any stored
+        cache, e.g. a projection's state)."""
+        return f"{self.key_id}:{_mac(self.key, data)}"
+
+    def check(self, signature: str | None, data: bytes) -> SnapshotRejection | None:
+        """Why `signature` is not an acceptable one of `data`, or None when it is."""
         if not signature:
-            return SnapshotRejection(RejectionReason.UNSIGNED, "snapshot carries no signature")
+            return SnapshotRejection(RejectionReason.UNSIGNED, "carries no signature")
         key_id, _, mac = signature.rpartition(":")
         key = self.accepted.get(key_id)
         if key is None:
             return SnapshotRejection(
                 RejectionReason.UNKNOWN_KEY, f"signed with key {key_id!r}, not an accepted key"
             )
-        if not hmac.compare_digest(mac.encode("ascii", "replace"), _mac(key, snapshot).encode()):
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), _mac(key, data).encode()):
             return SnapshotRejection(
                 RejectionReason.BAD_SIGNATURE, f"signature by key {key_id!r} does not match"
             )
         return None
 
 
-def _mac(key: bytes, snapshot: AggregateSnapshot) -> str:
-    return hmac.new(key, canonical_form(snapshot), hashlib.sha256).hexdigest()
+def _mac(key: bytes, data: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 def _key_setting(text: str) -> tuple[str, bytes]:

@@ -165,6 +165,7 @@ class RejectionReason(StrEnum):
     UNKNOWN_KEY = "unknown-key"
     BAD_SIGNATURE = "bad-signature"
     TOO_LARGE = "too-large"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sekiban.stores.loop_peek import others_ready
-from sekiban.stores.postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_BITS, Tables
+from sekiban.stores.postgres.schema import (
+    MAX_EVENTS_PER_APPEND,
+    POSITION_BITS,
+    WRITER_LOCK_CLASS,
+    Tables,
+)
 
 
 @dataclass(frozen=True)
@@ -52,16 +57,22 @@ class Command:
 def group_append_sql(t: Tables) -> str:
     """Every event of the group on its own row of the unnest, with its command's stream,
     expected version and command id repeated, and its offset in its command."""
+    # The table's writer lock before the transaction gets its id, as a lone append
+    # takes it (`appending.append_sql`): `read_all`'s bound sees the group in flight.
     return f"""
+WITH writer AS MATERIALIZED (
+    SELECT pg_current_xact_id()::text::bigint << {POSITION_BITS} AS base
+    FROM (SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, {t.writer_lock})) AS locked
+)
 INSERT INTO {t.events} (position, root_partition_key, aggregate_group, aggregate_id, version,
     id, sortable_unique_id, event_type, payload, timestamp,
     causation_id, correlation_id, executed_user, command_id)
-SELECT (pg_current_xact_id()::text::bigint << {POSITION_BITS}) + e.ordinal,
+SELECT writer.base + e.ordinal,
     e.root, e.grp, e.aggregate_id, e.expected + e.offset_in_command,
     e.id, e.sortable_unique_id, e.event_type, e.payload, e.timestamp,
     e.causation_id, e.correlation_id, e.executed_user,
     CASE WHEN e.offset_in_command = 1 THEN e.command_id END
-FROM unnest($1::text[], $2::text[], $3::uuid[], $4::integer[], $5::integer[], $6::text[],
+FROM writer, unnest($1::text[], $2::text[], $3::uuid[], $4::integer[], $5::integer[], $6::text[],
             $7::uuid[], $8::text[], $9::text[], $10::json[], $11::timestamptz[],
             $12::text[], $13::text[], $14::text[])
     WITH ORDINALITY AS e(root, grp, aggregate_id, expected, offset_in_command, command_id,

@@ -3,6 +3,7 @@ read statements run on it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -20,8 +21,11 @@ from sekiban.stores.postgres.group_commit import (
     group_arguments,
     inserted_commands,
 )
+from sekiban.stores.postgres.notifications import AppendListener, channel_name, notify_ddl
+from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
     read_all_sql,
+    read_bound_sql,
     read_command_sql,
     read_stream_sql,
     snapshot_and_stream_sql,
@@ -47,7 +51,8 @@ class PostgresEventStore(ClosesOnExit):
     """Event streams in one PostgreSQL table; see the module docstring for guarantees.
 
     Open it with `async with await PostgresEventStore.open(dsn, ...) as store:`;
-    leaving the block (or `close()`) closes the pool, which `snapshot_store()` shares.
+    leaving the block (or `close()`) closes the pool, which `snapshot_store()` and
+    `projection_store()` share.
     Connection, network, timeout and server faults raise `StoreConnectionError` /
     `StoreAuthenticationError` / `StoreError` (see `faults.translate_faults`), naming `where`.
     """
@@ -59,10 +64,12 @@ class PostgresEventStore(ClosesOnExit):
         schema: str = "public",
         table_prefix: str = "sekiban",
         where: str = "PostgreSQL",
+        dsn: str | None = None,
     ) -> None:
         self._pool = pool
         self._where = where
         self._tables = t = Tables(schema, table_prefix)
+        self._listener = None if dsn is None else AppendListener(dsn, channel_name(t), where)
         self._append_sql = append_sql(t)
         self._stream_version_sql = stream_version_sql(t)
         self._read_stream_sql = read_stream_sql(t)
@@ -75,6 +82,7 @@ class PostgresEventStore(ClosesOnExit):
             self._append_one,
             lambda error: isinstance(error, asyncpg.UniqueViolationError),
         )
+        self._read_bound_sql = read_bound_sql(t)
 
     @classmethod
     async def open(
@@ -113,17 +121,27 @@ class PostgresEventStore(ClosesOnExit):
                             f"sekiban-ddl:{tables.schema}.{tables.prefix}",
                         )
                         await connection.execute(ddl(tables))
+                        await connection.execute(notify_ddl(tables))
             else:
                 with translate_faults(where):
                     await _check_command_index(pool, tables)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, schema=schema, table_prefix=table_prefix, where=where)
+        return cls(pool, schema=schema, table_prefix=table_prefix, where=where, dsn=dsn)
 
     def snapshot_store(self) -> PostgresSnapshotStore:
         """A snapshot store in the same schema, sharing this store's pool."""
         return PostgresSnapshotStore(
+            self._pool,
+            schema=self._tables.schema,
+            table_prefix=self._tables.prefix,
+            where=self._where,
+        )
+
+    def projection_store(self) -> PostgresProjectionStore:
+        """A projection store in the same schema, sharing this store's pool."""
+        return PostgresProjectionStore(
             self._pool,
             schema=self._tables.schema,
             table_prefix=self._tables.prefix,
@@ -270,9 +288,13 @@ class PostgresEventStore(ClosesOnExit):
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
         keys: dict[tuple[str, str, Any], PartitionKeys] = {}
+        # One bound for the whole read, taken before any page is read (see the package
+        # docstring): each page's snapshot is newer than it.
+        with translate_faults(self._where):
+            bound = await self._pool.fetchval(self._read_bound_sql)
         while True:
             with translate_faults(self._where):
-                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)
+                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size, bound)
             if not rows:
                 return
             batch = []
@@ -287,6 +309,17 @@ class PostgresEventStore(ClosesOnExit):
                 return
             after_position = rows[-1][9]
 
+    async def wait_for_append(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for an append to this store's table, by any
+        process (see `EventNotifier`): LISTEN on a connection of its own, opened on the
+        first call and reopened after it was lost. Appends notify through a trigger that
+        `open(create_schema=True)` adds; a table without it is never notified (callers
+        still poll). A store made without a DSN only sleeps and returns False."""
+        if self._listener is None:
+            await asyncio.sleep(timeout)
+            return False
+        return await self._listener.wait(timeout)
+
     async def drop_schema(self) -> None:
         """Drop this store's schema and everything in it (for per-test schemas).
 
@@ -298,7 +331,10 @@ class PostgresEventStore(ClosesOnExit):
             await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
 
     async def close(self) -> None:
-        """Close the pool (also the one the snapshot store shares)."""
+        """Close the pool (also the one the snapshot and projection stores share) and
+        the listening connection."""
+        if self._listener is not None:
+            await self._listener.close()
         with translate_faults(self._where):
             await self._pool.close()
 

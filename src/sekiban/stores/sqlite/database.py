@@ -1,5 +1,5 @@
 """The connections to one SQLite file: statements on the event loop, or on a worker
-thread while another writer holds the lock; WAL checkpoints on the worker thread."""
+thread while a WAL checkpoint runs there or another writer holds the lock."""
 
 from __future__ import annotations
 
@@ -20,16 +20,15 @@ T = TypeVar("T")
 CHECKPOINT_EVERY = 200
 """Rows written on the loop's connection between two checkpoints on the worker thread:
 at 2.5-5.5 WAL pages per commit, about SQLite's own 1,000-page auto-checkpoint."""
-CHECKPOINT_TAIL = 20
-"""Rows committed during a checkpoint on the thread that the loop copies itself."""
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
 """The `synchronous` levels a store may run at (WAL mode); docs/performance.md says what
 each risks. OFF is not offered: a power loss could corrupt the file."""
 
 
 class Locked(Exception):
-    """Internal: another writer holds the lock; `run_here` wrote nothing, run on the
-    worker thread instead (`run_waiting`)."""
+    """Internal: the loop's connection cannot run a statement now (another writer holds
+    the lock, or a checkpoint runs on the worker thread); `run_here` wrote nothing: run
+    it on the worker thread instead (`run_waiting`)."""
 
 
 class Database:
@@ -46,10 +45,11 @@ class Database:
     automatic checkpoint runs inside the commit that crosses 1,000 pages and copies them
     into the database file with an fsync, milliseconds to tens of milliseconds that
     would stall every task. Every `CHECKPOINT_EVERY` rows written, a PASSIVE checkpoint
-    runs on the worker thread instead (sqlite3 releases the GIL while it works). The
-    WAL starts over only once every frame is copied, so the few committed meanwhile
-    are copied on the loop (a fraction of a millisecond), or by another checkpoint on
-    the thread if there are more.
+    runs on the worker thread instead (sqlite3 releases the GIL while it works), and
+    until it has finished every statement runs on the worker thread behind it: the loop
+    never waits for the checkpoint's I/O (nor for a commit slowed by its fsync), and no
+    commit of this process adds frames while it copies, so it copies every frame and
+    the next commit starts the WAL over.
     """
 
     def __init__(
@@ -101,18 +101,23 @@ class Database:
         self.connection.execute("PRAGMA wal_autocheckpoint=0")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(connection, *args)`: at once on the loop, or, if the database is locked
-        by another writer, on the worker thread once the lock is free."""
+        """`fn(connection, *args)`: at once on the loop, or on the worker thread while a
+        checkpoint runs there or another writer holds the database's lock."""
         try:
             return self.run_here(fn, *args)
         except Locked:
             return await self.run_waiting(fn, *args)
 
     def run_here(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(connection, *args)` on the loop's connection; raises `Locked`, having
-        rolled back whatever `fn` began, if another writer holds the lock."""
+        """`fn(connection, *args)` on the loop's connection; raises `Locked` (having
+        rolled back whatever `fn` began) while a checkpoint runs on the worker thread or
+        another writer holds the lock."""
         if self.connection is None:
             raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
+        if self._checkpoint is not None:
+            if not self._checkpoint.done():
+                raise Locked  # behind the checkpoint, on its thread
+            self._checkpoint = None
         try:
             result = fn(self.connection, *args)
         except sqlite3.OperationalError as error:
@@ -126,30 +131,16 @@ class Database:
         return result
 
     async def run_waiting(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(connection, *args)` on the worker thread, whose connection waits for the
-        lock up to `busy_timeout`."""
+        """`fn(connection, *args)` on the worker thread (behind a checkpoint running
+        there), whose connection waits for the lock up to `busy_timeout`."""
         if self._waiting is None:
             raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
 
     def _checkpoint_wal(self, connection: sqlite3.Connection) -> None:
-        """Start a PASSIVE checkpoint on the worker thread every `CHECKPOINT_EVERY` rows;
-        when one has finished, copy the frames committed meanwhile here, if they are few
-        (a row is a handful of frames), or start another that copies them."""
-        behind = connection.total_changes - self._checkpointed_at
-        if self._checkpoint is not None:
-            if not self._checkpoint.done():
-                return
-            self._checkpoint = None
-            if behind <= CHECKPOINT_TAIL:
-                # Between two statements: no write of this process is under way, and
-                # once every frame is copied the next commit starts the WAL over.
-                with contextlib.suppress(sqlite3.Error):
-                    _checkpoint(connection)
-                self._checkpointed_at = connection.total_changes
-                return
-        elif behind < CHECKPOINT_EVERY:
+        """Start a checkpoint on the worker thread every `CHECKPOINT_EVERY` rows."""
+        if connection.total_changes - self._checkpointed_at < CHECKPOINT_EVERY:
             return
         assert self._executor is not None and self._waiting is not None
         self._checkpointed_at = connection.total_changes
@@ -170,4 +161,5 @@ class Database:
 
 
 def _checkpoint(connection: sqlite3.Connection) -> None:
-    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    with contextlib.suppress(sqlite3.Error):
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

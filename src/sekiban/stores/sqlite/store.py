@@ -27,6 +27,7 @@ from sekiban.stores.sqlite.appending import encode_events, insert, stream_versio
 from sekiban.stores.sqlite.database import Database
 from sekiban.stores.sqlite.faults import translate, translate_faults
 from sekiban.stores.sqlite.group_commit import GroupCommit, Outcome
+from sekiban.stores.sqlite.projections import SqliteProjectionStore
 from sekiban.stores.sqlite.reading import (
     READ_ALL,
     READ_CHUNK,
@@ -45,7 +46,8 @@ class SqliteEventStore(ClosesOnExit):
     """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
 
     Open it with `async with await SqliteEventStore.open(path) as store:`; leaving the
-    block (or `close()`) closes the database, which `snapshot_store()` shares.
+    block (or `close()`) closes the database, which `snapshot_store()` and
+    `projection_store()` share.
 
     `read_stream` and `read_all` fetch commits until they hold `READ_CHUNK` events (at
     most one commit more), let the event loop run other tasks between two such reads,
@@ -95,6 +97,10 @@ class SqliteEventStore(ClosesOnExit):
     def snapshot_store(self) -> SqliteSnapshotStore:
         """A snapshot store in the same database file, sharing the connection."""
         return SqliteSnapshotStore(self._db)
+
+    def projection_store(self) -> SqliteProjectionStore:
+        """A projection store in the same database file, sharing the connection."""
+        return SqliteProjectionStore(self._db)
 
     async def close(self) -> None:
         with translate_faults(self._db.where):
@@ -151,7 +157,7 @@ class SqliteEventStore(ClosesOnExit):
         self, partition_keys: PartitionKeys, command_id: str
     ) -> list[StoredEvent] | None:
         rows = await self._db.run(command_rows, stream_key(partition_keys), command_id)
-        return stream_events(rows, partition_keys, 0) or None
+        return stream_events(rows, partition_keys, 0, positions=True) or None
 
     def read_stream(
         self,
@@ -169,7 +175,7 @@ class SqliteEventStore(ClosesOnExit):
                     rows = await self._db.run(
                         read_rows, READ_STREAM, (*stream, after), after, limit
                     )
-                page = stream_events(rows, partition_keys, after)
+                page = stream_events(rows, partition_keys, after, positions=True)
                 if page:
                     yield page
                     after = page[-1].version
@@ -198,7 +204,7 @@ class SqliteEventStore(ClosesOnExit):
         snapshot = None
         if row is not None:
             snapshot = snapshot_from_columns(partition_keys, projector_name, row[2:])
-        return snapshot, stream_events(rows, partition_keys, after)[:batch_size]
+        return snapshot, stream_events(rows, partition_keys, after, positions=True)[:batch_size]
 
     def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
