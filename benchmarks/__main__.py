@@ -29,14 +29,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stores",
         help="comma-separated: memory, sqlite, sqlite-full, postgres, cosmos "
-        "(default: all; --quick: memory,sqlite). Stores without a server are skipped.",
+        "(default: all; --quick: sqlite,sqlite-full,postgres, postgres only when "
+        "reachable). Stores without a server are skipped.",
     )
     p.add_argument("--histories", help="history lengths, e.g. 10,100,1000")
     p.add_argument(
         "--quick",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="small sizes on memory and SQLite, within a minute; saves nothing",
+        help="small sizes on SQLite (and PostgreSQL), within a minute; saves nothing",
     )
     p.add_argument(
         "--json",

@@ -103,16 +103,8 @@ class SqliteEngine:
     async def sekiban_stores(self) -> AsyncIterator[Stores]:
         from sekiban.stores.sqlite import SqliteEventStore
 
-        store = await SqliteEventStore.open(self._fresh_path())
-
-        def configure(connection: sqlite3.Connection) -> None:
-            connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            self._record("sekiban", connection)
-
-        # The store has no durability option: the connection its statements run on is set
-        # here (its lock-waiting worker connection is used only when another writer holds
-        # the lock, which never happens in these single-writer runs).
-        await store._db.run(configure)
+        store = await SqliteEventStore.open(self._fresh_path(), synchronous=self.synchronous)
+        await store._db.run(lambda connection: self._record("sekiban", connection))
         try:
             yield Stores(store, store.snapshot_store())
         finally:

@@ -61,7 +61,7 @@ class LoadPlan:
 
     @classmethod
     def quick(cls) -> LoadPlan:
-        return cls(histories=(10, 100, 1_000, 10_000), budget_s=0.3, rounds=3)
+        return cls(histories=(10, 100, 1_000, 10_000), budget_s=0.2, rounds=3)
 
 
 @dataclass

@@ -8,7 +8,12 @@ Suites:
   eventsourcing (`throughput.py`); on the chosen stores eventsourcing can use, except
   `memory` (in-memory appends measure nothing a database does).
 
-`--quick` runs both on memory and SQLite with small sizes, for a check within a minute.
+Beside the throughput suite, the raw-driver limit (`limits.py`): sqlite3 and asyncpg
+writing and reading the same rows at the same durability setting.
+
+`--quick` runs both on SQLite with small sizes, for a check within a minute; SQLite at
+synchronous=FULL and PostgreSQL (when reachable) get the store-level append workloads
+over many aggregates and the raw-driver limit only.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engines import engines_for
+from benchmarks.engines import Engine, engines_for
 from benchmarks.environment import environment, load_average
+from benchmarks.limits import Limit, durability, measure_limits
 from benchmarks.loads import (
     HISTORIES,
     LoadPlan,
@@ -34,17 +40,25 @@ from benchmarks.throughput import (
     Result,
     append_name,
     ratios,
+    replay_name,
     run_throughput,
     workloads,
 )
 
 SUITES = ("loads", "throughput")
 STORES = ("memory", "sqlite", "sqlite-full", "postgres", "cosmos")
-QUICK_STORES = ("memory", "sqlite")
+QUICK_STORES = ("sqlite", "sqlite-full", "postgres")
+QUICK_FULL_ONLY = ("memory", "sqlite")
+"""With --quick, the stores that run every workload; the others get the store-level
+appends over many aggregates and the raw-driver limit."""
 RESULTS = Path("benchmarks/results")
 # Throughput workloads: (events per append workload, aggregates, replayed events).
 FULL_THROUGHPUT = (5_000, 500, 10_000)
 QUICK_THROUGHPUT = (1_000, 100, 0)  # replay: from the loads suite when it runs too
+QUICK_OTHERS_EVENTS = 300
+"""--quick: events per append workload on the stores outside `QUICK_FULL_ONLY`."""
+REPLAY_LIMIT = 10_000
+"""Events of the stream the raw-driver replay limit reads (the loads suite's 10k)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,8 @@ class BenchRun:
     loads: LoadResults | None = None
     sizes: list[SnapshotSize] = field(default_factory=list)
     throughput: list[Result] | None = None
+    limits: list[Limit] = field(default_factory=list)
+    durability: dict[str, str] = field(default_factory=dict)
 
 
 async def run_bench(options: BenchOptions, progress: Progress) -> BenchRun:
@@ -84,11 +100,13 @@ async def run_bench(options: BenchOptions, progress: Progress) -> BenchRun:
     with tempfile.TemporaryDirectory(prefix="sekiban-bench-") as directory:
         engines = engines_for(list(options.stores), Path(directory), run.skipped)
         for name, reason in run.skipped.items():
-            progress.note(f"skipping {name}: {reason}")
+            if not (options.quick and name == "postgres"):  # quick: when reachable
+                progress.note(f"skipping {name}: {reason}")
+        run.durability = {_key(e.name): durability(e) for e in engines if e.name != "memory"}
         if "loads" in options.suites:
             plan = LoadPlan.quick() if options.quick else LoadPlan()
             plan = replace(plan, histories=options.histories)
-            readers = [e for e in engines if e.name != "sqlite-full"]
+            readers = [e for e in engines if e.name != "sqlite-full" and _runs_all(options, e)]
             run.loads = await run_loads(readers, plan, progress)
             progress.begin("snapshot sizes", 1)
             progress.step("snapshot sizes: taking and restoring account and ledger snapshots")
@@ -100,9 +118,27 @@ async def run_bench(options: BenchOptions, progress: Progress) -> BenchRun:
             if "loads" not in options.suites:
                 replay = FULL_THROUGHPUT[2]
             writers = [e for e in engines if e.eventsourcing and e.name != "memory"]
+            # The raw-driver limit is measured before and after the frameworks and its
+            # samples pooled, so a change of load on the machine meanwhile hits both.
+            halves = max(1, (options.repeat + 1) // 2)
+            progress.begin("raw-driver limit", len(writers) * (2 * halves + 1))
+            before = await _limits(writers, options, accounts, replay, halves, progress)
+            work = workloads(events, accounts, replay)
             run.throughput = await run_throughput(
-                writers, workloads(events, accounts, replay), options.repeat, progress
+                [e for e in writers if _runs_all(options, e)], work, options.repeat, progress
             )
+            others = [e for e in writers if not _runs_all(options, e)]
+            if others:
+                few = workloads(QUICK_OTHERS_EVENTS, accounts, 0)
+                appends = [w for w in few if w.accounts > 1]
+                run.throughput += await run_throughput(
+                    others, appends, options.repeat, progress, levels=("store",)
+                )
+            progress.begin("raw-driver limit", len(writers) * (2 * halves + 1))
+            after = await _limits(writers, options, accounts, replay, halves, progress)
+            for first, second in zip(before, after, strict=True):
+                first.seconds += second.seconds
+            run.limits = before
         used = {case.engine for case in run.loads.cases} if run.loads else set()
         used |= {result.engine for result in run.throughput or []}
         run.env["engines"] = {e.name: e.settings for e in engines if e.name in used}
@@ -147,7 +183,95 @@ def summary(run: BenchRun, engine: str = "sqlite") -> dict[str, Any]:
             "append_10_vs_eventsourcing": ratio.get((engine, append_name(10, accounts), "store")),
             "command_vs_eventsourcing": ratio.get((engine, append_name(1, accounts), "executor")),
         }
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+    figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+    return figures | like_for_like_and_of_limit(run)
+
+
+def like_for_like_and_of_limit(run: BenchRun) -> dict[str, Any]:
+    """`like_for_like`: sekiban / eventsourcing per figure and store (`snapshot_load`:
+    their time / ours), both at the same durability; `of_limit`: sekiban's rate / the
+    raw driver's on the same rows at the same durability; `durability`: that setting
+    per store. Stores are keyed `sqlite`, `sqlite_full`, `postgres`."""
+    peer: dict[str, dict[str, float]] = {}
+    limit: dict[str, dict[str, float]] = {}
+    accounts = (QUICK_THROUGHPUT if run.options.quick else FULL_THROUGHPUT)[1]
+    rates = {(r.engine, r.workload, r.level, r.framework): r for r in run.throughput or []}
+    ratio = ratios(run.throughput or [])
+    raw = {(x.engine, x.workload): x.events_per_second for x in run.limits}
+    engines = dict.fromkeys(
+        [r.engine for r in run.throughput or []]
+        + (run.loads.engines() if run.loads else [])
+        + [x.engine for x in run.limits]
+    )
+    for engine in engines:
+        if engine == "memory":
+            continue
+        key = _key(engine)
+        for k in (1, 10):
+            name = f"append_{k}"
+            ours = rates.get((engine, append_name(k, accounts), "store", "sekiban"))
+            if ours is None:
+                continue
+            peer.setdefault(name, {})[key] = ratio[(engine, append_name(k, accounts), "store")]
+            if (engine, name) in raw:
+                limit.setdefault(name, {})[key] = ours.events_per_second / raw[(engine, name)]
+        replay_eps = None
+        if run.loads is not None and run.loads.get(engine, "sekiban", False, 10_000):
+            full = run.loads.get(engine, "sekiban", False, 10_000)
+            assert full is not None
+            replay_eps = 10_000 / (full.median_ms / 1000)
+            versus = versus_eventsourcing(run.loads, engine, False, 10_000)
+            if versus is not None:
+                peer.setdefault("replay", {})[key] = versus
+            snap = versus_eventsourcing(run.loads, engine, True, 10_000)
+            if snap is not None:
+                peer.setdefault("snapshot_load", {})[key] = snap
+        else:
+            replay = rates.get((engine, replay_name(FULL_THROUGHPUT[2]), "store", "sekiban"))
+            if replay is not None:
+                replay_eps = replay.events_per_second
+                peer.setdefault("replay", {})[key] = ratio[
+                    (engine, replay_name(FULL_THROUGHPUT[2]), "store")
+                ]
+        if replay_eps is not None and (engine, "replay") in raw:
+            limit.setdefault("replay", {})[key] = replay_eps / raw[(engine, "replay")]
+    return {
+        "like_for_like": {f: {k: round(v, 3) for k, v in d.items()} for f, d in peer.items()},
+        "of_limit": {f: {k: round(v, 3) for k, v in d.items()} for f, d in limit.items()},
+        "durability": run.durability,
+    }
+
+
+async def _limits(
+    writers: list[Engine],
+    options: BenchOptions,
+    accounts: int,
+    replay: int,
+    repeat: int,
+    progress: Progress,
+) -> list[Limit]:
+    limits: list[Limit] = []
+    events = (QUICK_THROUGHPUT if options.quick else FULL_THROUGHPUT)[0]
+    for engine in writers:
+        limits += await measure_limits(
+            [engine],
+            events if _runs_all(options, engine) else QUICK_OTHERS_EVENTS,
+            accounts,
+            REPLAY_LIMIT if replay == 0 else replay,
+            repeat,
+            progress.step,
+        )
+    return limits
+
+
+def _key(engine: str) -> str:
+    """A store's key in the summary's objects: `sqlite-full` is `sqlite_full`."""
+    return engine.replace("-", "_")
+
+
+def _runs_all(options: BenchOptions, engine: Engine) -> bool:
+    """Whether `engine` runs every workload (with --quick, only SQLite at NORMAL does)."""
+    return not options.quick or engine.name in QUICK_FULL_ONLY
 
 
 def write_results(run: BenchRun, directory: Path, images: Path | None = None) -> list[Path]:
@@ -175,8 +299,9 @@ def write_results(run: BenchRun, directory: Path, images: Path | None = None) ->
         written += _write(directory / "loads.json", json.dumps(document, indent=2) + "\n")
     if run.throughput is not None:
         repeat = run.options.repeat
-        markdown = throughput_markdown(run.env, run.throughput, repeat)
-        document = throughput_document(run.env, run.throughput, repeat)
+        figures = summary(run)
+        markdown = throughput_markdown(run.env, run.throughput, repeat, run.limits, figures)
+        document = throughput_document(run.env, run.throughput, repeat, run.limits, figures)
         written += _write(directory / "stores.md", markdown + "\n")
         written += _write(directory / "stores.json", json.dumps(document, indent=2) + "\n")
     return written

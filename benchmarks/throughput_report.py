@@ -8,19 +8,70 @@ from typing import Any
 
 from benchmarks.domains import SNAPSHOT_EVERY
 from benchmarks.environment import environment_markdown
+from benchmarks.limits import Limit
 from benchmarks.throughput import LEVELS, Result, ratios
 
 
-def throughput_document(env: dict[str, Any], results: list[Result], repeat: int) -> dict[str, Any]:
+def throughput_document(
+    env: dict[str, Any],
+    results: list[Result],
+    repeat: int,
+    limits: list[Limit] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     rows = [{**asdict(r), "events_per_second": round(r.events_per_second)} for r in results]
     table = [
         {"engine": e, "workload": w, "level": lvl, "sekiban_over_eventsourcing": round(x, 2)}
         for (e, w, lvl), x in ratios(results).items()
     ]
-    return {"environment": env, "repeat": repeat, "results": rows, "ratios": table}
+    document = {"environment": env, "repeat": repeat, "results": rows, "ratios": table}
+    if limits:
+        document["raw_driver_limit"] = [
+            {**asdict(x), "events_per_second": round(x.events_per_second)} for x in limits
+        ]
+    if summary:
+        document |= {k: summary[k] for k in ("like_for_like", "of_limit", "durability")}
+    return document
 
 
-def throughput_markdown(env: dict[str, Any], results: list[Result], repeat: int) -> str:
+def limits_markdown(limits: list[Limit], summary: dict[str, Any]) -> list[str]:
+    """The raw-driver limit and each figure beside it: of limit and versus the peer."""
+    if not limits:
+        return []
+    lines = [
+        "## Against the raw-driver limit",
+        "",
+        "The limit: sqlite3 / asyncpg writing sekiban's own rows, built before the clock "
+        "starts, one INSERT per command in its own transaction; replay: the stream's rows "
+        "fetched (SQLite: and each commit's JSON array parsed). Same durability as both "
+        "frameworks (`benchmarks/limits.py`). Of limit = sekiban's rate / the driver's; "
+        "vs peer = sekiban / eventsourcing (snapshot load: their time / ours).",
+        "",
+        "| store | durability | figure | raw driver (events/s) | of limit | vs peer |",
+        "|---|---|---|--:|--:|--:|",
+    ]
+    of_limit, peer = summary.get("of_limit", {}), summary.get("like_for_like", {})
+    for x in limits:
+        key = x.engine.replace("-", "_")
+        share = of_limit.get(x.workload, {}).get(key)
+        versus = peer.get(x.workload, {}).get(key)
+        lines.append(
+            f"| {x.engine} | {x.durability} | {x.workload} | {x.events_per_second:,.0f} | "
+            + (f"{share:.2f}" if share is not None else "")
+            + " | "
+            + (f"{versus:.2f}x" if versus is not None else "")
+            + " |"
+        )
+    return [*lines, ""]
+
+
+def throughput_markdown(
+    env: dict[str, Any],
+    results: list[Result],
+    repeat: int,
+    limits: list[Limit] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> str:
     eps = {(r.engine, r.workload, r.level, r.framework): r.events_per_second for r in results}
     ratio = ratios(results)
     levels = [lvl for lvl in LEVELS if any(r.level == lvl for r in results)]
@@ -40,8 +91,9 @@ def throughput_markdown(env: dict[str, Any], results: list[Result], repeat: int)
         f"{SNAPSHOT_EVERY} events; replay = `load_aggregate` vs `repository.get`, no snapshots.",
         "",
         "Where the time goes (profiles, and what bounds the SQLite ratios): "
-        "[stores-profile.md](stores-profile.md).",
+        "[stores-profile.md](stores-profile.md), [profile.md](profile.md).",
         "",
+        *limits_markdown(limits or [], summary or {}),
     ]
     headers = {
         "store": ("sekiban store", "eventsourcing"),

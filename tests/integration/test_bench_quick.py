@@ -42,3 +42,12 @@ def test_quick_bench_prints_one_json_object_with_positive_figures(tmp_path: Path
     for key in KEYS:
         value = figures.get(key)
         assert isinstance(value, int | float) and value > 0, (key, value)
+    # Against the peer and the raw-driver limit, per figure and store, at a stated
+    # durability: present and positive (how large is the benchmarks' business).
+    for name in ("like_for_like", "of_limit"):
+        for figure in ("append_1", "append_10", "replay"):
+            value = figures[name][figure]["sqlite"]
+            assert isinstance(value, int | float) and value > 0, (name, figure, value)
+    assert figures["like_for_like"]["snapshot_load"]["sqlite"] > 0
+    assert figures["of_limit"]["append_1"]["sqlite_full"] > 0
+    assert "synchronous=NORMAL" in figures["durability"]["sqlite"]

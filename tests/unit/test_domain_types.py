@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -148,3 +149,21 @@ def test_stored_event_dict_form_round_trips_and_rejects_garbage() -> None:
     ]:
         with pytest.raises(SerializationError):
             StoredEvent.from_dict(bad)
+
+
+def test_consecutive_events_keep_their_own_metadata_when_one_serializer_decodes_them() -> None:
+    serializer = Serializer(bank_domain())
+    metadata = [
+        EventMetadata("cause", "corr", "user"),
+        EventMetadata("cause", "corr", "user"),
+        EventMetadata("cause", "corr", "other"),
+        EventMetadata(),
+        EventMetadata("", "corr", ""),
+    ]
+    events = [
+        dataclasses.replace(_event(MoneyDeposited(amount=i + 1)), metadata=m)
+        for i, m in enumerate(metadata)
+    ]
+    decoded = [serializer.to_event(serializer.to_stored(e)) for e in events]
+    assert decoded == events
+    assert decoded[0].metadata is decoded[1].metadata  # equal metadata, one object

@@ -37,15 +37,19 @@ def stored_json(model: BaseModel, kind: str, name: str, max_depth: int) -> str:
     """`model`'s JSON text; raises `UnstorablePayloadError` (naming `kind` and `name`,
     e.g. "event" and its registered type name) unless it decodes into an equal model
     and nests at most `max_depth` containers."""
+    # The model's serializer and validator themselves: what `model_dump_json` and
+    # `model_validate_json` call with these (default) options, without their Python
+    # wrappers, about 1.5 µs of every event written.
+    model_type = type(model)
     try:
-        text = model.model_dump_json()
+        text = model_type.__pydantic_serializer__.to_json(model).decode()
     except (PydanticSerializationError, RecursionError) as error:
         raise _unstorable(model, kind, name, max_depth, f"cannot be serialized: {error}") from None
     # Brackets inside strings only inflate this count, so under the limit is proof enough.
     if text.count("{") + text.count("[") > max_depth and json_depth(text) > max_depth:
         raise _unstorable(model, kind, name, max_depth, f"nests deeper than {max_depth} levels")
     try:
-        decoded = type(model).model_validate_json(text)
+        decoded = model_type.__pydantic_validator__.validate_json(text)
     except ValidationError as error:
         raise _unstorable(model, kind, name, max_depth, f"does not read back: {error}") from None
     if not _same_scalars(model, decoded):

@@ -98,6 +98,7 @@ class Serializer:
         # current-version event costs one dict lookup, anything older is upcast.
         self._event_types = domain.stored_event_types
         self._event_names = domain.stored_event_names
+        self._last_metadata = _NO_METADATA
 
     def to_stored(self, event: Event[EventPayload]) -> StoredEvent:
         """The event as stores keep it; raises `UnstorablePayloadError` for a payload
@@ -120,6 +121,20 @@ class Serializer:
             None,
         )
 
+    def _metadata(self, stored: StoredEvent) -> EventMetadata:
+        """The event's metadata; the previous event's object when they are equal (one
+        command's events share theirs, and `EventMetadata` is immutable)."""
+        last = self._last_metadata
+        if (
+            stored.correlation_id == last.correlation_id
+            and stored.causation_id == last.causation_id
+            and stored.executed_user == last.executed_user
+        ):
+            return last
+        metadata = EventMetadata(stored.causation_id, stored.correlation_id, stored.executed_user)
+        self._last_metadata = metadata
+        return metadata
+
     def to_event(self, stored: StoredEvent) -> Event[EventPayload]:
         """Decode a stored event; raises `UnknownTypeError` or `SerializationError`
         (`UpcastError` when an upcaster failed on it).
@@ -134,17 +149,15 @@ class Serializer:
                 payload = self.domain.read_event_payload(stored.event_type, stored.payload)
             else:
                 try:
-                    payload = payload_type.model_validate_json(stored.payload)
+                    # The validator itself: what `model_validate_json` calls, without
+                    # its Python wrapper (a fifth of this method's time per event).
+                    payload = payload_type.__pydantic_validator__.validate_json(stored.payload)
                 except ValidationError as error:
                     # Perhaps a field the type no longer has: the tolerant path decides.
                     payload = self.domain.read_event_payload(
                         stored.event_type, stored.payload, error
                     )
-            metadata = (
-                _NO_METADATA
-                if not (stored.causation_id or stored.correlation_id or stored.executed_user)
-                else EventMetadata(stored.causation_id, stored.correlation_id, stored.executed_user)
-            )
+            metadata = self._metadata(stored)
             return rebuild_event(
                 uuid_from_text(stored.id),
                 sortable_id_from_text(stored.sortable_unique_id),

@@ -230,7 +230,11 @@ def _bool(value: str) -> bool:
 
 # Query parameter -> (keyword option of the store's open, how to read the text).
 _Options = Mapping[str, tuple[str, Callable[[str], Any]]]
-_SQLITE_OPTIONS: _Options = {"busy_timeout_seconds": ("busy_timeout", _seconds)}
+_SQLITE_OPTIONS: _Options = {
+    "busy_timeout_seconds": ("busy_timeout", _seconds),
+    "synchronous": ("synchronous", str.upper),
+    "group_commit": ("group_commit", _bool),
+}
 _POSTGRES_OPTIONS: _Options = {
     "schema": ("schema", str),
     "table_prefix": ("table_prefix", str),

@@ -11,7 +11,10 @@ unnest(...)`, which is atomic by itself (one round trip, no explicit transaction
 unique constraint on (root, group, aggregate id, version) turns a conflicting append
 into `ConcurrencyError`; the statement also inserts nothing unless version
 `expected_version` already exists, so an append ahead of the stream is rejected too and
-versions never have gaps.
+versions never have gaps. Appends that concurrent tasks make while a group is on its
+way to the server go as one statement in one transaction (group commit, see
+`group_commit`: at most one command per stream per group, each checked on its own, a
+unique violation sending the group back to lone appends).
 
 Command ids. The first row of a commit carries its command id (`command_id`, NULL on
 the others and without one) under the partial unique index `<prefix>_events_command` on

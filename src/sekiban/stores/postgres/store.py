@@ -14,6 +14,13 @@ from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateComman
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.postgres.appending import append_sql, stream_version_sql
 from sekiban.stores.postgres.faults import describe, translate_faults
+from sekiban.stores.postgres.group_commit import (
+    Command,
+    PostgresGroupCommit,
+    group_append_sql,
+    group_arguments,
+    inserted_commands,
+)
 from sekiban.stores.postgres.notifications import AppendListener, channel_name, notify_ddl
 from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
@@ -69,6 +76,12 @@ class PostgresEventStore(ClosesOnExit):
         self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
+        self._group_sql = group_append_sql(t)
+        self._group = PostgresGroupCommit(
+            self._append_group,
+            self._append_one,
+            lambda error: isinstance(error, asyncpg.UniqueViolationError),
+        )
         self._read_bound_sql = read_bound_sql(t)
 
     @classmethod
@@ -176,6 +189,33 @@ class PostgresEventStore(ClosesOnExit):
         keys = check_append(events, expected_version, MAX_EVENTS_PER_APPEND)
         command_id = check_command_id(command_id)
         stream = stream_key(keys)
+        command = Command(
+            stream,
+            expected_version,
+            (
+                [e.id for e in events],
+                [e.sortable_unique_id for e in events],
+                [e.event_type for e in events],
+                [e.payload for e in events],
+                [e.timestamp for e in events],
+                [e.causation_id for e in events],
+                [e.correlation_id for e in events],
+                [e.executed_user for e in events],
+            ),
+            command_id,
+            keys,
+        )
+        # Alone, or with the appends of other tasks (see `group_commit`); the group's
+        # own faults are translated here, once per waiting append.
+        with translate_faults(self._where, writing=True):
+            inserted = await self._group.append(command)
+        if not inserted:
+            # Version `expected_version` does not exist (the stream is behind the
+            # caller), or another writer took the next one.
+            raise ConcurrencyError(keys, expected_version, await self._version(stream))
+
+    async def _append_one(self, command: Command) -> bool:
+        """The lone append statement; whether it inserted the command's events."""
         # A connection that cannot be had is a fault before anything was sent.
         with translate_faults(self._where):
             connection = await self._pool.acquire()
@@ -184,32 +224,29 @@ class PostgresEventStore(ClosesOnExit):
                 try:
                     status: str = await connection.execute(
                         self._append_sql,
-                        *stream,
-                        expected_version,
-                        [e.id for e in events],
-                        [e.sortable_unique_id for e in events],
-                        [e.event_type for e in events],
-                        [e.payload for e in events],
-                        [e.timestamp for e in events],
-                        [e.causation_id for e in events],
-                        [e.correlation_id for e in events],
-                        [e.executed_user for e in events],
-                        command_id,
+                        *command.stream,
+                        command.expected_version,
+                        *command.columns,
+                        command.command_id,
                     )
                 except asyncpg.UniqueViolationError as error:
                     # (stream, command id), or else (stream, version): the positions of
                     # one transaction are distinct by construction.
                     if error.constraint_name == self._tables.command_index:
-                        assert command_id is not None
-                        raise DuplicateCommandError(keys, command_id) from None
+                        assert command.command_id is not None
+                        raise DuplicateCommandError(command.keys, command.command_id) from None
                     status = "INSERT 0 0"
         finally:
             with translate_faults(self._where):
                 await self._pool.release(connection)
-        if status.rsplit(" ", 1)[-1] == "0":
-            # Version `expected_version` does not exist (the stream is behind the
-            # caller), or another writer took the next one.
-            raise ConcurrencyError(keys, expected_version, await self._version(stream))
+        return status.rsplit(" ", 1)[-1] != "0"
+
+    async def _append_group(self, commands: list[Command]) -> list[bool]:
+        """The group statement; per command, whether it was inserted. Raises asyncpg's
+        `UniqueViolationError` untranslated: the group then falls back to lone appends."""
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(self._group_sql, *group_arguments(commands))
+        return inserted_commands(commands, [row[0] for row in rows])
 
     async def read_command(
         self, partition_keys: PartitionKeys, command_id: str

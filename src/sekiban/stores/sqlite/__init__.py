@@ -4,7 +4,9 @@ server.
 One row per commit: an append inserts a single row holding the command's events as a
 JSON array, so a ten-event command costs SQLite one row and one index entry, not ten.
 The INSERT is atomic by itself and also checks the expected version; it runs directly
-on the event loop unless another writer holds the lock (see `database.Database`).
+on the event loop unless another writer holds the lock (see `database.Database`). The
+appends of concurrent tasks made in one loop turn share one transaction, each still
+its own INSERT (group commit, see `group_commit`).
 
 A commit's command id is in its row (`command_id`, NULL without one), under a partial
 unique index per stream: the same INSERT refuses a second commit of one command id.

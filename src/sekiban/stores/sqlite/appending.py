@@ -3,11 +3,12 @@ check, the stream's version for a conflict, and the events encoded as one JSON r
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 from sekiban.core.serialization import StoredEvent
 from sekiban.stores.sqlite.schema import STREAM
@@ -26,8 +27,6 @@ SELECT COALESCE((SELECT MAX(position) FROM commits), 0) + ?, ?, ?, ?, ?, ?, ?, ?
 WHERE COALESCE((SELECT MAX(last_version) FROM commits WHERE {STREAM}), 0) = ?
 """
 
-_encode_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-
 
 def insert(connection: sqlite3.Connection, parameters: tuple[Any, ...]) -> bool:
     return bool(connection.execute(_APPEND, parameters).rowcount)
@@ -41,6 +40,13 @@ def stream_version(connection: sqlite3.Connection, stream: tuple[str, str, str])
 
 
 def encode_events(events: Sequence[StoredEvent]) -> str:
+    """The events as one JSON array of arrays (`decode_events` reads it back).
+
+    pydantic-core's encoder: a quarter of the cost of `json`'s for one event. It writes
+    non-ASCII text as UTF-8 rather than `\\u` escapes (both read back the same); every
+    string is valid UTF-8 by then (`check_append` refuses lone surrogates in the text
+    fields, payloads are pydantic's own JSON).
+    """
     stamp: datetime | None = None
     text = ""
     rows = []
@@ -59,4 +65,4 @@ def encode_events(events: Sequence[StoredEvent]) -> str:
                 e.executed_user,
             )
         )
-    return _encode_json(rows)
+    return to_json(rows).decode()

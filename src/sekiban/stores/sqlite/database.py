@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sekiban.errors import StoreConnectionError
+from sekiban.errors import ConfigurationError, StoreConnectionError
 from sekiban.stores.sqlite.faults import is_busy
 from sekiban.stores.sqlite.schema import create_schema
 
@@ -20,6 +20,15 @@ T = TypeVar("T")
 CHECKPOINT_EVERY = 200
 """Rows written on the loop's connection between two checkpoints on the worker thread:
 at 2.5-5.5 WAL pages per commit, about SQLite's own 1,000-page auto-checkpoint."""
+SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+"""The `synchronous` levels a store may run at (WAL mode); docs/performance.md says what
+each risks. OFF is not offered: a power loss could corrupt the file."""
+
+
+class Locked(Exception):
+    """Internal: the loop's connection cannot run a statement now (another writer holds
+    the lock, or a checkpoint runs on the worker thread); `run_here` wrote nothing: run
+    it on the worker thread instead (`run_waiting`)."""
 
 
 class Database:
@@ -43,8 +52,18 @@ class Database:
     the next commit starts the WAL over.
     """
 
-    def __init__(self, path: str, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
+    def __init__(
+        self,
+        path: str,
+        busy_timeout: timedelta = timedelta(seconds=5),
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ConfigurationError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}"
+            )
         self._path = path
+        self.synchronous = synchronous
         self.where = f"SQLite database {path}"
         """What fault messages name."""
         self._busy_timeout_ms = max(0, round(busy_timeout.total_seconds() * 1000))
@@ -60,7 +79,7 @@ class Database:
         connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if self._path != ":memory:":
             connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA synchronous={self.synchronous}")
         return connection
 
     async def open(self) -> None:
@@ -84,12 +103,20 @@ class Database:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(connection, *args)`: at once on the loop, or on the worker thread while a
         checkpoint runs there or another writer holds the database's lock."""
+        try:
+            return self.run_here(fn, *args)
+        except Locked:
+            return await self.run_waiting(fn, *args)
+
+    def run_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the loop's connection; raises `Locked` (having
+        rolled back whatever `fn` began) while a checkpoint runs on the worker thread or
+        another writer holds the lock."""
         if self.connection is None:
             raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
-        loop = asyncio.get_running_loop()
         if self._checkpoint is not None:
             if not self._checkpoint.done():
-                return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
+                raise Locked  # behind the checkpoint, on its thread
             self._checkpoint = None
         try:
             result = fn(self.connection, *args)
@@ -98,10 +125,17 @@ class Database:
                 raise
             if self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
-        else:
-            if self._waiting is not None:
-                self._checkpoint_wal(self.connection)
-            return result
+            raise Locked from error
+        if self._waiting is not None:
+            self._checkpoint_wal(self.connection)
+        return result
+
+    async def run_waiting(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the worker thread (behind a checkpoint running
+        there), whose connection waits for the lock up to `busy_timeout`."""
+        if self._waiting is None:
+            raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
+        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
 
     def _checkpoint_wal(self, connection: sqlite3.Connection) -> None:

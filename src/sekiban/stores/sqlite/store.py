@@ -25,7 +25,8 @@ from sekiban.stores.protocols import (
 from sekiban.stores.snapshot_rows import snapshot_from_columns
 from sekiban.stores.sqlite.appending import encode_events, insert, stream_version
 from sekiban.stores.sqlite.database import Database
-from sekiban.stores.sqlite.faults import translate_faults
+from sekiban.stores.sqlite.faults import translate, translate_faults
+from sekiban.stores.sqlite.group_commit import GroupCommit, Outcome
 from sekiban.stores.sqlite.projections import SqliteProjectionStore
 from sekiban.stores.sqlite.reading import (
     READ_ALL,
@@ -55,25 +56,43 @@ class SqliteEventStore(ClosesOnExit):
     `StoreError` (see `faults.translate_faults`).
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, group_commit: bool = True) -> None:
         self._db = database
+        self._group = GroupCommit(database, insert) if group_commit else None
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, busy_timeout: timedelta = timedelta(seconds=5)
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout: timedelta = timedelta(seconds=5),
+        synchronous: str = "NORMAL",
+        group_commit: bool = True,
     ) -> SqliteEventStore:
         """Open (creating if needed) the database file at `path` (":memory:" for a
         database in memory, gone when closed).
+
+        `synchronous` is SQLite's durability setting in WAL mode: "NORMAL" (the default:
+        a commit survives a crash of the process, the last commits before a power loss
+        or OS crash may be lost), "FULL" (a commit also survives a power loss: one fsync
+        per commit, shared by the appends of a group commit) or "EXTRA";
+        docs/performance.md has the trade-off. Anything else is `ConfigurationError`.
+
+        `group_commit` (on by default) writes the appends that concurrent tasks make in
+        one turn of the event loop in one transaction (see `group_commit`): one commit,
+        and at FULL one fsync, for all of them, each command still checked and atomic on
+        its own. A lone writer's append is written at once, as without it; False writes
+        every append in a transaction of its own.
 
         A statement that finds the file locked by another writer (another process, or a
         connection holding `BEGIN IMMEDIATE`) waits up to `busy_timeout` for it, then
         raises `StoreBusyError` having written nothing. A file that cannot be opened
         or created raises `StoreConnectionError`.
         """
-        database = Database(str(path), busy_timeout)
+        database = Database(str(path), busy_timeout, synchronous)
         with translate_faults(database.where):
             await database.open()
-        return cls(database)
+        return cls(database, group_commit=group_commit)
 
     def snapshot_store(self) -> SqliteSnapshotStore:
         """A snapshot store in the same database file, sharing the connection."""
@@ -105,20 +124,34 @@ class SqliteEventStore(ClosesOnExit):
             encode_events(events),
             command_id,
         )
-        with translate_faults(self._db.where, writing=True):
-            try:
-                inserted = await self._db.run(insert, (count, *commit, *stream, expected_version))
-            except sqlite3.IntegrityError:
-                # One of the two unique indexes: the stream's version, or its command id.
-                if command_id is not None:
+        try:
+            outcome = await self._write((count, *commit, *stream, expected_version))
+        except sqlite3.Error as error:
+            raise translate(error, self._db.where, writing=True) from error
+        inserted = outcome is True
+        if isinstance(outcome, sqlite3.IntegrityError):
+            # One of the two unique indexes: the stream's version, or its command id.
+            if command_id is not None:
+                with translate_faults(self._db.where):
                     rows = await self._db.run(command_rows, stream, command_id)
-                    if rows:
-                        raise DuplicateCommandError(keys, command_id) from None
-                inserted = False
+                if rows:
+                    raise DuplicateCommandError(keys, command_id) from None
+        elif isinstance(outcome, sqlite3.Error):
+            # Its statement alone failed and was undone: nothing of it was written.
+            raise translate(outcome, self._db.where) from outcome
         if not inserted:
             with translate_faults(self._db.where):
                 actual = await self._db.run(stream_version, stream)
             raise ConcurrencyError(keys, expected_version, actual)
+
+    async def _write(self, parameters: tuple[object, ...]) -> Outcome:
+        """The INSERT's outcome: alone, or with the other appends of this loop turn."""
+        if self._group is not None:
+            return await self._group.append(parameters)
+        try:
+            return await self._db.run(insert, parameters)
+        except sqlite3.IntegrityError as error:
+            return error
 
     async def read_command(
         self, partition_keys: PartitionKeys, command_id: str
