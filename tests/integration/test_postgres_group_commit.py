@@ -98,3 +98,25 @@ def test_inserted_commands_reads_the_returned_event_numbers() -> None:
 
     commands = [command(2), command(1), command(3)]
     assert inserted_commands(commands, [1, 2, 4, 5, 6]) == [True, False, True]
+
+
+async def test_an_append_held_up_in_the_server_does_not_hold_back_the_next_ones(
+    store: PostgresEventStore, admin: Any, schema: str
+) -> None:
+    # A group on its way does not make later appends wait for it: a slow append (a
+    # lock wait, a trigger) must not stall every writer of the process.
+    from tests.integration.test_postgres_global_order import hold_appends_to, wait_until_blocked
+
+    slow = PartitionKeys.generate("slow")
+    gate = await hold_appends_to(schema, admin, slow)
+    held = [
+        asyncio.create_task(store.append(stored_events(slow, 1, 1), 0)),
+        asyncio.create_task(store.append(stored_events(PartitionKeys.generate(), 1, 1), 0)),
+    ]
+    await wait_until_blocked(admin, gate)
+    fast = PartitionKeys.generate("fast")
+    await asyncio.wait_for(store.append(stored_events(fast, 1, 1), 0), timeout=30)
+    assert await versions(store, fast) == [1]
+    await admin.execute("SELECT pg_advisory_unlock($1)", gate)
+    await asyncio.gather(*held)
+    assert await versions(store, slow) == [1]

@@ -19,7 +19,10 @@ Why it stays sound with the store's positions and `read_command`:
   `DuplicateCommandError`).
 
 A lone append (no group on its way, no other task ready: `loop_peek.others_ready`) is
-sent at once as its own statement, as without grouping.
+sent at once as its own statement, as without grouping. Up to `MAX_IN_FLIGHT` groups
+are on their way at once, each on its own connection: a group held up in the server
+(a lock wait, a slow trigger) does not hold back the appends after it. Two groups in
+flight may hold commands of one stream; they then race as two lone appends would.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from sekiban.stores.postgres.schema import (
     WRITER_LOCK_CLASS,
     Tables,
 )
+
+MAX_IN_FLIGHT = 4
+"""Groups on their way to the server at once (each holds a pool connection)."""
 
 
 @dataclass(frozen=True)
@@ -129,14 +135,14 @@ class PostgresGroupCommit:
         self._write_one = write_one
         self._is_unique_violation = is_unique_violation
         self._pending: list[tuple[Command, asyncio.Future[bool]]] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._scheduled = False
 
     async def append(self, command: Command) -> bool:
         """Whether the command was inserted (False: its stream was not at the expected
         version); raises what a lone append would raise for it."""
         loop = asyncio.get_running_loop()
-        if self._sending is None and not self._scheduled and not others_ready(loop):
+        if not self._sending and not self._scheduled and not others_ready(loop):
             return await self._write_one(command)
         future: asyncio.Future[bool] = loop.create_future()
         self._pending.append((command, future))
@@ -144,7 +150,7 @@ class PostgresGroupCommit:
         return await future
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._sending is None and not self._scheduled:
+        if len(self._sending) < MAX_IN_FLIGHT and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._send)
 
@@ -160,7 +166,14 @@ class PostgresGroupCommit:
                 streams.add(command.stream)
                 events += command.size
         self._pending = rest
-        self._sending = asyncio.ensure_future(self._write(group))
+        sending = asyncio.ensure_future(self._write(group))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sent)
+
+    def _sent(self, sending: asyncio.Task[None]) -> None:
+        self._sending.discard(sending)
+        if self._pending:
+            self._schedule(asyncio.get_running_loop())
 
     async def _write(self, group: list[tuple[Command, asyncio.Future[bool]]]) -> None:
         commands = [command for command, _ in group]
@@ -198,6 +211,5 @@ class PostgresGroupCommit:
                 if not future.done():
                     future.set_result(ok)
         finally:
-            self._sending = None
-            if self._pending:
+            if self._pending:  # more joined meanwhile: send them beside this group
                 self._schedule(asyncio.get_running_loop())
