@@ -121,4 +121,6 @@ class Projection(Generic[S]):
                     await asyncio.sleep(0)
             if progress is not None:
                 progress(self.position)
+            # Dropped before the store reads the next batch, or two would be alive.
+            del batch
         return applied
