@@ -42,11 +42,11 @@ StoreOption = Annotated[
 
 @db.command("init")
 def db_init(store: StoreOption = None) -> None:
-    """Create the event and snapshot tables (or containers) if they do not exist (safe to
-    repeat)."""
+    """Create the event, snapshot and projection tables (or containers) if they do not
+    exist (safe to repeat)."""
     settings, url = _settings(store)
     asyncio.run(_init(settings))
-    console.print(f"event and snapshot tables ready in {redact(url)}")
+    console.print(f"event, snapshot and projection tables ready in {redact(url)}")
 
 
 async def _init(settings: SekibanSettings) -> None:

@@ -26,4 +26,4 @@ def test_db_init_creates_postgres_tables() -> None:
     result = CliRunner().invoke(app, ["db", "init", "--store", url])
     assert result.exit_code == 0, result.output
     tables = asyncio.run(_tables_then_drop(dsn, "cli_init"))
-    assert tables == {"sekiban_events", "sekiban_snapshots"}
+    assert tables == {"sekiban_events", "sekiban_snapshots", "sekiban_projections"}

@@ -12,7 +12,8 @@ def test_db_init_creates_sqlite_tables_and_is_repeatable(tmp_path: Path) -> None
         result = CliRunner().invoke(app, ["db", "init", "--store", f"sqlite:///{path}"])
         assert result.exit_code == 0, result.output
     objects = set(sqlite3.connect(path).execute("SELECT type, name FROM sqlite_master").fetchall())
-    assert {("table", "commits"), ("view", "events"), ("table", "snapshots")} <= objects
+    tables = {("table", "commits"), ("view", "events"), ("table", "snapshots")}
+    assert tables | {("table", "projections")} <= objects
 
 
 def test_db_init_takes_the_store_url_from_the_environment(tmp_path: Path) -> None:

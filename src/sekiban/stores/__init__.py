@@ -1,4 +1,5 @@
-"""Event stores and snapshot stores, and `open_store` to open one by URL.
+"""Event stores, and the snapshot and projection stores beside them, and `open_store`
+to open one by URL.
 
 The SQL and Cosmos stores load on first use, so their drivers (optional extras) are
 needed only by the programs that use them.
@@ -14,10 +15,13 @@ from sekiban.stores.urls import Stores, StoreUrl, open_store, parse_store_url, w
 _LAZY = {
     "SqliteEventStore": "sekiban.stores.sqlite",
     "SqliteSnapshotStore": "sekiban.stores.sqlite",
+    "SqliteProjectionStore": "sekiban.stores.sqlite",
     "PostgresEventStore": "sekiban.stores.postgres",
     "PostgresSnapshotStore": "sekiban.stores.postgres",
+    "PostgresProjectionStore": "sekiban.stores.postgres",
     "CosmosEventStore": "sekiban.stores.cosmos",
     "CosmosSnapshotStore": "sekiban.stores.cosmos",
+    "CosmosProjectionStore": "sekiban.stores.cosmos",
 }
 
 __all__ = [

@@ -1,10 +1,12 @@
-"""In-memory event and snapshot stores: for tests, demos and single-process use."""
+"""In-memory event and snapshot stores (and the projection store beside them): for
+tests, demos and single-process use."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
@@ -18,6 +20,9 @@ from sekiban.stores.protocols import (
     check_command_id,
 )
 
+if TYPE_CHECKING:
+    from sekiban.projections.store import InMemoryProjectionStore
+
 
 class InMemoryEventStore(ClosesOnExit):
     """Events in process memory. Appends are atomic and checked under a lock."""
@@ -28,6 +33,17 @@ class InMemoryEventStore(ClosesOnExit):
         self._all: list[StoredEvent] = []
         # Per stream: command id -> the versions (first, last) of its commit.
         self._commands: dict[PartitionKeys, dict[str, tuple[int, int]]] = {}
+        self._projections: InMemoryProjectionStore | None = None
+
+    def projection_store(self) -> InMemoryProjectionStore:
+        """The projection store beside these events: the same one on every call, so
+        executors on this event store share persisted states, as with a database."""
+        if self._projections is None:
+            # Imported here: the projections package itself imports the stores.
+            from sekiban.projections.store import InMemoryProjectionStore
+
+            self._projections = InMemoryProjectionStore()
+        return self._projections
 
     async def append(
         self,

@@ -21,12 +21,15 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sekiban.errors import ConfigurationError
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
 from sekiban.stores.protocols import EventStore, SnapshotStore
+
+if TYPE_CHECKING:
+    from sekiban.projections.store import ProjectionStore
 
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "cosmos", "cosmos+http")
 COSMOS_KEY_VARIABLE = "SEKIBAN_COSMOS_KEY"
@@ -36,11 +39,28 @@ class Stores(NamedTuple):
     """An open event store and the snapshot store beside it (sharing its connection).
 
     `async with` closes both on exit; so does `close()`. Unpacks as
-    `events, snapshots = stores`.
+    `events, snapshots = stores`; `stores.projections` is the projection store beside
+    them.
     """
 
     events: EventStore
     snapshots: SnapshotStore
+
+    @property
+    def projections(self) -> ProjectionStore:
+        """The projection store beside the event store, sharing its connection (for
+        `SekibanExecutor(projection_store=...)`); closing the stores closes it too.
+
+        Raises `ConfigurationError` for an event store that has none.
+        """
+        projection_store = getattr(self.events, "projection_store", None)
+        if projection_store is None:
+            raise ConfigurationError(
+                f"{type(self.events).__name__} has no projection_store(): pass a "
+                "ProjectionStore to the executor yourself"
+            )
+        store: ProjectionStore = projection_store()
+        return store
 
     async def close(self) -> None:
         """Close the snapshot store, then the event store (which owns the connection)."""
@@ -133,8 +153,8 @@ async def open_store(url: str, **options: Any) -> Stores:
 
     `options` are keyword arguments of the store's `open` (e.g. `schema=` for
     PostgreSQL, `key=` and `safe_window=` for Cosmos DB) and win over the URL's query.
-    Use it as `async with await open_store(url) as stores:`; `stores.events` and
-    `stores.snapshots` go to `SekibanExecutor`.
+    Use it as `async with await open_store(url) as stores:`; `stores.events`,
+    `stores.snapshots` and `stores.projections` go to `SekibanExecutor`.
 
     Raises `ConfigurationError` for a bad URL or option, or a Cosmos DB URL without a
     key (`key=` or SEKIBAN_COSMOS_KEY); `MissingExtraError` naming the extra when the

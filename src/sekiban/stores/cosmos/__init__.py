@@ -1,8 +1,10 @@
-"""Cosmos DB event and snapshot stores on the async `azure-cosmos` SDK.
+"""Cosmos DB event, snapshot and projection stores on the async `azure-cosmos` SDK.
 
-Containers. `<container_prefix>-events` and `<container_prefix>-snapshots` in one
-database, both partitioned on `/pk` = `str(partition_keys)` (`root@group@uuid`): an
-aggregate's commits share one logical partition, and so do its snapshots. Opening the
+Containers. `<container_prefix>-events`, `<container_prefix>-snapshots` and
+`<container_prefix>-projections` in one database, partitioned on `/pk`. For events and
+snapshots `pk` = `str(partition_keys)` (`root@group@uuid`): an aggregate's commits share
+one logical partition, and so do its snapshots; a projection's documents share the
+partition of its name. Opening the
 client and containers, connection strings and connection errors are in
 `sekiban.stores.cosmos.connection`.
 
@@ -80,9 +82,33 @@ of `AggregateSnapshot.to_json` (payload in base64). Their own container keeps sn
 writes out of the events' queries and indexing and can be dropped to reset the cache.
 `save` reads the current document and replaces it only if that is not newer, guarded by
 its ETag; a lost race (409 on create, 412 on replace) re-reads and decides again.
+
+Projection states (`CosmosProjectionStore`) live in their own container, one logical
+partition per multi-projector (pk = its name). The head document (id as for snapshots)
+holds the `ProjectionRecord` fields; `position` is zero-padded 40-digit text, because
+Cosmos DB positions pass 2**63 and JSON numbers lose precision past 2**53, and padded
+text sorts as the numbers do. `save` reads the head, applies `ProjectionRecord.replaces`
+and writes guarded by the head's ETag (create when there is none); a lost race (409,
+412, 404) reads again and decides again, so racing saves never leave a lower position.
+
+Items are limited to 2 MB. Stored bytes up to `CHUNK_BYTES` (1.1 MB, about 1.47 MB in
+base64) are inline in the head; larger ones are split into chunk documents
+`<head id>.<sha256>.<index>` in the same partition, and the head names their count
+(`chunks`). The order of writes is the crash safety: every chunk is written first, then
+the head (ETag-guarded), then the chunks of the head it replaced are deleted. A crash
+before the head is written leaves the previous head and all its chunks in place (plus
+unreferenced chunks, removed by `delete`); a crash after it leaves extra old chunks, never
+a head without its chunks. Chunk ids carry the digest, so a save of other bytes never
+overwrites chunks the current head names. A chunk found missing on read (deleted by
+hand, or by a racing save of the same bytes) raises `SnapshotRejectedError` (missing) and
+the projection is rebuilt from the events; chunk bytes that do not add up raise it
+(corrupt). Not chosen: a transactional batch of head and chunks (atomic on real Cosmos
+DB only; the local server the tests use has no batch, so the tested code would not be
+the shipped code), one document per state (a state would be capped at 2 MB).
 """
 
 from sekiban.stores.cosmos.commits import MAX_EVENTS_PER_APPEND
+from sekiban.stores.cosmos.projections import CosmosProjectionStore
 from sekiban.stores.cosmos.snapshots import CosmosSnapshotStore
 from sekiban.stores.cosmos.store import (
     DEFAULT_MAX_COMMIT_BYTES,
@@ -95,5 +121,6 @@ __all__ = [
     "DEFAULT_SAFE_WINDOW",
     "MAX_EVENTS_PER_APPEND",
     "CosmosEventStore",
+    "CosmosProjectionStore",
     "CosmosSnapshotStore",
 ]

@@ -4,7 +4,7 @@
 use. Names and the key are checked before anything is sent. Missing containers are
 created with an indexing policy that covers only the queried fields (payloads cost no
 index writes), and `throughput` RU/s (manual, or the autoscale maximum) is provisioned
-on the database, shared by both containers; policy and throughput apply only to what
+on the database, shared by its containers; policy and throughput apply only to what
 this module creates. SDK failures to reach the server or to authenticate become
 `StoreConnectionError` / `StoreAuthenticationError`, naming the endpoint and never the
 key (the SDK sends only an HMAC signature made with it).
@@ -64,16 +64,22 @@ SNAPSHOTS_INDEXING = {
     "includedPaths": [{"path": "/version/?"}],
     "excludedPaths": [{"path": "/*"}],
 }
+PROJECTIONS_INDEXING = {
+    "indexingMode": "consistent",
+    "includedPaths": [{"path": "/kind/?"}],
+    "excludedPaths": [{"path": "/*"}],
+}
 
 
 @dataclass(frozen=True, slots=True)
 class CosmosContainers:
-    """An open client and the two containers of one store (SDK proxies)."""
+    """An open client and the containers of one store (SDK proxies)."""
 
     client: Any
     database: Any
     events: Any
     snapshots: Any
+    projections: Any
     endpoint: str
 
 
@@ -88,8 +94,10 @@ async def open_containers(
     create: bool,
     client_options: Mapping[str, Any] | None,
 ) -> CosmosContainers:
-    """A client on `endpoint` and the containers `<container_prefix>-events` and
-    `<container_prefix>-snapshots` of `database`, created if missing when `create`.
+    """A client on `endpoint` and the containers `<container_prefix>-events`,
+    `-snapshots` and `-projections` of `database`, created if missing when `create`.
+    Without `create`, a missing projections container is not refused here (stores made
+    before projection stores work as they did); the projection store's requests fail.
 
     Raises `ConfigurationError` for bad names or a key that is not base64 (before
     connecting) and for missing containers without `create`; `StoreConnectionError` /
@@ -111,6 +119,7 @@ async def open_containers(
         # locations; real accounts are always https.
         options.setdefault("enable_endpoint_discovery", False)
     names = (f"{container_prefix}-events", f"{container_prefix}-snapshots")
+    projections_name = f"{container_prefix}-projections"
     client = CosmosClient(endpoint, credential=key, **options)
     try:
         with translate_errors(endpoint):
@@ -121,9 +130,11 @@ async def open_containers(
                 db = await client.create_database_if_not_exists(database, offer_throughput=offer)
                 events = await _ensure_container(db, names[0], EVENTS_INDEXING, EVENTS_UNIQUE_KEYS)
                 snapshots = await _ensure_container(db, names[1], SNAPSHOTS_INDEXING)
+                projections = await _ensure_container(db, projections_name, PROJECTIONS_INDEXING)
             else:
                 db = client.get_database_client(database)
                 events, snapshots = (db.get_container_client(n) for n in names)
+                projections = db.get_container_client(projections_name)
                 for container, name in ((events, names[0]), (snapshots, names[1])):
                     try:
                         await container.read()
@@ -136,7 +147,7 @@ async def open_containers(
     except BaseException:
         await client.close()
         raise
-    return CosmosContainers(client, db, events, snapshots, endpoint)
+    return CosmosContainers(client, db, events, snapshots, projections, endpoint)
 
 
 async def _ensure_container(

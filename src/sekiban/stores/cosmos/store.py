@@ -58,6 +58,7 @@ with require_extra("cosmos", "sekiban.stores.cosmos"):
         settings_from_env,
         translate_errors,
     )
+    from sekiban.stores.cosmos.projections import CosmosProjectionStore
     from sekiban.stores.cosmos.snapshots import CosmosSnapshotStore
 
 # The package's logger, the name the docs tell users to watch for late commits.
@@ -74,7 +75,7 @@ class CosmosEventStore(ClosesOnExit):
 
     Open it with `async with await CosmosEventStore.open(...) as store:` (or
     `from_connection_string`, `from_env`); leaving the block (or `close()`) closes the
-    client, which `snapshot_store()` shares.
+    client, which `snapshot_store()` and `projection_store()` share.
     """
 
     def __init__(
@@ -156,6 +157,10 @@ class CosmosEventStore(ClosesOnExit):
     def snapshot_store(self) -> CosmosSnapshotStore:
         """The snapshot store beside this event store, sharing its client."""
         return CosmosSnapshotStore(self.containers.snapshots, endpoint=self._endpoint)
+
+    def projection_store(self) -> CosmosProjectionStore:
+        """The projection store beside this event store, sharing its client."""
+        return CosmosProjectionStore(self.containers.projections, endpoint=self._endpoint)
 
     async def append(
         self,
@@ -317,15 +322,15 @@ class CosmosEventStore(ClosesOnExit):
         return rebatch(pages(), batch_size)
 
     async def drop(self) -> None:
-        """Delete this store's two containers (for per-test containers)."""
+        """Delete this store's containers (for per-test containers)."""
         self._boundaries.clear()
         c = self.containers
         with translate_errors(self._endpoint):
-            for container in (c.events, c.snapshots):
+            for container in (c.events, c.snapshots, c.projections):
                 with suppress(CosmosResourceNotFoundError):
                     await c.database.delete_container(container.id)
 
     async def close(self) -> None:
-        """Close the client (also the one the snapshot store shares)."""
+        """Close the client (also the one the snapshot and projection stores share)."""
         with translate_errors(self._endpoint):
             await self.containers.client.close()

@@ -1,6 +1,8 @@
-"""PostgreSQL event and snapshot stores on asyncpg, sharing one connection pool.
+"""PostgreSQL event, snapshot and projection stores on asyncpg, sharing one connection
+pool.
 
-Tables live in `schema` and are named `<table_prefix>_events` / `<table_prefix>_snapshots`;
+Tables live in `schema` and are named `<table_prefix>_events`, `<table_prefix>_snapshots`
+and `<table_prefix>_projections` (one row per multi-projector, see `projections.py`);
 `PostgresEventStore.open(create_schema=True)` creates them idempotently (see `schema.ddl`).
 Needs PostgreSQL 13 or newer (`pg_current_xact_id`, `pg_current_snapshot`).
 
@@ -63,8 +65,14 @@ lowercase form. Timestamps are `timestamptz` and read back as UTC-aware datetime
 to the aware datetimes written (naive ones are taken as UTC and come back aware).
 """
 
+from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.schema import MAX_EVENTS_PER_APPEND
 from sekiban.stores.postgres.snapshots import PostgresSnapshotStore
 from sekiban.stores.postgres.store import PostgresEventStore
 
-__all__ = ["MAX_EVENTS_PER_APPEND", "PostgresEventStore", "PostgresSnapshotStore"]
+__all__ = [
+    "MAX_EVENTS_PER_APPEND",
+    "PostgresEventStore",
+    "PostgresProjectionStore",
+    "PostgresSnapshotStore",
+]

@@ -32,6 +32,7 @@ class Tables:
         self.quoted_schema = f'"{schema}"'
         self.events = f'"{schema}"."{table_prefix}_events"'
         self.snapshots = f'"{schema}"."{table_prefix}_snapshots"'
+        self.projections = f'"{schema}"."{table_prefix}_projections"'
         self.command_index = f"{table_prefix}_events_command"
         """The unique index on (stream, command_id), unquoted, as errors name it."""
 
@@ -83,6 +84,21 @@ CREATE TABLE IF NOT EXISTS {t.snapshots} (
     PRIMARY KEY (root_partition_key, aggregate_group, aggregate_id, projector_name)
 );
 ALTER TABLE {t.snapshots} ADD COLUMN IF NOT EXISTS signature text;
+-- One row per multi-projector: its persisted state (see projections.py).
+CREATE TABLE IF NOT EXISTS {t.projections} (
+    name                text        PRIMARY KEY,
+    projector_version   text        NOT NULL,
+    schema_fingerprint  text        NOT NULL,
+    position            bigint      NOT NULL,
+    events_applied      bigint      NOT NULL,
+    taken_at            timestamptz NOT NULL,
+    encoding            text        NOT NULL,
+    size                bigint      NOT NULL,
+    sha256              text        NOT NULL,
+    payload             bytea,
+    blob_key            text,
+    signature           text
+);
 """
 
 

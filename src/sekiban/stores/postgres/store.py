@@ -13,6 +13,7 @@ from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateComman
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.postgres.appending import append_sql, stream_version_sql
 from sekiban.stores.postgres.faults import describe, translate_faults
+from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
     read_all_sql,
     read_command_sql,
@@ -41,7 +42,8 @@ class PostgresEventStore(ClosesOnExit):
     """Event streams in one PostgreSQL table; see the module docstring for guarantees.
 
     Open it with `async with await PostgresEventStore.open(dsn, ...) as store:`;
-    leaving the block (or `close()`) closes the pool, which `snapshot_store()` shares.
+    leaving the block (or `close()`) closes the pool, which `snapshot_store()` and
+    `projection_store()` share.
     Connection, network, timeout and server faults raise `StoreConnectionError` /
     `StoreAuthenticationError` / `StoreError` (see `faults.translate_faults`), naming `where`.
     """
@@ -112,6 +114,15 @@ class PostgresEventStore(ClosesOnExit):
     def snapshot_store(self) -> PostgresSnapshotStore:
         """A snapshot store in the same schema, sharing this store's pool."""
         return PostgresSnapshotStore(
+            self._pool,
+            schema=self._tables.schema,
+            table_prefix=self._tables.prefix,
+            where=self._where,
+        )
+
+    def projection_store(self) -> PostgresProjectionStore:
+        """A projection store in the same schema, sharing this store's pool."""
+        return PostgresProjectionStore(
             self._pool,
             schema=self._tables.schema,
             table_prefix=self._tables.prefix,
@@ -258,7 +269,7 @@ class PostgresEventStore(ClosesOnExit):
             await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
 
     async def close(self) -> None:
-        """Close the pool (also the one the snapshot store shares)."""
+        """Close the pool (also the one the snapshot and projection stores share)."""
         with translate_faults(self._where):
             await self._pool.close()
 

@@ -1,4 +1,5 @@
-"""SQLite event and snapshot stores: the embedded default, one file, no server.
+"""SQLite event, snapshot and projection stores: the embedded default, one file, no
+server.
 
 One row per commit: an append inserts a single row holding the command's events as a
 JSON array, so a ten-event command costs SQLite one row and one index entry, not ten.
@@ -16,9 +17,13 @@ position cannot miss an event. Rows are found by their last event (position, or
 version within the stream), so a read after any event starts at the commit holding
 the next one. The view `events` shows one row per event for people
 and ad-hoc SQL; the store itself never reads it.
+
+Projection states are one row per multi-projector in `projections` (see
+`projections.SqliteProjectionStore`), written by one upsert that keeps the newer state.
 """
 
+from sekiban.stores.sqlite.projections import SqliteProjectionStore
 from sekiban.stores.sqlite.snapshots import SqliteSnapshotStore
 from sekiban.stores.sqlite.store import SqliteEventStore
 
-__all__ = ["SqliteEventStore", "SqliteSnapshotStore"]
+__all__ = ["SqliteEventStore", "SqliteProjectionStore", "SqliteSnapshotStore"]

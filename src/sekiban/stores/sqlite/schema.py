@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS snapshots (
     signature TEXT,
     PRIMARY KEY (root_partition_key, aggregate_group, aggregate_id, projector_name)
 );
+CREATE TABLE IF NOT EXISTS projections (
+    name TEXT PRIMARY KEY,
+    projector_version TEXT NOT NULL,
+    schema_fingerprint TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    events_applied INTEGER NOT NULL,
+    taken_at TEXT NOT NULL,
+    encoding TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    payload BLOB,
+    blob_key TEXT,
+    signature TEXT
+);
 """
 
 # A command id is unique per stream: the index is the guarantee, in the INSERT itself.

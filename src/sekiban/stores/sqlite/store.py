@@ -26,6 +26,7 @@ from sekiban.stores.snapshot_rows import snapshot_from_columns
 from sekiban.stores.sqlite.appending import encode_events, insert, stream_version
 from sekiban.stores.sqlite.database import Database
 from sekiban.stores.sqlite.faults import translate_faults
+from sekiban.stores.sqlite.projections import SqliteProjectionStore
 from sekiban.stores.sqlite.reading import (
     READ_ALL,
     READ_CHUNK,
@@ -45,7 +46,8 @@ class SqliteEventStore(ClosesOnExit):
     """Events in a SQLite file (WAL mode). Safe for several processes on one machine.
 
     Open it with `async with await SqliteEventStore.open(path) as store:`; leaving the
-    block (or `close()`) closes the database, which `snapshot_store()` shares.
+    block (or `close()`) closes the database, which `snapshot_store()` and
+    `projection_store()` share.
 
     `read_stream` and `read_all` fetch commits until they hold `READ_CHUNK` events (at
     most one commit more), let the event loop run other tasks between two such reads,
@@ -77,6 +79,10 @@ class SqliteEventStore(ClosesOnExit):
     def snapshot_store(self) -> SqliteSnapshotStore:
         """A snapshot store in the same database file, sharing the connection."""
         return SqliteSnapshotStore(self._db)
+
+    def projection_store(self) -> SqliteProjectionStore:
+        """A projection store in the same database file, sharing the connection."""
+        return SqliteProjectionStore(self._db)
 
     async def close(self) -> None:
         with translate_faults(self._db.where):
