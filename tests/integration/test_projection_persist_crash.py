@@ -4,7 +4,8 @@ written) and answers as a full replay does.
 
 `projection_crash_driver.py` restores the account list, catches it up and saves it out
 of line, killing itself while the blob is written, between the blob and the row, or
-after the row; these tests then open the store as a new process would.
+after the row; these tests then open the store (SQLite, PostgreSQL, Cosmos DB) as a new
+process would.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from examples.bank import AccountList, ActiveAccountsQuery, DepositMoney, OpenAc
 from sekiban import SekibanExecutor
 from sekiban.projections import DirectoryBlobStore, ProjectionOptions
 from sekiban.stores import Stores, open_store
-from tests.conformance.backends import postgres_url
+from tests.conformance.backends import cosmos_url, postgres_url
 from tests.integration.projection_crash_driver import OPTIONS, POINTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,15 +33,13 @@ async def store_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'events.db'}"
         return
-    url = postgres_url()
+    url = postgres_url() if kind == "postgres" else cosmos_url()
     try:
         yield url
     finally:
-        from sekiban.stores.postgres import PostgresEventStore
-
         async with await open_store(url) as stores:
-            assert isinstance(stores.events, PostgresEventStore)
-            await stores.events.drop_schema()
+            drop = getattr(stores.events, "drop_schema", None) or stores.events.drop  # type: ignore[attr-defined]
+            await drop()
 
 
 def executor(stores: Stores, blobs: Path, *, persist_every: int) -> SekibanExecutor:
@@ -64,7 +63,7 @@ async def open_accounts(executor: SekibanExecutor, count: int) -> None:
 
 
 @pytest.mark.parametrize("point", POINTS)
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "cosmos"])
 async def test_a_kill_while_persisting_leaves_the_previous_state_usable(
     tmp_path: Path, kind: str, point: str
 ) -> None:
