@@ -106,10 +106,8 @@ def fresh_store(kind: str, directory: Path) -> Iterator[str]:
         return
     from sekiban.stores import with_query
 
-    dsn = os.environ.get("SEKIBAN_POSTGRES_DSN")
-    if not dsn:
-        raise SystemExit('SEKIBAN_POSTGRES_DSN is not set: eval "$(scripts/services.sh env)"')
-    url = with_query(dsn, schema=f"bench_scale_{uuid.uuid4().hex[:10]}")
+    schema = f"bench_scale_{uuid.uuid4().hex[:10]}"
+    url = with_query(os.environ["SEKIBAN_POSTGRES_DSN"], schema=schema)
     try:
         yield url
     finally:
@@ -303,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.stores, args.events, args.records = "sqlite", 20_000, 2_000
         args.restarts, args.tail, args.repeat = "1000,5000,20000", 30, 2
+    kinds = args.stores.split(",")
+    if "postgres" in kinds and not os.environ.get("SEKIBAN_POSTGRES_DSN"):
+        raise SystemExit('SEKIBAN_POSTGRES_DSN is not set: eval "$(scripts/services.sh env)"')
     args.restarts = [int(n) for n in args.restarts.split(",")]
     if args.events not in args.restarts:
         args.restarts.append(args.events)
@@ -311,9 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         k: getattr(args, k) for k in ("events", "records", "restarts", "tail", "repeat")
     }
     with tempfile.TemporaryDirectory(prefix="projection-scale-") as directory:
-        document["stores"] = {
-            kind: bench_store(kind, args, Path(directory)) for kind in args.stores.split(",")
-        }
+        document["stores"] = {kind: bench_store(kind, args, Path(directory)) for kind in kinds}
     document["environment"]["load_average"]["after"] = load_average()
     document["goals"] = goals(document["stores"])
     text = markdown(document)
