@@ -61,10 +61,11 @@ test: $(STAMP) lint docs services dapr
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-# Every benchmark suite on every store (about 20 minutes); results and plots go to
-# benchmarks/results/, the plots also to docs/img/ for the docs site.
+# Every benchmark suite on every store (about 20 minutes, then about 10 for projections
+# at scale); results and plots go to benchmarks/results/, the plots also to docs/img/.
 bench: $(STAMP) services
 	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks --images docs/img
+	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks.projection_scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(COVERAGE_DATA)
