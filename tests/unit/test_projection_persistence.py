@@ -10,9 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from examples.bank import AccountList, ActiveAccountsQuery, DepositMoney, OpenAccount, bank_domain
-from sekiban import SekibanExecutor
-from sekiban.projections import DirectoryBlobStore, InMemoryProjectionStore, ProjectionOptions
+from examples.bank import (
+    AccountList,
+    AccountProjector,
+    ActiveAccountsQuery,
+    DepositMoney,
+    OpenAccount,
+    bank_domain,
+)
+from sekiban import SekibanError, SekibanExecutor, Serializer
+from sekiban.projections import (
+    AggregateMapCodec,
+    DirectoryBlobStore,
+    InMemoryProjectionStore,
+    ProjectionOptions,
+)
 from sekiban.projections.encoding import DEFAULT_OUT_OF_LINE_BYTES, DEFAULT_SPILL_BYTES
 from sekiban.stores import InMemoryEventStore
 
@@ -126,3 +138,34 @@ async def test_a_damaged_or_missing_blob_is_reported_and_the_projection_rebuilt(
     third = executor()
     assert await third.query(ActiveAccountsQuery()) == expected
     assert third.projections.counters.restored == 1
+
+
+KEYS = "default@account@6f1c2b1e-8a52-4d0e-9a53-0c8b1f7e2d11"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"no tab at all",
+        b"   \t{}",
+        b"not json\t{}",
+        b'[1,2]\t{"owner":"a","balance":0}',
+        b'{"a":1}\t{"owner":"a","balance":0}',
+        b'["%s",1,null,"ActiveAccount"] trailing\t{"owner":"a"}' % KEYS.encode(),
+        b'["%s","1",null,"ActiveAccount"]\t{"owner":"a"}' % KEYS.encode(),
+        b'["NOT@keys@x",1,null,"ActiveAccount"]\t{"owner":"a"}',
+        b'["%s",1,"short id","ActiveAccount"]\t{"owner":"a"}' % KEYS.encode(),
+        b'["%s",1,null,"NoSuchType"]\t{"owner":"a"}' % KEYS.encode(),
+        b'["%s",1,null,"ActiveAccount"]\t{"owner":' % KEYS.encode(),
+        b"\xff\xfe\t{}",
+    ],
+)
+def test_a_malformed_aggregate_line_is_refused_as_a_decoding_error(line: bytes) -> None:
+    serializer = Serializer(bank_domain())
+    codec = AggregateMapCodec(serializer, AccountProjector())
+    with pytest.raises((ValueError, SekibanError)):
+        codec.load([line])
+    good = b'["%s",2,null,"ActiveAccount"]\t{"owner":"a","balance":3}' % KEYS.encode()
+    (aggregate,) = codec.load([good]).values()
+    assert (str(aggregate.partition_keys), aggregate.version) == (KEYS, 2)
