@@ -216,10 +216,10 @@ def markdown(document: dict[str, Any]) -> str:
     for kind, r in stores.items():
         small, built = r["small_state"], r["list"]["build"]
         lines.append(
-            f"| {kind} | {small['events']:,} | {small['seconds']:.1f} s "
-            f"({small['events'] / small['seconds']:,.0f}/s) | "
+            f"| {kind} | {small['applied']:,} | {small['seconds']:.1f} s "
+            f"({small['applied'] / small['seconds']:,.0f}/s) | "
             f"{_mb(small['peak_rss_above_baseline'])} | {built['seconds']:.1f} s "
-            f"({built['events'] / built['seconds']:,.0f}/s) | "
+            f"({built['applied'] / built['seconds']:,.0f}/s) | "
             f"{_mb(built['peak_rss_above_baseline'])} | {_mb(built['state_rss'])} | "
             f"{_mb(built['raw_bytes'])} / {_mb(built['stored_bytes'])} |"
         )
@@ -287,6 +287,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="20,000 events on SQLite, nothing saved")
     p.add_argument("--json", dest="json_output", action="store_true", help="print the JSON")
     p.add_argument(
+        "--markdown-from",
+        type=Path,
+        help="only write the Markdown again from a results JSON file (nothing is run)",
+    )
+    p.add_argument(
         "--save",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -298,6 +303,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if args.markdown_from is not None:
+        saved = json.loads(args.markdown_from.read_text())
+        args.markdown_from.with_suffix(".md").write_text(markdown(saved))
+        return
     if args.quick:
         args.stores, args.events, args.records = "sqlite", 20_000, 2_000
         args.restarts, args.tail, args.repeat = "1000,5000,20000", 30, 2
