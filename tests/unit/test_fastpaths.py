@@ -287,16 +287,17 @@ uuid_like_texts = st.one_of(
 )
 
 
-def uuid_or_error(parse: Any, text: str) -> Any:
+def parsed_or_error(parse: Any, text: str, error: type[Exception] = ValueError) -> Any:
+    """What `parse(text)` returns, or `error` (the class) when it raises one."""
     try:
         return parse(text)
-    except ValueError:
-        return ValueError
+    except error:
+        return error
 
 
 @given(uuid_like_texts)
 def test_uuid_from_text_accepts_and_rejects_what_uuid_does(text: str) -> None:
-    fast, plain = uuid_or_error(uuid_from_text, text), uuid_or_error(uuid.UUID, text)
+    fast, plain = parsed_or_error(uuid_from_text, text), parsed_or_error(uuid.UUID, text)
     assert fast == plain
     if plain is not ValueError:
         assert fast.int < 2**128 and hash(fast) == hash(plain)
@@ -486,16 +487,10 @@ keys_like_texts = st.one_of(
 )
 
 
-def keys_or_error(parse: Any, text: str) -> Any:
-    try:
-        return parse(text)
-    except InvalidPartitionKeysError:
-        return InvalidPartitionKeysError
-
-
 @given(keys_like_texts)
 def test_partition_keys_from_text_accepts_and_rejects_what_parse_does(text: str) -> None:
-    assert keys_or_error(partition_keys_from_text, text) == keys_or_error(PartitionKeys.parse, text)
+    fast = parsed_or_error(partition_keys_from_text, text, InvalidPartitionKeysError)
+    assert fast == parsed_or_error(PartitionKeys.parse, text, InvalidPartitionKeysError)
 
 
 def test_partition_keys_from_text_follows_the_name_rule_of_partition_keys() -> None:
