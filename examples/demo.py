@@ -74,7 +74,7 @@ async def run(db_path: Path, deposits: int) -> None:
             f"v{stats.snapshot_version}" if stats.from_snapshot else "none",
             str(stats.events_replayed),
             str(result.aggregate.version),
-            f"{stats.duration_ms:.2f}",
+            f"{stats.duration.total_seconds() * 1000:.2f}",
         )
     console.print(table)
     assert with_snapshot.aggregate == without.aggregate

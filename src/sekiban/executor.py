@@ -7,6 +7,7 @@ application code and tests can take an `Executor` and not care where aggregates 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -21,13 +22,8 @@ from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
 from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, SnapshotCounters
-from sekiban.projections import (
-    DEFAULT_CONSISTENCY_TIMEOUT,
-    BlobStore,
-    ProjectionOptions,
-    Projections,
-    ProjectionStore,
-)
+from sekiban.projections import BlobStore, ProjectionOptions, Projections, ProjectionStore
+from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.repository import AggregateRepository
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
 from sekiban.snapshot.config import SnapshotConfiguration
@@ -170,6 +166,10 @@ class SekibanExecutor:
         name = type(command).__name__
         with telemetry.command(name, projector.name, keys, metadata.causation_id) as span:
             state = await self.repository.load(projector, keys)
+            # A store that answers without suspending (SQLite runs its statements on
+            # the loop) would make a whole command one step; other tasks get a turn
+            # between the load and the decision.
+            await asyncio.sleep(0)
             response, _ = await self.repository.execute_with_retry(
                 projector, command, state, metadata, self.conflict_retry
             )

@@ -7,9 +7,13 @@ Routes (names are the registered names in kebab case, `DepositMoney` → `deposi
 
 - `POST /commands/{name}`: the body is the command; the answer a `CommandResult`. An
   `Idempotency-Key` header becomes the command id, so a resend is applied once and
-  answered with the first response.
+  answered with the first response. The `Sekiban-Consistency-Token` header (also
+  `consistency_token` in the body) names the command's last event.
 - `GET /queries/{name}` with the query's fields as query parameters, or `POST` with
-  the query as JSON body when a field is not a plain value (a list, a model).
+  the query as JSON body when a field is not a plain value (a list, a model). A
+  `Sekiban-After` header with a command's consistency token makes the answer include
+  that command's events (read-your-writes; 504 if the projection does not catch up in
+  time).
 
 Errors are RFC 9457 problem details (`application/problem+json`); `problem_response`
 holds the table of statuses. Extra `fastapi`.
@@ -69,6 +73,8 @@ __all__ = [
 Item = TypeVar("Item")
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+AFTER = "Sekiban-After"
+CONSISTENCY_TOKEN = "Sekiban-Consistency-Token"
 # The store's limit for a command id; no control characters (tabs included), which
 # would make the id unprintable in logs and error messages.
 IDEMPOTENCY_KEY_MAX_LENGTH = 256
@@ -119,6 +125,9 @@ class CommandResult(BaseModel):
     partition_keys: PartitionKeysResult
     version: int
     events: list[EventResult]
+    consistency_token: str
+    """Send it back as the `Sekiban-After` header of a query to read this command's
+    own writes."""
 
     @classmethod
     def of(cls, response: CommandResponse, command_id: str, domain: DomainTypes) -> CommandResult:
@@ -126,6 +135,7 @@ class CommandResult(BaseModel):
             command_id=command_id,
             partition_keys=PartitionKeysResult.of(response.partition_keys),
             version=response.version,
+            consistency_token=response.consistency_token,
             events=[
                 EventResult(
                     id=event.id,
@@ -193,6 +203,9 @@ _STATUSES: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (errors.PayloadTooLargeError, 413, "too-large", "The command writes too much"),
     (errors.TooManyEventsError, 413, "too-large", "The command writes too much"),
     (errors.CommandTooLargeError, 413, "too-large", "The command writes too much"),
+    (errors.InvalidReadError, 422, "validation", "The request is invalid"),
+    (errors.ConsistencyTimeoutError, 504, "not-caught-up", "The projection has not caught up"),
+    (errors.ProjectionError, 500, "projection-error", "The projection failed on an event"),
     (errors.StoreConnectionError, 503, "unavailable", "The event store is unavailable"),
     (errors.DaprUnavailableError, 503, "unavailable", "The Dapr sidecar is unavailable"),
     (errors.StoreError, 500, "store-error", "The event store failed"),
@@ -234,6 +247,9 @@ def problem_response(error: BaseException, *, command_id: str | None = None) -> 
     | error | status |
     |---|---|
     | `CommandValidationError`, `InvalidPartitionKeysError`, request validation | 422 |
+    | a malformed `Sekiban-After` token (`InvalidReadError`) | 422 |
+    | `ConsistencyTimeoutError` (with `Retry-After`) | 504 |
+    | `ProjectionError` | 500 |
     | `AggregateStateError`, a handler's `ValueError` (a refusal) | 409 |
     | `ConcurrencyError` (with `Retry-After`) | 409 |
     | `PayloadTooLargeError`, `TooManyEventsError`, `CommandTooLargeError` | 413 |
@@ -262,7 +278,7 @@ def problem_response(error: BaseException, *, command_id: str | None = None) -> 
         extensions["command_id"] = command_id
     if slug == "concurrency":
         headers["Retry-After"] = str(CONFLICT_RETRY_AFTER)
-    if status == 503:
+    if status in (503, 504):
         headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
         if command_id is not None:
             headers[IDEMPOTENCY_KEY] = command_id
@@ -384,7 +400,11 @@ def _add_command(router: APIRouter, domain: DomainTypes, name: str, cls: type[Co
             if problem is None:
                 raise
             return problem
-        return CommandResult.of(response, command_id, domain)
+        result = CommandResult.of(response, command_id, domain)
+        return JSONResponse(
+            result.model_dump(mode="json"),
+            headers={CONSISTENCY_TOKEN: response.consistency_token},
+        )
 
     key_header = Header(
         None,
@@ -418,9 +438,9 @@ def _add_query(
 ) -> None:
     result_type = _result_type(cls)
 
-    async def endpoint(query: SekibanQuery[Any], executor: Executor) -> Response:
+    async def endpoint(query: SekibanQuery[Any], executor: Executor, after: str | None) -> Response:
         try:
-            result = await executor.query(query)
+            result = await executor.query(query, after=after or None)
         except Exception as error:
             problem = problem_response(error)
             if problem is None:
@@ -430,10 +450,18 @@ def _add_query(
 
     as_params = all(_is_plain(field.annotation) for field in cls.model_fields.values())
     where = QueryParams() if as_params else Body()
+    after_header = Header(
+        None,
+        alias=AFTER,
+        max_length=1000,
+        description="A command's consistency token: the answer then includes that "
+        "command's events (waiting for the projection to apply them).",
+    )
     _set_signature(
         endpoint,
         query=(Annotated[cls, where], inspect.Parameter.empty),
         executor=(Executor, Depends(sekiban_executor)),
+        after=(str | None, after_header),
     )
     router.add_api_route(
         f"/queries/{_kebab(name)}",
@@ -444,7 +472,7 @@ def _add_query(
         description=inspect.getdoc(cls) if cls.__doc__ else None,
         operation_id=f"query-{_kebab(name)}",
         response_model=result_type,
-        responses=_problem_responses(422, 500, 503),
+        responses=_problem_responses(422, 500, 503, 504),
     )
 
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from sekiban import telemetry
@@ -45,7 +45,7 @@ class LoadStatistics:
 
     from_snapshot: bool
     events_replayed: int
-    duration_ms: float
+    duration: timedelta
     snapshot_version: int = 0
     snapshot_taken_at: datetime | None = None
     rejection: SnapshotRejection | None = None
@@ -146,7 +146,7 @@ class EventReplayOptimizer:
                     LoadStatistics(
                         True,
                         replayed,
-                        (self.timer() - started) * 1000,
+                        timedelta(seconds=self.timer() - started),
                         snapshot.version,
                         snapshot.metadata.taken_at,
                     ),
@@ -161,7 +161,7 @@ class EventReplayOptimizer:
             head if snapshot is None and rejection is None else None,
         )
         stats = LoadStatistics(
-            False, replayed, (self.timer() - started) * 1000, rejection=rejection
+            False, replayed, timedelta(seconds=self.timer() - started), rejection=rejection
         )
         return LoadResult(aggregate, stats)
 

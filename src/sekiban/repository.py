@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sekiban import telemetry
 from sekiban.core.aggregate import Aggregate, AggregatePayload
@@ -292,7 +292,7 @@ class AggregateRepository:
             last_snapshot_at=state.snapshot_taken_at,
             now=now,
             replayed_events=load.events_replayed if load else 0,
-            load_duration_ms=load.duration_ms if load else 0.0,
+            load_duration=load.duration if load else timedelta(0),
         )
         strategy = self.strategy_for(aggregate.projector_name)
         if not (force or replace_bad or strategy.should_snapshot(context)):

@@ -214,3 +214,19 @@ async def test_a_batch_size_below_one_event_is_refused(stores: Stores, batch_siz
     with pytest.raises(InvalidReadError, match="batch_size"):
         await read_all(store, batch_size=batch_size)
     assert [e.version for e in await read_stream(store, keys)] == [1, 2, 3]
+
+
+async def test_read_stream_gives_each_event_its_global_position(stores: Stores) -> None:
+    # Read-your-writes looks a command's last event up by stream and version and waits
+    # for a projection to pass its position, so both reads must agree on it.
+    store, _ = stores
+    a, b = PartitionKeys.generate(), PartitionKeys.generate()
+    await store.append(stored_events(a, 1, 2), 0)
+    await store.append(stored_events(b, 1, 1), 0)
+    await store.append(stored_events(a, 3, 3), 2)
+    everything = {(e.partition_keys, e.version): e.position for e in await read_all(store)}
+    for keys in (a, b):
+        for after in range(3):
+            for event in await read_stream(store, keys, after=after, batch_size=1):
+                assert event.position is not None
+                assert event.position == everything[(keys, event.version)]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from examples.bank import ActiveAccountsQuery, DepositMoney, OpenAccount, bank_domain
-from sekiban import SekibanExecutor, SnapshotRejectedError
+from sekiban import ConfigurationError, SekibanExecutor, SnapshotRejectedError
 from sekiban.projections import ProjectionOptions, ProjectionRecord
 from sekiban.snapshot.types import RejectionReason
 from tests.conformance.backends import BACKENDS, Stores
@@ -89,6 +89,33 @@ async def test_an_equal_or_higher_position_replaces(stores: Stores) -> None:
     assert stored is not None and stored.position == 2**40
 
 
+POSITION_LIMITS = {"sqlite": 2**63, "postgres": 2**63, "cosmos": 10**40}  # memory: none
+
+
+@pytest.mark.parametrize("backend", sorted(POSITION_LIMITS))
+async def test_a_record_the_store_could_not_read_back_is_refused_before_writing(
+    backend: str, tmp_path: Path
+) -> None:
+    too_far = POSITION_LIMITS[backend]
+    async with BACKENDS[backend](tmp_path) as stores:
+        projections = stores.projections
+        with pytest.raises(ConfigurationError, match="does not fit"):
+            await projections.save(record(too_far, events_applied=7))
+        assert await projections.get("accounts") is None
+        for unreadable in (
+            record(payload=None),  # neither bytes nor a blob key
+            record(blob_key="accounts/elsewhere"),  # both
+            record(sha256="not a digest"),
+            record(events_applied=-1),
+        ):
+            with pytest.raises(ConfigurationError, match="cannot be stored"):
+                await projections.save(unreadable)
+        assert await projections.get("accounts") is None
+        farthest = record(too_far - 1, events_applied=7)
+        assert await projections.save(farthest)
+        assert await projections.get("accounts") == farthest
+
+
 @pytest.mark.parametrize(
     "change", [{"projector_version": "2"}, {"schema_fingerprint": "v2:def"}], ids=str
 )
@@ -111,7 +138,7 @@ async def test_racing_saves_never_leave_a_lower_position_stored(stores: Stores) 
         for position in mine:
             await projections.save(record(position, f"state at {position}".encode()))
 
-    await asyncio.gather(saver(positions[::2]), saver(positions[1::2]))
+    await asyncio.gather(*(saver(positions[i::4]) for i in range(4)))
     stored = await projections.get("accounts")
     assert stored is not None and stored.position == 40
     assert stored.payload == b"state at 40"
@@ -257,6 +284,25 @@ async def test_cosmos_a_missing_or_damaged_chunk_is_detected(cosmos: Stores) -> 
     assert "chunk 1 of 3" in str(rejected.value)
 
 
+async def test_cosmos_a_read_overtaken_by_a_save_reads_the_new_state(
+    cosmos: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader, writer = cosmos.projections, cosmos.projections
+    await writer.save(record(5, BIG))
+    newer = record(6, BIG[::-1])
+    read_chunks = type(reader)._read_chunks
+    overtaken = []
+
+    async def save_in_between(self: Any, *args: Any) -> bytes:
+        if not overtaken:  # between the first head read and its chunks
+            overtaken.append(await writer.save(newer))  # deletes the chunks of 5
+        return await read_chunks(self, *args)
+
+    monkeypatch.setattr(type(reader), "_read_chunks", save_in_between)
+    assert await reader.get("accounts") == newer
+    assert overtaken == [True]
+
+
 async def test_cosmos_old_chunks_go_once_the_head_names_new_bytes(cosmos: Stores) -> None:
     projections = cosmos.projections
     await projections.save(record(5, BIG))
@@ -304,10 +350,13 @@ async def test_a_restarted_executor_resumes_from_the_persisted_state(stores: Sto
     )
     for owner in ("ann", "bob"):
         opened = await first.command(OpenAccount(owner=owner))
-        await first.command(DepositMoney(account_id=opened.partition_keys.aggregate_id, amount=5))
-    await first.query(ActiveAccountsQuery())
+        deposit = DepositMoney(account_id=opened.partition_keys.aggregate_id, amount=5)
+        last = await first.command(deposit)
+    # `after=`: a PostgreSQL read_all may hold back events while other sessions'
+    # transactions run (the machine is shared); read-your-writes waits for them.
+    await first.query(ActiveAccountsQuery(), after=last)
     assert first.projections.counters.saved >= 1
-    await first.command(OpenAccount(owner="cid"))  # after the save: the restart reads it
+    last = await first.command(OpenAccount(owner="cid"))  # after the save: read on restart
     await first.close()
 
     second = SekibanExecutor(
@@ -316,9 +365,9 @@ async def test_a_restarted_executor_resumes_from_the_persisted_state(stores: Sto
         projection_store=stores.projections,
         projection_options=options,
     )
-    answer = await second.query(ActiveAccountsQuery())
+    answer = await second.query(ActiveAccountsQuery(), after=last)
     assert second.projections.counters.restored == 1
     assert second.projections.counters.rejected == 0
-    replayed = await SekibanExecutor(bank_domain(), stores.events).query(ActiveAccountsQuery())
-    assert answer == replayed
+    replay = SekibanExecutor(bank_domain(), stores.events)
+    assert answer == await replay.query(ActiveAccountsQuery(), after=last)
     assert len(answer.items) == 3

@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "sekiban",
     "sekiban.stores",
     "sekiban.snapshot",
+    "sekiban.projections",
     "sekiban.dapr",
     "sekiban.testing",
     "sekiban.fastapi",

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -7,6 +7,7 @@ from sekiban.snapshot import (
     AnyOfSnapshotStrategy,
     CountBasedSnapshotStrategy,
     HybridSnapshotStrategy,
+    LoadCostSnapshotStrategy,
     NoSnapshotStrategy,
     SnapshotConfiguration,
     SnapshotContext,
@@ -103,3 +104,19 @@ def test_a_custom_name_in_one_configuration_is_unknown_to_another() -> None:
 def test_a_strategy_that_is_neither_a_name_nor_a_strategy_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="strategy must be"):
         SnapshotConfiguration(strategy=42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [50, 0.05, "50ms", timedelta(seconds=-1)])
+def test_the_load_time_threshold_is_a_timedelta(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="load_time_threshold"):
+        SnapshotConfiguration(load_time_threshold=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_load_time"):
+        LoadCostSnapshotStrategy(max_load_time=value)  # type: ignore[arg-type]
+
+
+def test_a_load_time_threshold_adds_the_load_cost_trigger() -> None:
+    config = SnapshotConfiguration(load_time_threshold=timedelta(milliseconds=20))
+    strategy = SnapshotStrategyFactory.create(config)
+    slow = SnapshotContext(1, 1, None, datetime.now(UTC), 1, timedelta(milliseconds=21))
+    fast = SnapshotContext(1, 1, None, datetime.now(UTC), 1, timedelta(milliseconds=19))
+    assert strategy.should_snapshot(slow) and not strategy.should_snapshot(fast)

@@ -27,6 +27,7 @@ from sekiban import (
     CommandLimits,
     ConcurrencyError,
     ConfigurationError,
+    ConsistencyTimeoutError,
     DaprUnavailableError,
     PartitionKeys,
     Query,
@@ -109,7 +110,13 @@ def test_openapi_lists_every_command_and_query_with_request_and_response_schemas
         assert (header["name"], header["in"]) == ("Idempotency-Key", "header")
     get = paths["/queries/active-accounts-query"]["get"]
     params = {p["name"]: p["in"] for p in get["parameters"]}
-    assert params == {"min_balance": "query", "page_size": "query", "page_number": "query"}
+    assert params == {
+        "min_balance": "query",
+        "page_size": "query",
+        "page_number": "query",
+        "Sekiban-After": "header",
+    }
+    assert "504" in get["responses"]
     result = get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     listed = schemas[result.rpartition("/")[2]]
     assert set(listed["properties"]) == {"items", "total_count", "page_number", "page_size"}
@@ -159,6 +166,25 @@ def test_a_query_answers_from_query_parameters(client: TestClient) -> None:
     assert item["payload"] == {"owner": "Rich", "balance": 500, "transactions": 1}
     bad = client.get("/queries/active-accounts-query", params={"page_size": 0})
     assert_problem(bad, 422, "validation")
+
+
+def test_a_query_after_a_command_reads_its_writes(client: TestClient) -> None:
+    answer = client.post("/commands/open-account", json={"owner": "Ty"})
+    token = answer.headers["Sekiban-Consistency-Token"]
+    assert token == answer.json()["consistency_token"]
+    assert token.endswith("@1")
+    listed = client.get("/queries/active-accounts-query", headers={"Sekiban-After": token})
+    assert listed.status_code == 200
+    ids = [item["partition_keys"]["aggregate_id"] for item in listed.json()["items"]]
+    assert token.split("@")[2] in ids
+    bad = client.get("/queries/active-accounts-query", headers={"Sekiban-After": "x@y"})
+    assert_problem(bad, 422, "validation")
+
+
+def test_a_projection_that_does_not_catch_up_in_time_is_504_with_retry_after() -> None:
+    response = problem_response(ConsistencyTimeoutError("not yet"))
+    assert response is not None and response.status_code == 504
+    assert response.headers["Retry-After"]
 
 
 def test_an_invalid_body_is_422(client: TestClient) -> None:

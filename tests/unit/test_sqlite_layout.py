@@ -1,6 +1,7 @@
 """The SQLite store's own layout: one row per commit, a per-event view, no old files."""
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sekiban import (
     Serializer,
 )
 from sekiban.loading import EventReplayOptimizer
+from sekiban.projections import ProjectionRecord
 from sekiban.stores import InMemorySnapshotStore
 from sekiban.stores.sqlite import SqliteEventStore
 from sekiban.stores.sqlite import reading as sqlite_reading
@@ -198,3 +200,17 @@ async def test_a_file_from_before_signing_gains_the_signature_column(tmp_path: P
         await assert_signed_snapshots_round_trip(store.snapshot_store())
     finally:
         await store.close()
+
+
+async def test_a_file_from_before_projection_stores_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    await (await SqliteEventStore.open(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE projections")
+    async with await SqliteEventStore.open(path) as store:
+        projections = store.projection_store()
+        record = ProjectionRecord(
+            "accounts", "1", "", 3, 3, datetime(2026, 1, 1, tzinfo=UTC), "jsonl", 0, "0" * 64, b""
+        )
+        assert await projections.save(record)
+        assert await projections.get("accounts") == record

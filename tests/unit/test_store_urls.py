@@ -10,12 +10,14 @@ import pytest
 from sekiban import ConfigurationError
 from sekiban.stores import (
     InMemoryEventStore,
+    InMemorySnapshotStore,
+    Stores,
     StoreUrl,
     open_store,
     parse_store_url,
     with_query,
 )
-from sekiban.stores.sqlite import SqliteEventStore
+from sekiban.stores.sqlite import SqliteEventStore, SqliteProjectionStore
 
 
 @pytest.mark.parametrize(
@@ -106,6 +108,24 @@ async def test_memory_url_opens_memory_stores_and_refuses_options() -> None:
         assert isinstance(stores.events, InMemoryEventStore)
     with pytest.raises(ConfigurationError, match="no options"):
         await open_store("memory://", schema="x")
+
+
+async def test_stores_unpack_in_two_and_have_the_projection_store_beside_them(
+    tmp_path: Path,
+) -> None:
+    async with await open_store("memory://") as stores:
+        events, _ = stores
+        assert isinstance(events, InMemoryEventStore)
+        assert stores.projections is stores.projections is events.projection_store()
+    async with await open_store(f"sqlite:///{tmp_path / 'e.db'}") as stores:
+        assert isinstance(stores.projections, SqliteProjectionStore)
+        assert await stores.projections.names() == []
+
+
+async def test_an_event_store_without_a_projection_store_says_so() -> None:
+    stores = Stores(object(), InMemorySnapshotStore())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="has no projection_store"):
+        stores.projections  # noqa: B018
 
 
 async def test_keyword_options_win_over_the_query(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def ctx(
-    since: int, last_ago: timedelta | None = None, replayed: int = 0, load_ms: float = 0.0
+    since: int, last_ago: timedelta | None = None, replayed: int = 0, load_ms: float = 0
 ) -> SnapshotContext:
     return SnapshotContext(
         aggregate_version=100,
@@ -25,7 +25,7 @@ def ctx(
         last_snapshot_at=None if last_ago is None else NOW - last_ago,
         now=NOW,
         replayed_events=replayed,
-        load_duration_ms=load_ms,
+        load_duration=timedelta(milliseconds=load_ms),
     )
 
 
@@ -54,7 +54,9 @@ def test_no_snapshot_never_fires() -> None:
 
 
 def test_load_cost_fires_on_expensive_loads_only() -> None:
-    strategy = LoadCostSnapshotStrategy(max_replayed_events=100, max_load_ms=50)
+    strategy = LoadCostSnapshotStrategy(
+        max_replayed_events=100, max_load_time=timedelta(milliseconds=50)
+    )
     assert strategy.should_snapshot(ctx(1, replayed=101))
     assert strategy.should_snapshot(ctx(1, replayed=3, load_ms=51))
     assert not strategy.should_snapshot(ctx(1, replayed=100, load_ms=50))

@@ -25,7 +25,8 @@ from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.errors import DaprUnavailableError
 from sekiban.loading import LoadResult
-from sekiban.projections import DEFAULT_CONSISTENCY_TIMEOUT, Projections
+from sekiban.projections import Projections
+from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.retry import TRANSIENT_RETRY, RetryPolicy
 from sekiban.stores.protocols import EventStore
 

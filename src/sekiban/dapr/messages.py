@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
@@ -96,7 +96,7 @@ def aggregate_reply(serializer: Serializer, result: LoadResult) -> str:
                 "statistics": {
                     "from_snapshot": stats.from_snapshot,
                     "events_replayed": stats.events_replayed,
-                    "duration_ms": stats.duration_ms,
+                    "duration_seconds": stats.duration.total_seconds(),
                     "snapshot_version": stats.snapshot_version,
                     "snapshot_taken_at": stats.snapshot_taken_at.isoformat()
                     if stats.snapshot_taken_at
@@ -129,7 +129,7 @@ def parse_aggregate_reply(serializer: Serializer, body: bytes) -> LoadResult:
             LoadStatistics(
                 bool(stats["from_snapshot"]),
                 int(stats["events_replayed"]),
-                float(stats["duration_ms"]),
+                timedelta(seconds=float(stats["duration_seconds"])),
                 int(stats["snapshot_version"]),
                 datetime.fromisoformat(taken_at) if taken_at else None,
                 SnapshotRejection(RejectionReason(rejection[0]), rejection[1])

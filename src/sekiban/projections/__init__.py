@@ -10,17 +10,11 @@ store, restored on start, rebuilt when their projector changes.
 from sekiban.projections.blobs import BlobStore, DirectoryBlobStore
 from sekiban.projections.codec import AggregateMapCodec, JsonStateCodec, StateCodec
 from sekiban.projections.consistency import ConsistencyToken
-from sekiban.projections.manager import (
-    DEFAULT_CONSISTENCY_TIMEOUT,
-    ProjectionCounters,
-    ProjectionOptions,
-    Projections,
-)
+from sekiban.projections.manager import ProjectionCounters, ProjectionOptions, Projections
 from sekiban.projections.projection import EventFilter, Projection
 from sekiban.projections.store import InMemoryProjectionStore, ProjectionRecord, ProjectionStore
 
 __all__ = [
-    "DEFAULT_CONSISTENCY_TIMEOUT",
     "AggregateMapCodec",
     "BlobStore",
     "ConsistencyToken",

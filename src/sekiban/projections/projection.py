@@ -15,7 +15,7 @@ from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore
 
 S = TypeVar("S")
 
-YIELD_EVERY = 200
+YIELD_EVERY = 100
 """Events scanned between two yields to the event loop during a catch-up, so other tasks
 wait at most about as long as folding this many events takes."""
 

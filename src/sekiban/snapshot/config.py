@@ -35,8 +35,8 @@ class SnapshotConfiguration:
     `time_interval` is how often the "time" and "hybrid" strategies snapshot (default
     one minute); `time_interval_ms` is the same in milliseconds, accepted for the plan's
     readers and folded into `time_interval` (it reads None afterwards).
-    `load_events_threshold` / `load_time_ms_threshold` add a load-cost trigger to any
-    strategy. Payloads larger than `compress_above_bytes` are zlib-compressed (None:
+    `load_events_threshold` / `load_time_threshold` (a `timedelta`) add a load-cost
+    trigger to any strategy. Payloads larger than `compress_above_bytes` are zlib-compressed (None:
     never). `overrides` maps projector names to their own configuration (an override
     naming a custom strategy carries its own `strategies`).
 
@@ -53,7 +53,7 @@ class SnapshotConfiguration:
     time_interval: timedelta = DEFAULT_TIME_INTERVAL
     time_interval_ms: int | None = None
     load_events_threshold: int | None = None
-    load_time_ms_threshold: float | None = None
+    load_time_threshold: timedelta | None = None
     compress_above_bytes: int | None = 16_384
     compression_level: int = 6
     signing: SnapshotSigning | None = None
@@ -87,7 +87,14 @@ class SnapshotConfiguration:
             )
         if self.compression_level > 9:
             raise ConfigurationError(f"compression_level must be 0-9, got {self.compression_level}")
-        for name in ("load_events_threshold", "load_time_ms_threshold", "compress_above_bytes"):
+        threshold = self.load_time_threshold
+        if threshold is not None and (
+            not isinstance(threshold, timedelta) or threshold < timedelta(0)
+        ):
+            raise ConfigurationError(
+                f"load_time_threshold must be a timedelta >= 0, got {threshold!r}"
+            )
+        for name in ("load_events_threshold", "compress_above_bytes"):
             value = getattr(self, name)
             if value is not None:
                 _at_least(name, value, 0)
@@ -188,9 +195,9 @@ class SnapshotStrategyFactory:
         strategy = config.strategy
         if isinstance(strategy, str):
             strategy = cls.builders(config)[strategy](config)
-        if config.load_events_threshold is None and config.load_time_ms_threshold is None:
+        if config.load_events_threshold is None and config.load_time_threshold is None:
             return strategy
         load_cost = LoadCostSnapshotStrategy(
-            config.load_events_threshold, config.load_time_ms_threshold
+            config.load_events_threshold, config.load_time_threshold
         )
         return AnyOfSnapshotStrategy((strategy, load_cost))

@@ -15,7 +15,7 @@ class SnapshotContext:
 
     `events_since_snapshot` counts events after the newest usable snapshot (all of them
     when there is none); `last_snapshot_at` is when that snapshot was taken.
-    `replayed_events` and `load_duration_ms` describe the load that built the aggregate.
+    `replayed_events` and `load_duration` describe the load that built the aggregate.
     """
 
     aggregate_version: int
@@ -23,7 +23,7 @@ class SnapshotContext:
     last_snapshot_at: datetime | None
     now: datetime
     replayed_events: int = 0
-    load_duration_ms: float = 0.0
+    load_duration: timedelta = timedelta(0)
 
 
 @runtime_checkable
@@ -75,17 +75,18 @@ class LoadCostSnapshotStrategy:
     """Snapshot when building the aggregate was expensive (after Axon's load-time trigger).
 
     Fires when the load replayed more than `max_replayed_events` events or took longer
-    than `max_load_ms`; either limit may be None.
+    than `max_load_time`; either limit may be None.
     """
 
     max_replayed_events: int | None = None
-    max_load_ms: float | None = None
+    max_load_time: timedelta | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_replayed_events", "max_load_ms"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+        events, time = self.max_replayed_events, self.max_load_time
+        if events is not None and (not isinstance(events, int) or events < 0):
+            raise ConfigurationError(f"max_replayed_events must be >= 0, got {events!r}")
+        if time is not None and (not isinstance(time, timedelta) or time < timedelta(0)):
+            raise ConfigurationError(f"max_load_time must be a timedelta >= 0, got {time!r}")
 
     def should_snapshot(self, context: SnapshotContext) -> bool:
         if context.events_since_snapshot <= 0:
@@ -94,7 +95,7 @@ class LoadCostSnapshotStrategy:
             self.max_replayed_events is not None
             and context.replayed_events > self.max_replayed_events
         )
-        too_slow = self.max_load_ms is not None and context.load_duration_ms > self.max_load_ms
+        too_slow = self.max_load_time is not None and context.load_duration > self.max_load_time
         return too_many or too_slow
 
 

@@ -1,5 +1,6 @@
 """The columns projection stores keep for a `ProjectionRecord`, the record back from
-them, and the upsert that applies `ProjectionRecord.replaces` in the write itself.
+them (checked before writing too: a store never accepts a record it would then call
+corrupt), and the upsert that applies `ProjectionRecord.replaces` in the write itself.
 
 Shared by the SQLite, PostgreSQL and Cosmos DB projection stores (Cosmos DB turns its
 document into these columns first).
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sekiban.errors import SnapshotRejectedError
+from sekiban.errors import ConfigurationError, SnapshotRejectedError
 from sekiban.projections.store import ProjectionRecord
 from sekiban.snapshot.types import RejectionReason, SnapshotRejection
 
@@ -33,12 +34,37 @@ PROJECTION_COLUMNS = (
 COLUMN_LIST = ", ".join(PROJECTION_COLUMNS)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BYTES = (bytes, bytearray, memoryview)
+SQL_POSITIONS = 2**63
+"""SQL projection stores keep positions below this (64-bit integer columns)."""
 
 
 def projection_columns(
     record: ProjectionRecord, *, text_timestamp: bool = False
 ) -> tuple[Any, ...]:
-    """The values of `PROJECTION_COLUMNS`, in order (`taken_at` as ISO text if asked)."""
+    """The values of `PROJECTION_COLUMNS`, in order (`taken_at` as ISO text if asked),
+    for a record `check_storable` accepts with the SQL stores' position limit."""
+    check_storable(record, positions_below=SQL_POSITIONS)
+    return _values(record, text_timestamp)
+
+
+def check_storable(record: ProjectionRecord, *, positions_below: int) -> None:
+    """Refuse, before anything is written, a record whose position the store cannot
+    hold (a Cosmos DB position in a SQL store) or that its reader would reject as
+    corrupt (the reader's own checks): `ConfigurationError`."""
+    if record.position >= positions_below:
+        raise ConfigurationError(
+            f"position {record.position} of projection {record.name!r} does not fit this "
+            "projection store: use the projection store of the event store it comes from"
+        )
+    try:
+        projection_from_columns(record.name, _values(record, text_timestamp=False))
+    except SnapshotRejectedError as error:
+        raise ConfigurationError(
+            f"projection record {record.name!r} cannot be stored: {error.rejection.detail}"
+        ) from None
+
+
+def _values(record: ProjectionRecord, text_timestamp: bool) -> tuple[Any, ...]:
     return (
         record.name,
         record.projector_version,

@@ -99,9 +99,11 @@ the head (ETag-guarded), then the chunks of the head it replaced are deleted. A 
 before the head is written leaves the previous head and all its chunks in place (plus
 unreferenced chunks, removed by `delete`); a crash after it leaves extra old chunks, never
 a head without its chunks. Chunk ids carry the digest, so a save of other bytes never
-overwrites chunks the current head names. A chunk found missing on read (deleted by
-hand, or by a racing save of the same bytes) raises `SnapshotRejectedError` (missing) and
-the projection is rebuilt from the events; chunk bytes that do not add up raise it
+overwrites chunks the current head names. A read that finds a chunk missing reads the
+head again: if a save moved it on meanwhile (and deleted the chunks the read started
+from), it reads the new state. A chunk missing under an unchanged head (deleted by
+hand, or by a racing save of the same bytes) raises `SnapshotRejectedError` (missing)
+and the projection is rebuilt from the events; chunk bytes that do not add up raise it
 (corrupt). Not chosen: a transactional batch of head and chunks (atomic on real Cosmos
 DB only; the local server the tests use has no batch, so the tested code would not be
 the shipped code), one document per state (a state would be capped at 2 MB).

@@ -16,20 +16,19 @@ from sekiban._extras import require_extra
 from sekiban.errors import ConfigurationError, SnapshotRejectedError
 from sekiban.projections.store import ProjectionRecord
 from sekiban.snapshot.types import RejectionReason
-from sekiban.stores.projection_rows import projection_from_columns, reject
+from sekiban.stores.projection_rows import check_storable, projection_from_columns, reject
 from sekiban.stores.protocols import ClosesOnExit
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
-    from azure.core import MatchConditions
-    from azure.cosmos.exceptions import (
-        CosmosHttpResponseError,
-        CosmosResourceExistsError,
-        CosmosResourceNotFoundError,
-    )
+    from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceNotFoundError
 
     from sekiban.stores.cosmos.commits import query_pages
     from sekiban.stores.cosmos.connection import translate_errors
-    from sekiban.stores.cosmos.snapshots import snapshot_id
+    from sekiban.stores.cosmos.snapshots import (
+        read_document,
+        snapshot_id,
+        write_unless_changed,
+    )
 
 log = logging.getLogger("sekiban.stores.cosmos")
 
@@ -40,6 +39,8 @@ POSITION_DIGITS = 40
 """Positions are kept as zero-padded decimal text (Cosmos DB positions pass 2**63, and
 JSON numbers lose precision past 2**53), so text order is numeric order."""
 HEAD, CHUNK = "head", "chunk"
+_WINDOW = 8  # chunk documents read or written at once
+_READ_ATTEMPTS = 3  # heads read when each one's chunks were replaced while being read
 # `c.pk = @pk` although partition_key= is passed: the local server ignores it on queries.
 _PARTITION_IDS = "SELECT VALUE c.id FROM c WHERE c.pk = @pk"
 _NAMES = f"SELECT VALUE c.pk FROM c WHERE c.kind = '{HEAD}'"
@@ -67,14 +68,27 @@ class CosmosProjectionStore(ClosesOnExit):
 
     async def get(self, name: str) -> ProjectionRecord | None:
         with translate_errors(self._endpoint):
-            try:
-                head = await self._container.read_item(snapshot_id(name), partition_key=name)
-            except CosmosResourceNotFoundError:
-                return None
-            record, chunks = head_record(name, head)
-            if not chunks:
-                return record
-            payload = await self._read_chunks(record, chunks)
+            for attempt in range(_READ_ATTEMPTS):
+                head = await read_document(self._container, snapshot_id(name), name)
+                if head is None:
+                    return None
+                record, chunks = head_record(name, head)
+                if not chunks:
+                    return record
+                try:
+                    payload = await self._read_chunks(record, chunks)
+                    break
+                except SnapshotRejectedError as error:
+                    # A save that moved the head on deletes the chunks this one named:
+                    # read the new head rather than rebuild the projection.
+                    if error.rejection.reason is not RejectionReason.MISSING:
+                        raise
+                    now = await read_document(self._container, snapshot_id(name), name)
+                    moved = now is None or now.get("_etag") != head.get("_etag")
+                    if not moved or attempt == _READ_ATTEMPTS - 1:
+                        raise
+                    if now is None:
+                        return None
         if len(payload) != record.size:
             reject(
                 RejectionReason.CORRUPT,
@@ -84,11 +98,13 @@ class CosmosProjectionStore(ClosesOnExit):
         return dataclasses.replace(record, payload=payload)
 
     async def _read_chunks(self, record: ProjectionRecord, count: int) -> bytes:
+        """The bytes of the chunks, read a few at a time (a damaged count stops at the
+        first window that finds a chunk missing)."""
+
         async def chunk(index: int) -> bytes:
             chunk_id = chunk_document_id(record.name, record.sha256, index)
-            try:
-                document = await self._container.read_item(chunk_id, partition_key=record.name)
-            except CosmosResourceNotFoundError:
+            document = await read_document(self._container, chunk_id, record.name)
+            if document is None:
                 reject(
                     RejectionReason.MISSING,
                     f"chunk {index} of {count} of projection {record.name!r} is missing",
@@ -101,7 +117,11 @@ class CosmosProjectionStore(ClosesOnExit):
                     f"chunk {index} of projection {record.name!r} is unreadable: {error!r}",
                 )
 
-        return b"".join(await asyncio.gather(*(chunk(i) for i in range(count))))
+        pieces: list[bytes] = []
+        for start in range(0, count, _WINDOW):
+            window = range(start, min(start + _WINDOW, count))
+            pieces += await asyncio.gather(*(chunk(i) for i in window))
+        return b"".join(pieces)
 
     async def save(self, record: ProjectionRecord) -> bool:
         name, head_id = record.name, snapshot_id(record.name)
@@ -114,7 +134,7 @@ class CosmosProjectionStore(ClosesOnExit):
         chunks_written = False
         with translate_errors(self._endpoint, writing=True):
             while True:
-                current = await self._read_head(head_id, name)
+                current = await read_document(self._container, head_id, name)
                 if current is not None and not _replaced_by(current, record):
                     if chunks_written:  # ours, unless the stored head names them too
                         await self._delete_chunks(name, _chunk_ids(body) - _chunk_ids(current))
@@ -122,36 +142,20 @@ class CosmosProjectionStore(ClosesOnExit):
                 if not chunks_written:
                     # Every chunk lands before the head names it: a crash in between
                     # leaves the old head, whole, and unreferenced chunks.
-                    for index, piece in enumerate(pieces):
-                        await self._container.upsert_item(chunk_document(record, index, piece))
-                    chunks_written = True
-                try:
-                    if current is None:
-                        await self._container.create_item(body)
-                    else:
-                        await self._container.replace_item(
-                            head_id,
-                            body,
-                            etag=current["_etag"],
-                            match_condition=MatchConditions.IfNotModified,
+                    for start in range(0, len(pieces), _WINDOW):
+                        await asyncio.gather(
+                            *(
+                                self._container.upsert_item(chunk_document(record, i, pieces[i]))
+                                for i in range(start, min(start + _WINDOW, len(pieces)))
+                            )
                         )
+                    chunks_written = True
+                if await write_unless_changed(self._container, body, current):
                     break
-                except CosmosResourceExistsError:
-                    continue  # created meanwhile
-                except CosmosHttpResponseError as error:
-                    if error.status_code not in (404, 412):  # deleted or changed meanwhile
-                        raise
         if current is not None:
             # Only now that the head names the new bytes may the old chunks go.
             await self._delete_chunks(name, _chunk_ids(current) - _chunk_ids(body))
         return True
-
-    async def _read_head(self, head_id: str, name: str) -> dict[str, Any] | None:
-        try:
-            head: dict[str, Any] = await self._container.read_item(head_id, partition_key=name)
-        except CosmosResourceNotFoundError:
-            return None
-        return head
 
     async def _delete_chunks(self, name: str, chunk_ids: set[str]) -> None:
         for chunk_id in sorted(chunk_ids):
@@ -191,8 +195,7 @@ class CosmosProjectionStore(ClosesOnExit):
 
 def head_document(record: ProjectionRecord, *, chunks: int) -> dict[str, Any]:
     """The head document of `record`, its bytes inline unless they are in `chunks`."""
-    if not 0 <= record.position < 10**POSITION_DIGITS:
-        raise ConfigurationError(f"position {record.position} does not fit the projection store")
+    check_storable(record, positions_below=10**POSITION_DIGITS)
     payload = record.payload
     return {
         "id": snapshot_id(record.name),

@@ -70,29 +70,14 @@ class CosmosSnapshotStore(ClosesOnExit):
         with translate_errors(self._endpoint, writing=True):
             # Each lost race (409 on create, 412 on replace) re-reads and decides again.
             while True:
-                try:
-                    current = await self._container.read_item(document_id, partition_key=pk)
-                except CosmosResourceNotFoundError:
-                    try:
-                        await self._container.create_item(body)
-                        return True
-                    except CosmosResourceExistsError:
-                        continue
-                version = current.get("version")
-                # An unreadable version is a corrupt cache entry: replace it.
-                if type(version) is int and version > snapshot.version:
-                    return False
-                try:
-                    await self._container.replace_item(
-                        document_id,
-                        body,
-                        etag=current["_etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
+                current = await read_document(self._container, document_id, pk)
+                if current is not None:
+                    version = current.get("version")
+                    # An unreadable version is a corrupt cache entry: replace it.
+                    if type(version) is int and version > snapshot.version:
+                        return False
+                if await write_unless_changed(self._container, body, current):
                     return True
-                except CosmosHttpResponseError as error:
-                    if error.status_code not in (404, 412):  # deleted or changed meanwhile
-                        raise
 
     async def delete(self, partition_keys: PartitionKeys, projector_name: str) -> None:
         with translate_errors(self._endpoint, writing=True), suppress(CosmosResourceNotFoundError):
@@ -102,6 +87,39 @@ class CosmosSnapshotStore(ClosesOnExit):
 
     async def close(self) -> None:
         return None
+
+
+async def read_document(container: Any, document_id: str, pk: str) -> dict[str, Any] | None:
+    """The document, or None when there is none."""
+    try:
+        document: dict[str, Any] = await container.read_item(document_id, partition_key=pk)
+    except CosmosResourceNotFoundError:
+        return None
+    return document
+
+
+async def write_unless_changed(container: Any, body: dict[str, Any], current: Any) -> bool:
+    """Create `body` where there was no document (`current` is None), or replace
+    `current` guarded by its ETag. False when another writer got there first (409 on
+    create, 412 on replace, 404 when it was deleted meanwhile): read again, decide again.
+    """
+    try:
+        if current is None:
+            await container.create_item(body)
+        else:
+            await container.replace_item(
+                body["id"],
+                body,
+                etag=current["_etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+    except CosmosResourceExistsError:
+        return False
+    except CosmosHttpResponseError as error:
+        if error.status_code not in (404, 412):
+            raise
+        return False
+    return True
 
 
 def snapshot_id(projector_name: str) -> str:

@@ -1,5 +1,5 @@
 """The connections to one SQLite file: statements on the event loop, or on a worker
-thread while another writer holds the lock; WAL checkpoints on the worker thread."""
+thread while a WAL checkpoint runs there or another writer holds the lock."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ T = TypeVar("T")
 CHECKPOINT_EVERY = 200
 """Rows written on the loop's connection between two checkpoints on the worker thread:
 at 2.5-5.5 WAL pages per commit, about SQLite's own 1,000-page auto-checkpoint."""
-CHECKPOINT_TAIL = 20
-"""Rows committed during a checkpoint on the thread that the loop copies itself."""
 
 
 class Database:
@@ -38,10 +36,11 @@ class Database:
     automatic checkpoint runs inside the commit that crosses 1,000 pages and copies them
     into the database file with an fsync, milliseconds to tens of milliseconds that
     would stall every task. Every `CHECKPOINT_EVERY` rows written, a PASSIVE checkpoint
-    runs on the worker thread instead (sqlite3 releases the GIL while it works). The
-    WAL starts over only once every frame is copied, so the few committed meanwhile
-    are copied on the loop (a fraction of a millisecond), or by another checkpoint on
-    the thread if there are more.
+    runs on the worker thread instead (sqlite3 releases the GIL while it works), and
+    until it has finished every statement runs on the worker thread behind it: the loop
+    never waits for the checkpoint's I/O (nor for a commit slowed by its fsync), and no
+    commit of this process adds frames while it copies, so it copies every frame and
+    the next commit starts the WAL over.
     """
 
     def __init__(self, path: str, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
@@ -83,10 +82,15 @@ class Database:
         self.connection.execute("PRAGMA wal_autocheckpoint=0")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(connection, *args)`: at once on the loop, or, if the database is locked
-        by another writer, on the worker thread once the lock is free."""
+        """`fn(connection, *args)`: at once on the loop, or on the worker thread while a
+        checkpoint runs there or another writer holds the database's lock."""
         if self.connection is None:
             raise StoreConnectionError(f"the SQLite store on {self._path} is closed")
+        loop = asyncio.get_running_loop()
+        if self._checkpoint is not None:
+            if not self._checkpoint.done():
+                return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
+            self._checkpoint = None
         try:
             result = fn(self.connection, *args)
         except sqlite3.OperationalError as error:
@@ -98,26 +102,11 @@ class Database:
             if self._waiting is not None:
                 self._checkpoint_wal(self.connection)
             return result
-        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._waiting, *args)
 
     def _checkpoint_wal(self, connection: sqlite3.Connection) -> None:
-        """Start a PASSIVE checkpoint on the worker thread every `CHECKPOINT_EVERY` rows;
-        when one has finished, copy the frames committed meanwhile here, if they are few
-        (a row is a handful of frames), or start another that copies them."""
-        behind = connection.total_changes - self._checkpointed_at
-        if self._checkpoint is not None:
-            if not self._checkpoint.done():
-                return
-            self._checkpoint = None
-            if behind <= CHECKPOINT_TAIL:
-                # Between two statements: no write of this process is under way, and
-                # once every frame is copied the next commit starts the WAL over.
-                with contextlib.suppress(sqlite3.Error):
-                    _checkpoint(connection)
-                self._checkpointed_at = connection.total_changes
-                return
-        elif behind < CHECKPOINT_EVERY:
+        """Start a checkpoint on the worker thread every `CHECKPOINT_EVERY` rows."""
+        if connection.total_changes - self._checkpointed_at < CHECKPOINT_EVERY:
             return
         assert self._executor is not None and self._waiting is not None
         self._checkpointed_at = connection.total_changes
@@ -138,4 +127,5 @@ class Database:
 
 
 def _checkpoint(connection: sqlite3.Connection) -> None:
-    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    with contextlib.suppress(sqlite3.Error):
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

@@ -24,21 +24,24 @@ READ_CHUNK = 250
 """Events one statement of `read_stream` or `read_all` fetches and decodes on the event
 loop (about a millisecond) before other tasks get a turn."""
 
-# The commits holding versions after ?, the first of them perhaps begun before it.
+# The commits holding versions after ?, the first of them perhaps begun before it, with
+# the global position of each one's first event.
 READ_STREAM = f"""
-SELECT first_version, last_version, events FROM commits
+SELECT first_version, last_version, events, position - last_version + first_version
+FROM commits
 WHERE {STREAM} AND last_version > ? ORDER BY last_version
 """
 
 _SNAPSHOT_COLUMNS_COUNT = len(SNAPSHOT_COLUMNS.split(","))
 # The snapshot (if any) on a first row, its columns after two NULLs; then the commits from
-# the one holding its version (from version 1 without one).
+# the one holding its version (from version 1 without one), each with the position of
+# its first event.
 _SNAPSHOT_AND_STREAM = f"""
 SELECT NULL, NULL, {SNAPSHOT_COLUMNS} FROM snapshots WHERE {STREAM} AND projector_name = ?
 UNION ALL
 SELECT * FROM (
-    SELECT first_version, last_version, events,
-        {", ".join(["NULL"] * (_SNAPSHOT_COLUMNS_COUNT - 1))}
+    SELECT first_version, last_version, events, position - last_version + first_version,
+        {", ".join(["NULL"] * (_SNAPSHOT_COLUMNS_COUNT - 2))}
     FROM commits
     WHERE {STREAM} AND last_version >= COALESCE(
         (SELECT version FROM snapshots WHERE {STREAM} AND projector_name = ?), 1)
@@ -63,8 +66,8 @@ def command_rows(
 ) -> list[Any]:
     """The row of the stream's commit with `command_id` (the unique index finds it)."""
     return connection.execute(
-        f"SELECT first_version, last_version, events FROM commits "
-        f"WHERE {STREAM} AND command_id = ?",
+        f"SELECT first_version, last_version, events, position - last_version + first_version "
+        f"FROM commits WHERE {STREAM} AND command_id = ?",
         (*stream, command_id),
     ).fetchall()
 
@@ -108,13 +111,17 @@ def take(cursor: sqlite3.Cursor, after: int, limit: int, first: Any = None) -> l
     return rows
 
 
-def stream_events(rows: list[Any], keys: PartitionKeys, after: int) -> list[StoredEvent]:
-    """The events after version `after` in rows of (first_version, last_version, events)."""
+def stream_events(
+    rows: list[Any], keys: PartitionKeys, after: int, *, positions: bool = False
+) -> list[StoredEvent]:
+    """The events after version `after` in rows of (first_version, last_version, events)
+    and, with `positions`, the position of the commit's first event."""
     events: list[StoredEvent] = []
     for row in rows:
         first_version, last_version, text = row[0], row[1], row[2]
+        first_position = row[3] if positions else None
         skip = max(0, after + 1 - first_version)  # a commit begun before `after`
-        events += decode_events(text, keys, first_version, last_version, None)[skip:]
+        events += decode_events(text, keys, first_version, last_version, first_position)[skip:]
     return events
 
 

@@ -125,7 +125,7 @@ class SqliteEventStore(ClosesOnExit):
         self, partition_keys: PartitionKeys, command_id: str
     ) -> list[StoredEvent] | None:
         rows = await self._db.run(command_rows, stream_key(partition_keys), command_id)
-        return stream_events(rows, partition_keys, 0) or None
+        return stream_events(rows, partition_keys, 0, positions=True) or None
 
     def read_stream(
         self,
@@ -143,7 +143,7 @@ class SqliteEventStore(ClosesOnExit):
                     rows = await self._db.run(
                         read_rows, READ_STREAM, (*stream, after), after, limit
                     )
-                page = stream_events(rows, partition_keys, after)
+                page = stream_events(rows, partition_keys, after, positions=True)
                 if page:
                     yield page
                     after = page[-1].version
@@ -172,7 +172,7 @@ class SqliteEventStore(ClosesOnExit):
         snapshot = None
         if row is not None:
             snapshot = snapshot_from_columns(partition_keys, projector_name, row[2:])
-        return snapshot, stream_events(rows, partition_keys, after)[:batch_size]
+        return snapshot, stream_events(rows, partition_keys, after, positions=True)[:batch_size]
 
     def read_all(
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
