@@ -76,18 +76,23 @@ class Phases:
             f"--writers={writers}",
         )
 
-    def list_projection(self) -> dict[str, Any]:
+    def list_projection(self, restores: int) -> dict[str, Any]:
         blobs = f"--blobs={self.blobs}"
         built = self.run("build", "--projector=list", blobs)
-        restored = self.run("restore", "--projector=list", blobs)
+        restored = self.median_of(restores, "restore", "--projector=list", blobs)
         out_of_line = self.run("persist", "--projector=list", blobs, "--out-of-line-above=0")
-        restored_out_of_line = self.run("restore", "--projector=list", blobs)
+        restored_out_of_line = self.median_of(restores, "restore", "--projector=list", blobs)
         return {
             "build": built,
             "restore": restored,
             "persist_out_of_line": out_of_line,
             "restore_out_of_line": restored_out_of_line,
         }
+
+    def median_of(self, repeat: int, phase: str, *options: str) -> dict[str, Any]:
+        """The run of median time among `repeat` processes, with every run's time."""
+        runs = sorted((self.run(phase, *options) for _ in range(repeat)), key=_seconds)
+        return {**runs[len(runs) // 2], "all_seconds": [_seconds(r) for r in runs]}
 
     def restart(self, repeat: int) -> dict[str, Any]:
         runs = [self.run("restart", "--projector=counts") for _ in range(repeat)]
@@ -96,6 +101,10 @@ class Phases:
             "median_seconds": statistics.median(r["seconds"] for r in runs),
             "median_process_seconds": statistics.median(r["process_seconds"] for r in runs),
         }
+
+
+def _seconds(run: dict[str, Any]) -> float:
+    return float(run["seconds"])
 
 
 @contextmanager
@@ -139,7 +148,7 @@ def bench_store(kind: str, args: argparse.Namespace, directory: Path) -> dict[st
         progress(f"{kind}: small-state catch-up")
         result["small_state"] = phases.run("build", "--projector=counts")
         progress(f"{kind}: list projection")
-        result["list"] = phases.list_projection()
+        result["list"] = phases.list_projection(args.restores)
         restarts: dict[str, Any] = {}
         tail_accounts = max(1, args.tail // per_account)
         for history in sorted(args.restarts):
@@ -204,8 +213,9 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         *environment_markdown(env),
         "",
-        "The machine was shared with other work (2 cores): times are single runs (restarts:",
-        "the median of several processes) and move by tens of percent from run to run.",
+        "The machine was shared with other work (2 cores): catch-up and persist times are",
+        "single runs, restores and restarts the median of several processes; all move by",
+        "tens of percent from run to run.",
         "Memory is resident memory (VmHWM, reset per phase, and a 5 ms sampler), above the",
         "phase process's baseline (code imported, store open).",
         "",
@@ -284,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", default="10000,100000,1000000", help="store sizes to restart")
     p.add_argument("--tail", type=int, default=300, help="events after the checkpoint")
     p.add_argument("--repeat", type=int, default=5, help="restarts per store size")
+    p.add_argument("--restores", type=int, default=3, help="restores of the list (median)")
     p.add_argument("--quick", action="store_true", help="20,000 events on SQLite, nothing saved")
     p.add_argument("--json", dest="json_output", action="store_true", help="print the JSON")
     p.add_argument(
@@ -309,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.stores, args.events, args.records = "sqlite", 20_000, 2_000
-        args.restarts, args.tail, args.repeat = "1000,5000,20000", 30, 2
+        args.restarts, args.tail, args.repeat, args.restores = "1000,5000,20000", 30, 2, 1
     kinds = args.stores.split(",")
     if "postgres" in kinds and not os.environ.get("SEKIBAN_POSTGRES_DSN"):
         raise SystemExit('SEKIBAN_POSTGRES_DSN is not set: eval "$(scripts/services.sh env)"')
@@ -318,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         args.restarts.append(args.events)
     document: dict[str, Any] = {"environment": environment(" ".join([PROG, *argv]))}
     document["settings"] = {
-        k: getattr(args, k) for k in ("events", "records", "restarts", "tail", "repeat")
+        k: getattr(args, k) for k in ("events", "records", "restarts", "tail", "repeat", "restores")
     }
     with tempfile.TemporaryDirectory(prefix="projection-scale-") as directory:
         document["stores"] = {kind: bench_store(kind, args, Path(directory)) for kind in kinds}
