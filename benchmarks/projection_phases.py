@@ -211,13 +211,14 @@ async def restart(args: argparse.Namespace) -> dict[str, Any]:
         manager = projections(stores, args.blobs)
         projection = await manager.catch_up(PROJECTORS[args.projector])
         answered = time.perf_counter()
-        if manager.counters.restored != 1:
+        checkpoint = await stores.projections.get(projection.name)
+        if manager.counters.restored != 1 or checkpoint is None:
             raise SystemExit(f"nothing was restored: {manager.counters}")
         return {
             "seconds": answered - started,
             "open_seconds": opened - started,
             "restore_and_catch_up_seconds": answered - opened,
-            "position": projection.position,
+            "events_after_checkpoint": projection.events_applied - checkpoint.events_applied,
         }
 
 

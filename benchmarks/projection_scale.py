@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +94,6 @@ class Phases:
         runs = sorted((self.run(phase, *options) for _ in range(repeat)), key=_seconds)
         return {**runs[len(runs) // 2], "all_seconds": [_seconds(r) for r in runs]}
 
-    def restart(self, repeat: int) -> dict[str, Any]:
-        runs = [self.run("restart", "--projector=counts") for _ in range(repeat)]
-        return {
-            "runs": runs,
-            "median_seconds": statistics.median(r["seconds"] for r in runs),
-            "median_process_seconds": statistics.median(r["process_seconds"] for r in runs),
-        }
-
 
 def _seconds(run: dict[str, Any]) -> float:
     return float(run["seconds"])
@@ -141,34 +133,47 @@ def bench_store(kind: str, args: argparse.Namespace, directory: Path) -> dict[st
     per_account = args.events // args.records
     writers = 1 if kind == "sqlite" else 8
     result: dict[str, Any] = {}
-    with fresh_store(kind, directory) as url:
-        phases = Phases(url, directory / f"blobs-{uuid.uuid4().hex[:8]}")
+    with ExitStack() as stores:
+        phases = Phases(stores.enter_context(fresh_store(kind, directory)), directory / "blobs")
         progress(f"{kind}: seeding {args.records * per_account:,} events")
         result["seed"] = phases.seed(args.records, per_account, writers)
         progress(f"{kind}: small-state catch-up")
         result["small_state"] = phases.run("build", "--projector=counts")
         progress(f"{kind}: list projection")
         result["list"] = phases.list_projection(args.restores)
-        restarts: dict[str, Any] = {}
-        tail_accounts = max(1, args.tail // per_account)
+        by_history: dict[int, Phases] = {}
         for history in sorted(args.restarts):
-            progress(f"{kind}: restart with {history:,} events")
+            progress(f"{kind}: a checkpoint with {history:,} events, then {args.tail} more")
             if history == args.records * per_account:
-                restarts[str(history)] = restart(phases, tail_accounts, per_account, args.repeat)
-                continue
-            with fresh_store(kind, directory) as small_url:
-                small = Phases(small_url, phases.blobs)
-                small.seed(history // per_account, per_account, writers)
-                small.run("build", "--projector=counts")
-                restarts[str(history)] = restart(small, tail_accounts, per_account, args.repeat)
-        result["restart"] = restarts
+                by_history[history] = phases
+            else:
+                by_history[history] = Phases(
+                    stores.enter_context(fresh_store(kind, directory)), phases.blobs
+                )
+                by_history[history].seed(history // per_account, per_account, writers)
+                by_history[history].run("build", "--projector=counts")
+            by_history[history].seed(max(1, args.tail // per_account), per_account, 1)
+        progress(f"{kind}: restarts")
+        result["restart"] = restarts(by_history, args.repeat)
     return result
 
 
-def restart(phases: Phases, accounts: int, per_account: int, repeat: int) -> dict[str, Any]:
-    """Events after the checkpoint, then `repeat` restarts from it."""
-    phases.seed(accounts, per_account, 1)
-    return {"events_after_checkpoint": accounts * per_account, **phases.restart(repeat)}
+def restarts(by_history: dict[int, Phases], repeat: int) -> dict[str, Any]:
+    """`repeat` restarts of each store, taking the stores in turn (so a change in the
+    machine's load falls on every size alike)."""
+    runs: dict[int, list[dict[str, Any]]] = {history: [] for history in by_history}
+    for _ in range(repeat):
+        for history, phases in by_history.items():
+            runs[history].append(phases.run("restart", "--projector=counts"))
+    return {
+        str(history): {
+            "events_after_checkpoint": made[0]["events_after_checkpoint"],
+            "runs": made,
+            "median_seconds": statistics.median(r["seconds"] for r in made),
+            "median_process_seconds": statistics.median(r["process_seconds"] for r in made),
+        }
+        for history, made in runs.items()
+    }
 
 
 def goals(stores: dict[str, Any]) -> dict[str, Any]:
