@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import re
 import sys
+import types
 from pathlib import Path
 
 BLOCK = re.compile(r"(<!-- not runnable:([^>]*)-->\s*)?```(\w*)\n(.*?)```", re.S)
@@ -32,7 +33,11 @@ def not_run_reasons(text: str) -> list[str]:
 
 
 def run_page(page: Path) -> None:
-    namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
+    # A module of its own, as a reader's script would be (pydantic looks up the module
+    # of a class that parametrizes a generic model, e.g. `class Q(Query[int])`).
+    module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
+    sys.modules[module.__name__] = module
+    namespace: dict[str, object] = module.__dict__
     code = "\n".join(runnable_blocks(page.read_text()))
     exec(compile(code, str(page), "exec", dont_inherit=True), namespace)
     for name, value in list(namespace.items()):

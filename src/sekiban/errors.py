@@ -275,6 +275,27 @@ class ConsistencyTimeoutError(SekibanError, TimeoutError):
     caught up to it. The write itself is committed; ask again later."""
 
 
+class UnknownReactionError(SekibanError, LookupError):
+    """A reaction, process manager or dispatcher name that the runner (or store) does
+    not hold."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"no reaction named {name!r}; known: {', '.join(known) or 'none'}")
+
+
+class NoSideEffectHandlerError(SekibanError):
+    """An outbox item of a kind the dispatcher has no handler for. Recorded as a failed
+    delivery attempt (dead-lettered after the last): register a handler for the kind,
+    then retry the item (`sekiban reactions retry`)."""
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        self.kind, self.known = kind, known
+        super().__init__(
+            f"no side-effect handler for kind {kind!r}; handlers: {', '.join(known) or 'none'}"
+        )
+
+
 class RemoteCommandError(SekibanError):
     """The aggregate actor refused a command; `error_type` names the error it raised
     (e.g. "AggregateStateError", "ConcurrencyError" or a domain error's class name)."""

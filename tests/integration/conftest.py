@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from sekiban.stores.postgres import PostgresEventStore
@@ -14,6 +15,16 @@ from tests.conformance.backends import require_env
 @pytest.fixture
 async def dsn() -> str:
     return require_env("SEKIBAN_POSTGRES_DSN")
+
+
+@pytest.fixture
+async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A raw connection outside the store's pool, for holding locks and transactions."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,16 +20,6 @@ from sekiban.stores.postgres import PostgresEventStore
 from tests.support import stored_events
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """A raw connection outside the store's pool, for holding locks and transactions."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def read_all(store: PostgresEventStore, after: int = 0) -> list[StoredEvent]:
@@ -43,15 +32,18 @@ def last_position(events: list[StoredEvent], default: int) -> int:
     return position
 
 
-async def hold_appends_to(schema: str, admin: asyncpg.Connection, keys: PartitionKeys) -> int:
+async def hold_appends_to(
+    schema: str, admin: asyncpg.Connection, keys: PartitionKeys, table: str = "sekiban_events"
+) -> int:
     """Make appends to `keys` stop inside their transaction, after inserting their rows,
     until the returned advisory lock is released on `admin`."""
     gate = random.randrange(1, 2**62)
     await admin.execute(f"""
-        CREATE FUNCTION "{schema}".gate() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_advisory_xact_lock_shared({gate}); RETURN NULL; END $$;
-        CREATE TRIGGER gate AFTER INSERT ON "{schema}".sekiban_events FOR EACH ROW
-            WHEN (NEW.aggregate_id = '{keys.aggregate_id}') EXECUTE FUNCTION "{schema}".gate();
+        CREATE OR REPLACE FUNCTION "{schema}".gate_{table}() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared({gate}); RETURN NULL; END $$;
+        CREATE TRIGGER gate AFTER INSERT ON "{schema}".{table} FOR EACH ROW
+            WHEN (NEW.aggregate_id = '{keys.aggregate_id}')
+            EXECUTE FUNCTION "{schema}".gate_{table}();
     """)
     await admin.execute("SELECT pg_advisory_lock($1)", gate)
     return gate
@@ -136,18 +128,39 @@ async def test_rolled_back_append_leaves_no_event_and_releases_readers(
     assert [(e.partition_keys, e.version) for e in await read_all(store)] == [(b, 1)]
 
 
-async def test_unrelated_open_transaction_delays_read_all_but_loses_nothing(
-    store: PostgresEventStore, admin: asyncpg.Connection
+async def test_an_open_transaction_that_is_not_an_append_does_not_hold_read_all_back(
+    store: PostgresEventStore, admin: asyncpg.Connection, schema: str
 ) -> None:
+    # Before appends announced themselves (their writer lock), any transaction of the
+    # cluster holding an id held every reader back until it ended: a report, a
+    # migration, a session idle in transaction, another service's writes.
     keys = PartitionKeys.generate()
+    await admin.execute(f'CREATE TABLE "{schema}".other (n int)')
     transaction = admin.transaction()
     await transaction.start()
-    await admin.fetchval("SELECT pg_current_xact_id()")  # now it holds a transaction id
+    await admin.execute(f'INSERT INTO "{schema}".other VALUES (1)')  # it holds an id
     await store.append(stored_events(keys, 1, 3), 0)
-    assert await read_all(store) == []  # the documented cost: latency, not loss
-
-    await transaction.rollback()
     assert [e.version for e in await read_all(store)] == [1, 2, 3]
+    await transaction.rollback()
+
+
+async def test_appends_to_another_events_table_do_not_hold_read_all_back(
+    store: PostgresEventStore, admin: asyncpg.Connection, dsn: str, schema: str
+) -> None:
+    # Another store's appends take their own table's writer lock, not this one's.
+    other = await PostgresEventStore.open(dsn, schema=schema, table_prefix="other")
+    try:
+        slow = PartitionKeys.generate("slow")
+        gate = await hold_appends_to(schema, admin, slow, table="other_events")
+        held = asyncio.create_task(other.append(stored_events(slow, 1, 1), 0))
+        await wait_until_blocked(admin, gate)
+        keys = PartitionKeys.generate()
+        await store.append(stored_events(keys, 1, 2), 0)
+        assert [e.version for e in await read_all(store)] == [1, 2]
+        await admin.execute("SELECT pg_advisory_unlock($1)", gate)
+        await held
+    finally:
+        await other.close()
 
 
 async def test_tailing_reader_sees_every_event_once_under_concurrent_writers(

@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "sekiban.testing",
     "sekiban.fastapi",
     "sekiban.settings",
+    "sekiban.reactions",
 ]
 
 

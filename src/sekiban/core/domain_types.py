@@ -217,6 +217,11 @@ class DomainTypes:
         """Every registered query type by name (a copy), e.g. to generate routes."""
         return dict(self._names["query"].by_name)
 
+    @property
+    def multi_projector_types(self) -> dict[str, type[MultiProjector[Any]]]:
+        """Every registered multi-projector type by name (a copy), e.g. to run them."""
+        return dict(self._names["multi-projector"].by_name)
+
     def command_type(self, name: str) -> type[Command]:
         return self._names["command"].type_of(name)
 

@@ -5,6 +5,8 @@ store, restored on start, rebuilt when their projector changes.
 - `ProjectionStore` keeps states (`InMemoryProjectionStore`, and one beside each event
   store: `event_store.projection_store()`); `BlobStore` keeps large ones out of line.
 - `ConsistencyToken` and `query(..., after=...)` give read-your-writes.
+- `ProjectionRunner` keeps projections caught up continuously (`sekiban projections
+  run`), on the general `SubscriptionRunner`; `ProjectionStatus` says where each stands.
 """
 
 from sekiban.projections.blobs import BlobStore, DirectoryBlobStore
@@ -12,6 +14,8 @@ from sekiban.projections.codec import AggregateMapCodec, JsonStateCodec, StateCo
 from sekiban.projections.consistency import ConsistencyToken
 from sekiban.projections.manager import ProjectionCounters, ProjectionOptions, Projections
 from sekiban.projections.projection import EventFilter, Projection
+from sekiban.projections.runner import ProjectionRunner, Subscriber, SubscriptionRunner
+from sekiban.projections.status import ProjectionStatus
 from sekiban.projections.store import InMemoryProjectionStore, ProjectionRecord, ProjectionStore
 
 __all__ = [
@@ -26,7 +30,11 @@ __all__ = [
     "ProjectionCounters",
     "ProjectionOptions",
     "ProjectionRecord",
+    "ProjectionRunner",
+    "ProjectionStatus",
     "ProjectionStore",
     "Projections",
     "StateCodec",
+    "Subscriber",
+    "SubscriptionRunner",
 ]

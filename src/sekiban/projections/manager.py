@@ -69,6 +69,20 @@ class ProjectionOptions:
     signing: SnapshotSigning | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """Where a projection stood when this process last saved or restored it
+    (`stored`), or opened it new."""
+
+    position: int
+    events_applied: int
+    stored: bool
+
+    @classmethod
+    def of(cls, projection: Projection[Any], stored: bool) -> _Saved:
+        return cls(projection.position, projection.events_applied, stored)
+
+
 @dataclass(slots=True)
 class ProjectionCounters:
     """What happened to persisted states in this process."""
@@ -108,7 +122,7 @@ class Projections:
         self._serializer = Serializer(domain)
         self._clock = clock
         self._live: dict[str, Projection[Any]] = {}
-        self._saved_at: dict[str, int] = {}
+        self._saved: dict[str, _Saved] = {}
         self._opening = asyncio.Lock()
 
     def projector(self, key: ProjectorKey) -> MultiProjector[Any]:
@@ -153,34 +167,54 @@ class Projections:
                 return False, None
             return True, query.handle(projection.state)
 
-    async def catch_up(self, key: ProjectorKey) -> Projection[Any]:
-        """The projection of `key`, caught up to the latest event (and saved when
-        `persist_every` events were applied since its last save)."""
+    async def catch_up(
+        self, key: ProjectorKey, *, stop: Callable[[], bool] | None = None
+    ) -> Projection[Any]:
+        """The projection of `key`, caught up to the latest event, and saved each time
+        `persist_every` events were applied since its last save (so a long catch-up
+        keeps its progress). `stop` is asked after each batch of events: when it says
+        so, the catch-up ends there.
+
+        After a projector error the state that failed is discarded; the projection
+        starts again from its persisted state, and with a projection store it is saved
+        again just before the failed event, so each retry costs only that event.
+        """
         projector = self.projector(key)
-        projection = await self._projection(projector)
-        async with projection.lock:
-            if projection.broken is not None:
-                # Its state may hold the failed call's changes: start again from the store.
-                self._live.pop(projector.name, None)
-        if projection.broken is not None:
-            projection = await self._projection(projector)
-        async with projection.lock:
-            start = projection.position
-            attributes = {
-                "sekiban.projector.name": projector.name,
-                "sekiban.projection.position": start,
-            }
-            with telemetry.span("sekiban.projection.catch_up", attributes) as span:
-                applied = await projection.catch_up(self.event_store)
-                span.set_attribute("sekiban.events.applied", applied)
-            telemetry.projection_caught_up(projector.name, applied)
-        saved = self._saved_at.get(projector.name, 0)
-        if (
-            self.projection_store is not None
-            and projection.events_applied - saved >= self.options.persist_every
-        ):
-            await self.persist(projector)
-        return projection
+        projection = await self._usable(projector)
+        while True:
+            async with projection.lock:
+                attributes = {
+                    "sekiban.projector.name": projector.name,
+                    "sekiban.projection.position": projection.position,
+                }
+                with telemetry.span("sekiban.projection.catch_up", attributes) as span:
+                    applied = await projection.catch_up(
+                        self.event_store,
+                        stop=lambda: self._persist_due(projection) or (stop is not None and stop()),
+                    )
+                    span.set_attribute("sekiban.events.applied", applied)
+                telemetry.projection_caught_up(projector.name, applied)
+            due = self._persist_due(projection)
+            if due:
+                await self.persist(projector)
+            if not due or (stop is not None and stop()):
+                return projection
+
+    async def projection(self, key: ProjectorKey) -> Projection[Any]:
+        """The projection of `key` as this process holds it (restored from the store,
+        or new), without catching up."""
+        return await self._projection(self.projector(key))
+
+    def position(self, key: ProjectorKey) -> int:
+        """The position of the projection of `key` in this process (0 when not open)."""
+        projection = self._live.get(self.projector(key).name)
+        return 0 if projection is None else projection.position
+
+    def checkpoint(self, key: ProjectorKey) -> int | None:
+        """The position of the state of `key` this process last saved or restored
+        (None when it has done neither)."""
+        saved = self._saved.get(self.projector(key).name)
+        return saved.position if saved is not None and saved.stored else None
 
     async def persist(self, key: ProjectorKey) -> bool:
         """Save the projection's state now; True when it is the stored one.
@@ -201,21 +235,52 @@ class Projections:
                 self.counters.save_failures += 1
                 logger.warning("projection %s was not saved: %s", projector.name, error)
                 return False
-            self._saved_at[projector.name] = projection.events_applied
+            self._saved[projector.name] = _Saved.of(projection, True)
             return saved
+
+    def unsaved(self, key: ProjectorKey) -> bool:
+        """Whether the projection of `key` moved since this process last saved or
+        restored it."""
+        name = self.projector(key).name
+        projection, saved = self._live.get(name), self._saved.get(name)
+        return projection is not None and (saved is None or saved.position != projection.position)
+
+    def _persist_due(self, projection: Projection[Any]) -> bool:
+        saved = self._saved.get(projection.name)
+        applied = projection.events_applied - (saved.events_applied if saved else 0)
+        return self.projection_store is not None and applied >= self.options.persist_every
+
+    async def _usable(self, projector: MultiProjector[Any]) -> Projection[Any]:
+        projection = await self._projection(projector)
+        async with projection.lock:
+            failed = projection.broken
+            if failed is not None and self._live.get(projector.name) is projection:
+                # Its state may hold the failed call's changes: start again from the store.
+                del self._live[projector.name]
+        if failed is None:
+            return projection
+        projection = await self._projection(projector)
+        if self.projection_store is not None and failed.position > projection.position:
+            async with projection.lock:
+                await projection.catch_up(self.event_store, before=failed.position)
+            if self.unsaved(projector):
+                await self.persist(projector)
+        return projection
 
     async def rebuild(
         self, key: ProjectorKey, *, progress: Callable[[int], None] | None = None
     ) -> Projection[Any]:
-        """Build the projection again from position 0 while the current one keeps
-        answering queries, then switch to the new one and save it.
+        """Build the projection again from position 0 while the current one (in this
+        process, or the stored one for other processes) keeps answering queries, then
+        switch to the new one and save it.
 
         `progress` is called with the position reached after each batch.
         """
         projector = self.projector(key)
         fresh = self._new(projector)
         await fresh.catch_up(self.event_store, progress=progress)
-        current = await self._projection(projector)
+        # The stored state is not restored here only to be replaced.
+        current = self._live.get(projector.name) or fresh
         async with current.lock:
             await fresh.catch_up(self.event_store, progress=progress)  # what came meanwhile
             self._live[projector.name] = fresh
@@ -224,8 +289,8 @@ class Projections:
 
     async def close(self) -> None:
         """Save every projection that applied events since its last save."""
-        for name, projection in list(self._live.items()):
-            if projection.events_applied != self._saved_at.get(name, 0):
+        for name in list(self._live):
+            if self.unsaved(name):
                 await self.persist(name)
 
     # -- loading and saving -------------------------------------------------------
@@ -237,9 +302,10 @@ class Projections:
         async with self._opening:
             projection = self._live.get(projector.name)
             if projection is None:
-                projection = await self._restore(projector) or self._new(projector)
+                restored = await self._restore(projector)
+                projection = restored or self._new(projector)
                 self._live[projector.name] = projection
-                self._saved_at[projector.name] = projection.events_applied
+                self._saved[projector.name] = _Saved.of(projection, restored is not None)
             return projection
 
     def _new(self, projector: MultiProjector[Any]) -> Projection[Any]:

@@ -4,10 +4,11 @@ and the catch-up that moves it forward one event at a time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Collection
+from typing import Generic, Protocol, TypeVar
 
 from sekiban.core.domain_types import DomainTypes
+from sekiban.core.events import EventPayload
 from sekiban.core.query import MultiProjector
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import ProjectionError, UnknownTypeError
@@ -20,11 +21,22 @@ YIELD_EVERY = 100
 wait at most about as long as folding this many events takes."""
 
 
-class EventFilter:
-    """Which stored events a multi-projector reads, decided from the stored row (group
-    and event type string), before anything is decoded."""
+class ReadsEvents(Protocol):
+    """What declares the events it reads: a multi-projector, a reaction (None: all)."""
 
-    def __init__(self, projector: MultiProjector[Any], domain: DomainTypes) -> None:
+    @property
+    def groups(self) -> Collection[str] | None: ...
+
+    @property
+    def event_types(self) -> Collection[type[EventPayload]] | None: ...
+
+
+class EventFilter:
+    """Which stored events a multi-projector (or any `ReadsEvents`, e.g. a reaction)
+    reads, decided from the stored row (group and event type string), before anything
+    is decoded."""
+
+    def __init__(self, projector: ReadsEvents, domain: DomainTypes) -> None:
         self.groups = None if projector.groups is None else frozenset(projector.groups)
         self.event_types = None if projector.event_types is None else set(projector.event_types)
         self._domain = domain
@@ -86,41 +98,60 @@ class Projection(Generic[S]):
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+        before: int | None = None,
     ) -> int:
         """Apply every event after `position`, in order; the number applied.
 
         The position moves after each event, so a failure leaves the projection exactly
         after the last event it applied, and raises `ProjectionError` naming the event.
-        At most one batch of events is held at a time.
+        At most one batch of events is held at a time. `stop` is asked after each batch
+        and ends the catch-up there when it says so; with `before`, events at that
+        position or later are left for another call.
         """
         if self.broken is not None:
             raise self.broken
         applied = 0
-        scanned = 0
+        batches = event_store.read_all(self.position, batch_size)
+        try:
+            async for batch in batches:
+                if before is not None and batch and (batch[-1].position or 0) >= before:
+                    applied += await self._apply([e for e in batch if (e.position or 0) < before])
+                    break
+                applied += await self._apply(batch)
+                if progress is not None:
+                    progress(self.position)
+                if stop is not None and stop():
+                    break
+                # Dropped before the store reads the next batch, or two would be alive.
+                del batch
+        finally:
+            # Leaving early: let the store end its read now, not when collected.
+            close = getattr(batches, "aclose", None)
+            if close is not None:
+                await close()
+        return applied
+
+    async def _apply(self, batch: list[StoredEvent]) -> int:
+        applied = 0
         project, to_event, reads = self.projector.project, self._to_event, self._reads
-        async for batch in event_store.read_all(self.position, batch_size):
-            for stored in batch:
-                if reads(stored):
-                    try:
-                        self.state = project(self.state, to_event(stored))
-                    except Exception as error:
-                        self.broken = ProjectionError(
-                            self.name,
-                            stored.position or 0,
-                            stored.id,
-                            stored.event_type,
-                            str(stored.partition_keys),
-                            error,
-                        )
-                        raise self.broken from error
-                    applied += 1
-                    self.events_applied += 1
-                self.position = stored.position or self.position
-                scanned += 1
-                if scanned % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-            if progress is not None:
-                progress(self.position)
-            # Dropped before the store reads the next batch, or two would be alive.
-            del batch
+        for scanned, stored in enumerate(batch, 1):
+            if reads(stored):
+                try:
+                    self.state = project(self.state, to_event(stored))
+                except Exception as error:
+                    self.broken = ProjectionError(
+                        self.name,
+                        stored.position or 0,
+                        stored.id,
+                        stored.event_type,
+                        str(stored.partition_keys),
+                        error,
+                    )
+                    raise self.broken from error
+                applied += 1
+                self.events_applied += 1
+            self.position = stored.position or self.position
+            if scanned % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         return applied

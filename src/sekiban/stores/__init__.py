@@ -9,7 +9,7 @@ from importlib import import_module
 from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
-from sekiban.stores.protocols import EventStore, SnapshotStore
+from sekiban.stores.protocols import EventNotifier, EventStore, SnapshotStore
 from sekiban.stores.urls import Stores, StoreUrl, open_store, parse_store_url, with_query
 
 _LAZY = {
@@ -25,6 +25,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "EventNotifier",
     "EventStore",
     "InMemoryEventStore",
     "InMemorySnapshotStore",

@@ -130,6 +130,26 @@ class SnapshotStreamReader(Protocol):
         ...
 
 
+@runtime_checkable
+class EventNotifier(Protocol):
+    """Optional for event stores: tell readers when events were appended, so a
+    subscription wakes at once instead of polling (PostgreSQL: LISTEN/NOTIFY).
+
+    A notification is a hint to read, never the events themselves: a reader still
+    reads from its own position, and polls now and then as well (a notification can
+    arrive before the events are readable, and none arrives while disconnected).
+    """
+
+    async def wait_for_append(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for an append; True when one was notified since
+        the calling task's previous call returned (or when that is unknown: the first
+        call, or after the notifications were interrupted), False on timeout.
+
+        Raises `StoreConnectionError` when the store cannot be reached to listen.
+        """
+        ...
+
+
 def check_batch_size(batch_size: int) -> int:
     """`batch_size` if it is a whole number of events, at least 1; else `InvalidReadError`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -1,5 +1,6 @@
 """Test utilities for sekiban domains: given/when/then and snapshot assertions."""
 
+from sekiban.testing.reactions import FakeClock, ReactionScenario, RecordingExecutor
 from sekiban.testing.scenario import Scenario, WhenResult
 from sekiban.testing.snapshots import (
     assert_loaded_from_snapshot,
@@ -11,6 +12,9 @@ from sekiban.testing.snapshots import (
 )
 
 __all__ = [
+    "FakeClock",
+    "ReactionScenario",
+    "RecordingExecutor",
     "Scenario",
     "WhenResult",
     "assert_loaded_from_snapshot",

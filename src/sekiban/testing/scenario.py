@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sekiban.core.aggregate import Aggregate, AggregatePayload
@@ -99,24 +100,7 @@ class Scenario:
         self, partition_keys: PartitionKeys, *payloads: EventPayload
     ) -> list[Event[EventPayload]]:
         """Append events to a stream directly, after whatever it already holds."""
-        serializer = self.executor.repository.serializer
-        version = await self.aggregate_version(partition_keys)
-        now = utc_now()
-        events: list[Event[EventPayload]] = [
-            Event(
-                uuid.uuid4(),
-                SortableUniqueId.generate(),
-                version + i,
-                partition_keys,
-                p,
-                now,
-                EventMetadata(executed_user="test"),
-            )
-            for i, p in enumerate(payloads, 1)
-        ]
-        if events:
-            await self.event_store.append([serializer.to_stored(e) for e in events], version)
-        return events
+        return await append_events(self.executor, partition_keys, payloads, utc_now())
 
     async def when(self, command: Command, metadata: EventMetadata | None = None) -> WhenResult:
         """Run the command under test, capturing its response or its error."""
@@ -157,3 +141,32 @@ class Scenario:
     async def aggregate_version(self, partition_keys: PartitionKeys) -> int:
         events = await self.stream(partition_keys)
         return events[-1].version if events else 0
+
+
+async def append_events(
+    executor: SekibanExecutor,
+    partition_keys: PartitionKeys,
+    payloads: Sequence[EventPayload],
+    now: datetime,
+) -> list[Event[EventPayload]]:
+    """Append `payloads` to a stream after whatever it holds, bypassing commands (for
+    tests' histories); the events appended."""
+    serializer = executor.repository.serializer
+    version = 0
+    async for batch in executor.event_store.read_stream(partition_keys):
+        version = batch[-1].version
+    events: list[Event[EventPayload]] = [
+        Event(
+            uuid.uuid4(),
+            SortableUniqueId.generate(),
+            version + i,
+            partition_keys,
+            p,
+            now,
+            EventMetadata(executed_user="test"),
+        )
+        for i, p in enumerate(payloads, 1)
+    ]
+    if events:
+        await executor.event_store.append([serializer.to_stored(e) for e in events], version)
+    return events

@@ -5,19 +5,26 @@ stream's version a conflict reports."""
 
 from __future__ import annotations
 
-from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, Tables
+from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, WRITER_LOCK_CLASS, Tables
 
 
 def append_sql(t: Tables) -> str:
+    # The append takes its table's writer lock before its transaction gets an id (the
+    # CTE runs first: the position needs it), so while it runs `read_all` sees it in
+    # pg_locks with that id. Shared: appends never wait for each other on it.
     return f"""
+WITH writer AS MATERIALIZED (
+    SELECT pg_current_xact_id()::text::bigint << {POSITION_BITS} AS base
+    FROM (SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, {t.writer_lock})) AS locked
+)
 INSERT INTO {t.events} (position, root_partition_key, aggregate_group, aggregate_id, version,
     id, sortable_unique_id, event_type, payload, timestamp,
     causation_id, correlation_id, executed_user, command_id)
-SELECT (pg_current_xact_id()::text::bigint << {POSITION_BITS}) + e.ordinal, $1, $2, $3,
+SELECT writer.base + e.ordinal, $1, $2, $3,
     $4::integer + e.ordinal, e.id, e.sortable_unique_id, e.event_type, e.payload, e.timestamp,
     e.causation_id, e.correlation_id, e.executed_user,
     CASE WHEN e.ordinal = 1 THEN $13::text END
-FROM unnest($5::uuid[], $6::text[], $7::text[], $8::json[], $9::timestamptz[],
+FROM writer, unnest($5::uuid[], $6::text[], $7::text[], $8::json[], $9::timestamptz[],
             $10::text[], $11::text[], $12::text[])
     WITH ORDINALITY AS e(id, sortable_unique_id, event_type, payload, timestamp,
                          causation_id, correlation_id, executed_user, ordinal)

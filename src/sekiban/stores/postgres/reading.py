@@ -7,7 +7,7 @@ from typing import Any
 
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent, rebuild_stored_event
-from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, Tables
+from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, WRITER_LOCK_CLASS, Tables
 from sekiban.stores.snapshot_rows import SNAPSHOT_COLUMNS
 
 EVENT_COLUMNS = (
@@ -48,14 +48,37 @@ e AS (SELECT {EVENT_COLUMNS} FROM {t.events}
 SELECT e.*, s.* FROM e FULL JOIN s ON e.version = s.version ORDER BY e.version"""
 
 
+def read_bound_sql(t: Tables) -> str:
+    """The lowest transaction id an append to `t` may still commit rows under: the
+    oldest append in flight (its writer lock's holder), else the next id to be given.
+
+    pg_locks shows 32-bit ids: each is widened to 64 bits as the id that many steps
+    before the next one (an id in flight is never 2**31 or more behind it).
+    """
+    return f"""
+WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS id),
+writers AS (
+    SELECT own.transactionid::text::bigint AS id32
+    FROM pg_locks AS writer
+    JOIN pg_locks AS own ON own.virtualtransaction = writer.virtualtransaction
+        AND own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted
+    WHERE writer.locktype = 'advisory' AND writer.granted AND writer.objsubid = 2
+        AND writer.classid = {WRITER_LOCK_CLASS}
+        AND writer.objid = {t.writer_lock}
+        AND writer.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT least(next.id, min(next.id - (((next.id - writers.id32) % 4294967296) + 4294967296)
+    % 4294967296))
+FROM next LEFT JOIN writers ON true GROUP BY next.id"""
+
+
 def read_all_sql(t: Tables) -> str:
-    # The bound is a scalar subquery so it is computed once, from the statement's
-    # own snapshot: the same snapshot that decides which rows are visible.
+    # $3 is `read_bound_sql`'s answer, from an earlier statement: this one's snapshot
+    # is newer, so every append below the bound has ended and is visible, or never will be.
     return (
         f"SELECT {EVENT_COLUMNS}, root_partition_key, aggregate_group, aggregate_id "
-        f"FROM {t.events} WHERE position > $1 AND position < ("
-        f"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {POSITION_BITS}"
-        f") ORDER BY position LIMIT $2"
+        f"FROM {t.events} WHERE position > $1 AND position < ($3::bigint << {POSITION_BITS}) "
+        f"ORDER BY position LIMIT $2"
     )
 
 

@@ -4,6 +4,7 @@ how a position is made of a transaction id and an event's index."""
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Any
 
 from sekiban.core.partition_keys import PartitionKeys
@@ -13,6 +14,11 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 POSITION_BITS = 16
 MAX_EVENTS_PER_APPEND = (1 << POSITION_BITS) - 1
 """An append's events are numbered in the low 16 bits of their transaction's positions."""
+
+WRITER_LOCK_CLASS = 0x5EB1
+"""The first key of the advisory lock every append to an events table holds (shared)
+while it runs; the second is `Tables.writer_lock`. `read_all` finds the appends in
+flight by it (see `sekiban.stores.postgres`)."""
 
 STREAM = "root_partition_key = $1 AND aggregate_group = $2 AND aggregate_id = $3"
 """The condition selecting one stream's rows, on the parameters of `stream_key`."""
@@ -35,6 +41,10 @@ class Tables:
         self.projections = f'"{schema}"."{table_prefix}_projections"'
         self.command_index = f"{table_prefix}_events_command"
         """The unique index on (stream, command_id), unquoted, as errors name it."""
+        # A non-negative int4 per events table (advisory lock keys are int4 pairs, shown
+        # in pg_locks as oids, so a negative one would not compare as written).
+        self.writer_lock = zlib.crc32(f"{schema}.{table_prefix}_events".encode()) & 0x7FFFFFFF
+        """The second key of the appends' advisory lock on this events table."""
 
 
 def ddl(t: Tables) -> str:

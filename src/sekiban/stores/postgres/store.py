@@ -3,6 +3,7 @@ read statements run on it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -13,9 +14,11 @@ from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateComman
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.postgres.appending import append_sql, stream_version_sql
 from sekiban.stores.postgres.faults import describe, translate_faults
+from sekiban.stores.postgres.notifications import AppendListener, channel_name, notify_ddl
 from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
     read_all_sql,
+    read_bound_sql,
     read_command_sql,
     read_stream_sql,
     snapshot_and_stream_sql,
@@ -55,16 +58,19 @@ class PostgresEventStore(ClosesOnExit):
         schema: str = "public",
         table_prefix: str = "sekiban",
         where: str = "PostgreSQL",
+        dsn: str | None = None,
     ) -> None:
         self._pool = pool
         self._where = where
         self._tables = t = Tables(schema, table_prefix)
+        self._listener = None if dsn is None else AppendListener(dsn, channel_name(t), where)
         self._append_sql = append_sql(t)
         self._stream_version_sql = stream_version_sql(t)
         self._read_stream_sql = read_stream_sql(t)
         self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
+        self._read_bound_sql = read_bound_sql(t)
 
     @classmethod
     async def open(
@@ -103,13 +109,14 @@ class PostgresEventStore(ClosesOnExit):
                             f"sekiban-ddl:{tables.schema}.{tables.prefix}",
                         )
                         await connection.execute(ddl(tables))
+                        await connection.execute(notify_ddl(tables))
             else:
                 with translate_faults(where):
                     await _check_command_index(pool, tables)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, schema=schema, table_prefix=table_prefix, where=where)
+        return cls(pool, schema=schema, table_prefix=table_prefix, where=where, dsn=dsn)
 
     def snapshot_store(self) -> PostgresSnapshotStore:
         """A snapshot store in the same schema, sharing this store's pool."""
@@ -245,9 +252,13 @@ class PostgresEventStore(ClosesOnExit):
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
         streams = StreamKeys(PartitionKeys)
+        # One bound for the whole read, taken before any page is read (see the package
+        # docstring): each page's snapshot is newer than it.
+        with translate_faults(self._where):
+            bound = await self._pool.fetchval(self._read_bound_sql)
         while True:
             with translate_faults(self._where):
-                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size)
+                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size, bound)
             if not rows:
                 return
             batch = []
@@ -257,6 +268,17 @@ class PostgresEventStore(ClosesOnExit):
             if len(rows) < batch_size:
                 return
             after_position = rows[-1][9]
+
+    async def wait_for_append(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for an append to this store's table, by any
+        process (see `EventNotifier`): LISTEN on a connection of its own, opened on the
+        first call and reopened after it was lost. Appends notify through a trigger that
+        `open(create_schema=True)` adds; a table without it is never notified (callers
+        still poll). A store made without a DSN only sleeps and returns False."""
+        if self._listener is None:
+            await asyncio.sleep(timeout)
+            return False
+        return await self._listener.wait(timeout)
 
     async def drop_schema(self) -> None:
         """Drop this store's schema and everything in it (for per-test schemas).
@@ -269,7 +291,10 @@ class PostgresEventStore(ClosesOnExit):
             await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
 
     async def close(self) -> None:
-        """Close the pool (also the one the snapshot and projection stores share)."""
+        """Close the pool (also the one the snapshot and projection stores share) and
+        the listening connection."""
+        if self._listener is not None:
+            await self._listener.close()
         with translate_faults(self._where):
             await self._pool.close()
 
