@@ -3,6 +3,7 @@ bytes out of line are damaged or gone."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from sekiban.projections import (
     DirectoryBlobStore,
     InMemoryProjectionStore,
     ProjectionOptions,
+    ProjectionRecord,
 )
 from sekiban.projections.encoding import DEFAULT_OUT_OF_LINE_BYTES, DEFAULT_SPILL_BYTES
 from sekiban.stores import InMemoryEventStore
@@ -64,6 +66,27 @@ async def test_without_a_blob_store_a_state_too_large_for_a_row_is_not_saved(
     assert "no blob store" in caplog.text
     assert executor.projections.counters.save_failures == 2
     assert await states.get(AccountList.name) == small  # the last state that fit stays
+
+
+class UnwritableStore(InMemoryProjectionStore):
+    async def save(self, record: ProjectionRecord) -> bool:
+        raise OSError("disk full")
+
+
+async def test_a_failing_save_neither_stops_nor_repeats_the_catch_up() -> None:
+    executor = SekibanExecutor(
+        bank_domain(),
+        projection_store=UnwritableStore(),
+        projection_options=ProjectionOptions(persist_every=3),
+    )
+    await accounts(executor, 4)
+    # A save that keeps failing must not be retried after every batch forever.
+    answer = await asyncio.wait_for(executor.query(ActiveAccountsQuery()), timeout=60)
+    assert len(answer.items) == 4
+    assert executor.projections.counters.save_failures == 1
+    await accounts(executor, 2)
+    assert len((await executor.query(ActiveAccountsQuery())).items) == 6
+    assert executor.projections.counters.save_failures == 2  # tried again, once
 
 
 class Damage:

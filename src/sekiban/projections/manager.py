@@ -181,6 +181,11 @@ class Projections:
         """
         projector = self.projector(key)
         projection = await self._usable(projector)
+        saving = True  # until a save fails: then this call catches up without saving
+
+        def pause() -> bool:
+            return (saving and self._persist_due(projection)) or (stop is not None and stop())
+
         while True:
             async with projection.lock:
                 attributes = {
@@ -188,15 +193,15 @@ class Projections:
                     "sekiban.projection.position": projection.position,
                 }
                 with telemetry.span("sekiban.projection.catch_up", attributes) as span:
-                    applied = await projection.catch_up(
-                        self.event_store,
-                        stop=lambda: self._persist_due(projection) or (stop is not None and stop()),
-                    )
+                    applied = await projection.catch_up(self.event_store, stop=pause)
                     span.set_attribute("sekiban.events.applied", applied)
                 telemetry.projection_caught_up(projector.name, applied)
-            due = self._persist_due(projection)
+            due = saving and self._persist_due(projection)
             if due:
                 await self.persist(projector)
+                # Still due: the save failed (logged and counted). Trying again after
+                # every batch would spin; the next call tries again.
+                saving = not self._persist_due(projection)
             if not due or (stop is not None and stop()):
                 return projection
 
