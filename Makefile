@@ -61,14 +61,15 @@ test: $(STAMP) lint docs services dapr
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-# Every benchmark suite on every store (about 30 minutes); results and plots go to
+# Every benchmark suite on every store (about 40 minutes); results and plots go to
 # benchmarks/results/, the plots also to docs/img/ for the docs site (docs/performance.md
 # shows them). Long runs belong here, never in `make test`.
 bench: $(STAMP) services
 	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks --images docs/img && \
 	$(PY) -m benchmarks.concurrency && \
 	$(PY) -m benchmarks.scale --images docs/img && \
-	$(PY) -m benchmarks.profiling
+	$(PY) -m benchmarks.profiling && \
+	$(PY) -m benchmarks.projection_scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(COVERAGE_DATA)

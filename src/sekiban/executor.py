@@ -22,7 +22,7 @@ from sekiban.core.projector import AggregateProjector
 from sekiban.core.query import Query
 from sekiban.limits import CommandLimits
 from sekiban.loading import LoadResult, SnapshotCounters
-from sekiban.projections import ProjectionOptions, Projections, ProjectionStore
+from sekiban.projections import BlobStore, ProjectionOptions, Projections, ProjectionStore
 from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
 from sekiban.repository import AggregateRepository
 from sekiban.retry import CONFLICT_RETRY, RetryPolicy
@@ -96,7 +96,9 @@ class SekibanExecutor:
 
     Queries are answered by `projections` (a `Projections`); give a `projection_store`
     (e.g. `event_store.projection_store()`) to persist their states, so a restart reads
-    only the events after the last save, and `projection_options` to tune it.
+    only the events after the last save, `projection_blob_store` (e.g. a
+    `DirectoryBlobStore`) for states above `projection_options.out_of_line_above`, and
+    `projection_options` to tune it.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class SekibanExecutor:
         limits: CommandLimits | None = None,
         projection_store: ProjectionStore | None = None,
         projection_options: ProjectionOptions | None = None,
+        projection_blob_store: BlobStore | None = None,
     ) -> None:
         self.domain = domain
         self.event_store: EventStore = event_store or InMemoryEventStore()
@@ -124,7 +127,12 @@ class SekibanExecutor:
         )
         self.conflict_retry = conflict_retry or CONFLICT_RETRY
         self.projections = Projections(
-            domain, self.event_store, projection_store, options=projection_options, clock=clock
+            domain,
+            self.event_store,
+            projection_store,
+            blob_store=projection_blob_store,
+            options=projection_options,
+            clock=clock,
         )
 
     @property

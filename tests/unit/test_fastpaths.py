@@ -33,9 +33,11 @@ from sekiban import (
     SortableUniqueId,
     StoredEvent,
 )
+from sekiban.core import partition_keys as partition_keys_module
 from sekiban.core.events import new_event_id, rebuild_event
 from sekiban.core.fastpaths import (
     copy_model_unvalidated,
+    partition_keys_from_text,
     scan_json_value,
     sortable_id_from_text,
     trusted_constructor,
@@ -43,7 +45,7 @@ from sekiban.core.fastpaths import (
     uuid_from_text,
 )
 from sekiban.core.serialization import rebuild_stored_event
-from sekiban.errors import InvalidSortableUniqueIdError
+from sekiban.errors import InvalidPartitionKeysError, InvalidSortableUniqueIdError
 
 # --- generated values ------------------------------------------------------------
 
@@ -285,16 +287,17 @@ uuid_like_texts = st.one_of(
 )
 
 
-def uuid_or_error(parse: Any, text: str) -> Any:
+def parsed_or_error(parse: Any, text: str, error: type[Exception] = ValueError) -> Any:
+    """What `parse(text)` returns, or `error` (the class) when it raises one."""
     try:
         return parse(text)
-    except ValueError:
-        return ValueError
+    except error:
+        return error
 
 
 @given(uuid_like_texts)
 def test_uuid_from_text_accepts_and_rejects_what_uuid_does(text: str) -> None:
-    fast, plain = uuid_or_error(uuid_from_text, text), uuid_or_error(uuid.UUID, text)
+    fast, plain = parsed_or_error(uuid_from_text, text), parsed_or_error(uuid.UUID, text)
     assert fast == plain
     if plain is not ValueError:
         assert fast.int < 2**128 and hash(fast) == hash(plain)
@@ -461,3 +464,35 @@ def test_payloads_with_private_attributes_or_extras_evolve_by_model_copy() -> No
 
     extras = WithExtras(count=1, note="kept")  # type: ignore[call-arg]
     assert extras.evolve(count=2).model_dump() == {"count": 2, "note": "kept"}
+
+
+@given(partition_keys)
+def test_partition_keys_from_text_parses_the_canonical_form_as_parse_does(
+    keys: PartitionKeys,
+) -> None:
+    text = str(keys)
+    fast, plain = partition_keys_from_text(text), PartitionKeys.parse(text)
+    assert fast == plain == keys and hash(fast) == hash(plain) and str(fast) == text
+    assert type(fast) is PartitionKeys and type(fast.aggregate_id) is uuid.UUID
+
+
+keys_like_texts = st.one_of(
+    st.text(),
+    st.text("abcdefABCDEF0123456789@-_ {}.", max_size=90),
+    partition_keys.map(str).map(str.upper),
+    partition_keys.map(lambda k: f"{k.root_partition_key}@{k.group}@{k.aggregate_id.hex}"),
+    partition_keys.map(lambda k: f"{k.root_partition_key}@{k.group}@{{{k.aggregate_id}}}"),
+    partition_keys.map(lambda k: f"{k}@extra"),
+    st.tuples(st.text(max_size=40), names, uuids).map(lambda t: f"{t[0]}@{t[1]}@{t[2]}"),
+)
+
+
+@given(keys_like_texts)
+def test_partition_keys_from_text_accepts_and_rejects_what_parse_does(text: str) -> None:
+    fast = parsed_or_error(partition_keys_from_text, text, InvalidPartitionKeysError)
+    assert fast == parsed_or_error(PartitionKeys.parse, text, InvalidPartitionKeysError)
+
+
+def test_partition_keys_from_text_follows_the_name_rule_of_partition_keys() -> None:
+    # The fast path spells the rule out in its own expression: same rule, same limits.
+    assert partition_keys_module._NAME.pattern == "[a-z0-9_-]{1,36}"

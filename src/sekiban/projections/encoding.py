@@ -24,6 +24,9 @@ JSON_LINES = "jsonl"
 ZLIB_JSON_LINES = "zlib+jsonl"
 ENCODINGS = (JSON_LINES, ZLIB_JSON_LINES)
 DEFAULT_SPILL_BYTES = 8 * 1024 * 1024
+DEFAULT_OUT_OF_LINE_BYTES = 4 * 1024 * 1024
+"""The largest encoded state a projection store's row holds by default; it is read
+whole, so it stays below `DEFAULT_SPILL_BYTES`."""
 DEFAULT_MAX_STATE_BYTES = 1024 * 1024 * 1024
 """The largest state (inflated JSON lines) a projection store may hold or restore."""
 CHUNK_BYTES = 1024 * 1024

@@ -23,6 +23,7 @@ from sekiban.projections.consistency import ConsistencyToken, wait_until
 from sekiban.projections.encoding import (
     CHUNK_BYTES,
     DEFAULT_MAX_STATE_BYTES,
+    DEFAULT_OUT_OF_LINE_BYTES,
     DEFAULT_SPILL_BYTES,
     decode_lines,
     encode_state,
@@ -47,15 +48,23 @@ class ProjectionOptions:
     `persist_every`: events applied between two saves of a state (a restart re-reads at
     most this many). `compression_level`: zlib level, None for none. `spill_above`: bytes
     of an encoded state kept in memory while it is written; the rest goes to a temporary
-    file. `out_of_line_above`: states larger than this (encoded) go to the blob store,
-    when there is one. `max_state_bytes`: the largest state (inflated) written or
-    restored. `signing`: sign records, and refuse unsigned or wrongly signed ones.
+    file. `out_of_line_above`: the largest encoded state kept in the projection store's
+    row; a larger one goes to the blob store in chunks, and without a blob store it is
+    not saved (logged and counted in `save_failures`). `max_state_bytes`: the largest
+    state (inflated) written or restored. `signing`: sign records, and refuse unsigned
+    or wrongly signed ones.
+
+    Memory while saving or restoring: the state itself, one line of its JSON, zlib's
+    buffers, and at most `spill_above` encoded bytes; a state kept in the row is also
+    held whole, once, as the row's value (at most `out_of_line_above` bytes, below
+    `spill_above` by default, so with the defaults nothing encoded beyond `spill_above`
+    is ever held).
     """
 
     persist_every: int = 10_000
     compression_level: int | None = 6
     spill_above: int = DEFAULT_SPILL_BYTES
-    out_of_line_above: int = 16 * 1024 * 1024
+    out_of_line_above: int = DEFAULT_OUT_OF_LINE_BYTES
     max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
     signing: SnapshotSigning | None = field(default=None, repr=False)
 
@@ -172,6 +181,11 @@ class Projections:
         """
         projector = self.projector(key)
         projection = await self._usable(projector)
+        saving = True  # until a save fails: then this call catches up without saving
+
+        def pause() -> bool:
+            return (saving and self._persist_due(projection)) or (stop is not None and stop())
+
         while True:
             async with projection.lock:
                 attributes = {
@@ -179,15 +193,15 @@ class Projections:
                     "sekiban.projection.position": projection.position,
                 }
                 with telemetry.span("sekiban.projection.catch_up", attributes) as span:
-                    applied = await projection.catch_up(
-                        self.event_store,
-                        stop=lambda: self._persist_due(projection) or (stop is not None and stop()),
-                    )
+                    applied = await projection.catch_up(self.event_store, stop=pause)
                     span.set_attribute("sekiban.events.applied", applied)
                 telemetry.projection_caught_up(projector.name, applied)
-            due = self._persist_due(projection)
+            due = saving and self._persist_due(projection)
             if due:
                 await self.persist(projector)
+                # Still due: the save failed (logged and counted). Trying again after
+                # every batch would spin; the next call tries again.
+                saving = not self._persist_due(projection)
             if not due or (stop is not None and stop()):
                 return projection
 
@@ -362,6 +376,12 @@ class Projections:
     async def _save(self, projection: Projection[Any]) -> bool:
         assert self.projection_store is not None
         projector, options = projection.projector, self.options
+        previous_blob = None
+        if self.blob_store is not None:
+            # Only the key is kept: the record may hold a whole inline state.
+            with suppress(SnapshotRejectedError):
+                previous = await self.projection_store.get(projector.name)
+                previous_blob = previous.blob_key if previous else None
         codec = projector.state_codec(self._serializer)
         encoded = await asyncio.to_thread(
             encode_state,
@@ -372,11 +392,19 @@ class Projections:
         )
         with encoded:
             blob_key = payload = None
-            if self.blob_store is not None and encoded.size > options.out_of_line_above:
+            if encoded.size <= options.out_of_line_above:
+                payload = encoded.read()
+            elif self.blob_store is None:
+                # Read whole into the row, a state of any size would be held in memory
+                # at once (the failure this streaming exists to prevent).
+                _reject(
+                    RejectionReason.TOO_LARGE,
+                    f"encoded state of {encoded.size} bytes is above out_of_line_above "
+                    f"({options.out_of_line_above}) and there is no blob store to hold it",
+                )
+            else:
                 blob_key = f"{projector.name}/{encoded.sha256}"
                 await self.blob_store.put(blob_key, encoded.chunks())
-            else:
-                payload = encoded.read()
             record = ProjectionRecord(
                 name=projector.name,
                 projector_version=projector.version,
@@ -392,17 +420,12 @@ class Projections:
             )
         if options.signing is not None:
             record = _signed(record, options.signing)
-        previous = None
-        if self.blob_store is not None:
-            with suppress(SnapshotRejectedError):
-                previous = await self.projection_store.get(projector.name)
         saved = await self.projection_store.save(record)
         self.counters.saved += saved
-        if self.blob_store is not None:
-            # Only after the row names the new blob may the one it named go.
-            stale = previous.blob_key if saved and previous else (None if saved else blob_key)
-            if stale and stale != record.blob_key:
-                await self.blob_store.delete(stale)
+        if saved and self.blob_store is not None and previous_blob and previous_blob != blob_key:
+            # Only after the row names the new state may the blob the old row named go.
+            # (A refused save keeps its blob: a newer row may name the same bytes.)
+            await self.blob_store.delete(previous_blob)
         return saved
 
 

@@ -123,6 +123,8 @@ class Projection(Generic[S]):
                     progress(self.position)
                 if stop is not None and stop():
                     break
+                # Dropped before the store reads the next batch, or two would be alive.
+                del batch
         finally:
             # Leaving early: let the store end its read now, not when collected.
             close = getattr(batches, "aclose", None)

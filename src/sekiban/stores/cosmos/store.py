@@ -46,6 +46,7 @@ from sekiban.stores.protocols import (
     check_command_id,
     rebatch,
 )
+from sekiban.stores.stream_keys import StreamKeys
 
 with require_extra("cosmos", "sekiban.stores.cosmos"):
     from azure.cosmos.exceptions import CosmosResourceExistsError, CosmosResourceNotFoundError
@@ -282,14 +283,14 @@ class CosmosEventStore(ClosesOnExit):
                 async for page in query_pages(
                     self._events, READ_STREAM, parameters, pk=pk, page_size=batch_size
                 ):
-                    events: list[StoredEvent] = []
+                    # A commit at a time: a page of large commits decoded at once
+                    # could hold far more than a batch.
                     for commit in page:
                         stored = stored_events(commit, partition_keys)
                         if stored:
                             self._remember_boundary(pk, stored[-1].version)
                         # The first commit may start before after_version.
-                        events += [e for e in stored if e.version > after_version]
-                    yield events
+                        yield [e for e in stored if e.version > after_version]
 
         return rebatch(pages(), batch_size)
 
@@ -301,24 +302,22 @@ class CosmosEventStore(ClosesOnExit):
         # One bound for the whole read, so every page sees the same cut.
         bound = SortableUniqueId.min_for(utc_now() - self._safe_window)
         parameters = {"@from": f"{after_key:0{KEY_DIGITS}d}", "@bound": bound}
-        streams: dict[str, PartitionKeys] = {}
+        streams = StreamKeys(parse_keys)
 
         async def pages() -> AsyncIterator[list[StoredEvent]]:
             with translate_errors(self._endpoint):
                 async for page in query_pages(
                     self._events, READ_ALL, parameters, page_size=batch_size
                 ):
-                    events: list[StoredEvent] = []
+                    # A commit at a time, as in read_stream: a page holds up to
+                    # batch_size commits, each of up to 65,536 events.
                     for commit in page:
                         pk = commit.get("pk")
-                        keys = streams.get(pk) if isinstance(pk, str) else None
-                        if keys is None:
-                            keys = streams[pk] = parse_keys(pk)
+                        keys = streams.get(pk) if isinstance(pk, str) else parse_keys(pk)
                         stored = stored_events(commit, keys)
                         if commit["ordering_key"] == parameters["@from"]:
                             stored = stored[after_index + 1 :]  # the commit we stopped inside
-                        events += stored
-                    yield events
+                        yield stored
 
         return rebatch(pages(), batch_size)
 

@@ -42,6 +42,7 @@ from sekiban.stores.protocols import (
     check_command_id,
 )
 from sekiban.stores.snapshot_rows import snapshot_from_columns
+from sekiban.stores.stream_keys import StreamKeys
 
 with require_extra("postgres", "sekiban.stores.postgres"):
     import asyncpg
@@ -287,7 +288,7 @@ class PostgresEventStore(ClosesOnExit):
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
-        keys: dict[tuple[str, str, Any], PartitionKeys] = {}
+        streams = StreamKeys(PartitionKeys)
         # One bound for the whole read, taken before any page is read (see the package
         # docstring): each page's snapshot is newer than it.
         with translate_faults(self._where):
@@ -299,11 +300,7 @@ class PostgresEventStore(ClosesOnExit):
                 return
             batch = []
             for r in rows:
-                stream = (r[10], r[11], r[12])
-                partition_keys = keys.get(stream)
-                if partition_keys is None:
-                    partition_keys = keys[stream] = PartitionKeys(r[12], r[11], r[10])
-                batch.append(stored_event(r, partition_keys))
+                batch.append(stored_event(r, streams.get(r[12], r[11], r[10])))
             yield batch
             if len(rows) < batch_size:
                 return

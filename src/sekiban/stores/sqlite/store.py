@@ -40,6 +40,7 @@ from sekiban.stores.sqlite.reading import (
 )
 from sekiban.stores.sqlite.schema import stream_key
 from sekiban.stores.sqlite.snapshots import SqliteSnapshotStore
+from sekiban.stores.stream_keys import StreamKeys
 
 
 class SqliteEventStore(ClosesOnExit):
@@ -210,7 +211,7 @@ class SqliteEventStore(ClosesOnExit):
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
-        keys_cache: dict[tuple[str, str, str], PartitionKeys] = {}
+        streams = StreamKeys(PartitionKeys.existing)
 
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             limit = min(batch_size, READ_CHUNK)
@@ -219,12 +220,7 @@ class SqliteEventStore(ClosesOnExit):
                     rows = await self._db.run(read_rows, READ_ALL, (after,), after, limit)
                 page: list[StoredEvent] = []
                 for first_position, _, events, root, group, aggregate_id, first, last in rows:
-                    stream = (root, group, aggregate_id)
-                    keys = keys_cache.get(stream)
-                    if keys is None:
-                        keys = keys_cache[stream] = PartitionKeys.existing(
-                            aggregate_id, group, root
-                        )
+                    keys = streams.get(aggregate_id, group, root)
                     skip = max(0, after + 1 - first_position)
                     page += decode_events(events, keys, first, last, first_position)[skip:]
                 if page:
