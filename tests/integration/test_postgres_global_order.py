@@ -208,3 +208,47 @@ async def test_tailing_reader_sees_every_event_once_under_concurrent_writers(
     assert sorted((str(e.partition_keys), e.version) for e in seen) == sorted(
         (str(keys), v) for keys in streams for v in range(1, appends_per_stream + 1)
     )
+
+
+async def read_groups(
+    store: PostgresEventStore, groups: list[str], after: int = 0
+) -> tuple[list[StoredEvent], int]:
+    events: list[StoredEvent] = []
+    scanned = after
+    async for page, scanned_to in store.read_all_of_groups(groups, after, batch_size=2):
+        events += page
+        assert scanned_to >= scanned
+        scanned = scanned_to
+    return events, scanned
+
+
+async def test_a_group_filtered_read_skips_other_groups_on_the_server_and_passes_them(
+    store: PostgresEventStore,
+) -> None:
+    a, b, c = (PartitionKeys.generate(g) for g in ("kept", "other", "kept"))
+    await store.append(stored_events(a, 1, 2), 0)
+    await store.append(stored_events(b, 1, 3), 0)
+    await store.append(stored_events(c, 1, 1), 0)
+    await store.append(stored_events(b, 4, 2), 3)  # the newest events are of another group
+    everything = await read_all(store)
+    kept, scanned = await read_groups(store, ["kept"])
+    assert kept == [e for e in everything if e.partition_keys.group == "kept"]
+    assert scanned >= (everything[-1].position or 0)  # passed the other group's tail
+    later, again = await read_groups(store, ["kept"], scanned)
+    assert later == [] and again >= scanned
+
+
+async def test_a_group_filtered_read_does_not_pass_an_append_in_flight(
+    store: PostgresEventStore, admin: asyncpg.Connection, schema: str
+) -> None:
+    slow, fast = PartitionKeys.generate("other"), PartitionKeys.generate("kept")
+    gate = await hold_appends_to(schema, admin, slow)
+    held = asyncio.create_task(store.append(stored_events(slow, 1, 1), 0))
+    await wait_until_blocked(admin, gate)
+    await store.append(stored_events(fast, 1, 1), 0)
+    kept, scanned = await read_groups(store, ["kept"])
+    assert kept == []  # numbered after the held append: not handed out yet
+    await admin.execute("SELECT pg_advisory_unlock($1)", gate)
+    await held
+    later, _ = await read_groups(store, ["kept"], scanned)
+    assert [(e.partition_keys, e.version) for e in later] == [(fast, 1)]

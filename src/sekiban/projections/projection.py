@@ -4,7 +4,7 @@ and the catch-up that moves it forward one event at a time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Generic, Protocol, TypeVar
 
 from sekiban.core.domain_types import DomainTypes
@@ -12,7 +12,7 @@ from sekiban.core.events import EventPayload
 from sekiban.core.query import MultiProjector
 from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import ProjectionError, UnknownTypeError
-from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore
+from sekiban.stores.protocols import DEFAULT_BATCH_SIZE, EventStore, GroupFilteredReader
 
 S = TypeVar("S")
 
@@ -107,18 +107,25 @@ class Projection(Generic[S]):
         after the last event it applied, and raises `ProjectionError` naming the event.
         At most one batch of events is held at a time. `stop` is asked after each batch
         and ends the catch-up there when it says so; with `before`, events at that
-        position or later are left for another call.
+        position or later are left for another call. A projector with `groups` reads
+        through the store's `GroupFilteredReader` when it has one: the server skips the
+        other groups' events, and the position moves past them all the same.
         """
         if self.broken is not None:
             raise self.broken
         applied = 0
-        batches = event_store.read_all(self.position, batch_size)
+        batches = self._pages(event_store, batch_size)
         try:
-            async for batch in batches:
-                if before is not None and batch and (batch[-1].position or 0) >= before:
+            async for batch, scanned in batches:
+                end = max((batch[-1].position or 0) if batch else 0, scanned or 0)
+                if before is not None and end >= before:
                     applied += await self._apply([e for e in batch if (e.position or 0) < before])
+                    if scanned is not None:
+                        self.position = max(self.position, before - 1)
                     break
                 applied += await self._apply(batch)
+                if scanned is not None:
+                    self.position = max(self.position, scanned)
                 if progress is not None:
                     progress(self.position)
                 if stop is not None and stop():
@@ -131,6 +138,16 @@ class Projection(Generic[S]):
             if close is not None:
                 await close()
         return applied
+
+    def _pages(
+        self, event_store: EventStore, batch_size: int
+    ) -> AsyncIterator[tuple[list[StoredEvent], int | None]]:
+        """The events after `position` in pages, each with the position the page has
+        scanned up to when the store filtered on the server (else None)."""
+        groups = self._reads.groups
+        if groups is not None and isinstance(event_store, GroupFilteredReader):
+            return event_store.read_all_of_groups(groups, self.position, batch_size)
+        return _unfiltered(event_store.read_all(self.position, batch_size))
 
     async def _apply(self, batch: list[StoredEvent]) -> int:
         applied = 0
@@ -155,3 +172,16 @@ class Projection(Generic[S]):
             if scanned % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         return applied
+
+
+async def _unfiltered(
+    batches: AsyncIterator[list[StoredEvent]],
+) -> AsyncIterator[tuple[list[StoredEvent], int | None]]:
+    try:
+        async for batch in batches:
+            yield batch, None
+            del batch  # before the store decodes the next one
+    finally:
+        close = getattr(batches, "aclose", None)
+        if close is not None:
+            await close()

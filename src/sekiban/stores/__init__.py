@@ -9,7 +9,12 @@ from importlib import import_module
 from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
-from sekiban.stores.protocols import EventNotifier, EventStore, SnapshotStore
+from sekiban.stores.protocols import (
+    EventNotifier,
+    EventStore,
+    GroupFilteredReader,
+    SnapshotStore,
+)
 from sekiban.stores.urls import Stores, StoreUrl, open_store, parse_store_url, with_query
 
 _LAZY = {
@@ -26,6 +31,7 @@ _LAZY = {
 
 __all__ = [
     "EventNotifier",
+    "GroupFilteredReader",
     "EventStore",
     "InMemoryEventStore",
     "InMemorySnapshotStore",

@@ -5,7 +5,7 @@ What each guarantees is proven once, for every store, by `tests/conformance/`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Protocol, Self, runtime_checkable
 
 from sekiban.core.partition_keys import PartitionKeys
@@ -147,6 +147,29 @@ class EventNotifier(Protocol):
 
         Raises `StoreConnectionError` when the store cannot be reached to listen.
         """
+        ...
+
+
+@runtime_checkable
+class GroupFilteredReader(Protocol):
+    """Optional for event stores: read the global order keeping only some groups'
+    events, filtered by the server, so the others are neither sent nor decoded.
+
+    A multi-projector that declares its `groups` catches up through it when its store
+    has it (PostgreSQL). Each page comes with the position up to which every event, of
+    any group, has been scanned: a reader resumes after it, and a read-your-writes wait
+    for an event of another group ends once it is passed.
+    """
+
+    def read_all_of_groups(
+        self,
+        groups: Collection[str],
+        after_position: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[tuple[list[StoredEvent], int]]:
+        """Pages of the events of `groups` with position > `after_position`, in global
+        order (a page may be empty), each with its scanned-to position; the same
+        never-miss guarantee as `read_all`."""
         ...
 
 

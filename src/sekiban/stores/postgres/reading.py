@@ -72,13 +72,15 @@ SELECT least(next.id, min(next.id - (((next.id - writers.id32) % 4294967296) + 4
 FROM next LEFT JOIN writers ON true GROUP BY next.id"""
 
 
-def read_all_sql(t: Tables) -> str:
+def read_all_sql(t: Tables, *, of_groups: bool = False) -> str:
     # $3 is `read_bound_sql`'s answer, from an earlier statement: this one's snapshot
     # is newer, so every append below the bound has ended and is visible, or never will be.
+    # With `of_groups`, $4 is the groups to keep: the server skips the others' rows.
+    groups = " AND aggregate_group = ANY($4::text[])" if of_groups else ""
     return (
         f"SELECT {EVENT_COLUMNS}, root_partition_key, aggregate_group, aggregate_id "
-        f"FROM {t.events} WHERE position > $1 AND position < ($3::bigint << {POSITION_BITS}) "
-        f"ORDER BY position LIMIT $2"
+        f"FROM {t.events} WHERE position > $1 AND position < ($3::bigint << {POSITION_BITS})"
+        f"{groups} ORDER BY position LIMIT $2"
     )
 
 

@@ -4,7 +4,7 @@ read statements run on it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from sekiban._extras import require_extra
@@ -31,7 +31,13 @@ from sekiban.stores.postgres.reading import (
     snapshot_and_stream_sql,
     stored_event,
 )
-from sekiban.stores.postgres.schema import MAX_EVENTS_PER_APPEND, Tables, ddl, stream_key
+from sekiban.stores.postgres.schema import (
+    MAX_EVENTS_PER_APPEND,
+    POSITION_BITS,
+    Tables,
+    ddl,
+    stream_key,
+)
 from sekiban.stores.postgres.snapshots import PostgresSnapshotStore
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
@@ -77,6 +83,7 @@ class PostgresEventStore(ClosesOnExit):
         self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
+        self._read_groups_sql = read_all_sql(t, of_groups=True)
         self._group_sql = group_append_sql(t)
         self._group = PostgresGroupCommit(
             self._append_group,
@@ -288,6 +295,25 @@ class PostgresEventStore(ClosesOnExit):
         self, after_position: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
+        async for batch, _ in self._pages(self._read_all_sql, after_position, batch_size):
+            if batch:
+                yield batch
+            del batch  # before the next page is decoded, or two would be alive
+
+    def read_all_of_groups(
+        self,
+        groups: Collection[str],
+        after_position: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> AsyncIterator[tuple[list[StoredEvent], int]]:
+        """`read_all` keeping only the events of `groups`, filtered by the server (see
+        `GroupFilteredReader`): pages with the position each has scanned up to."""
+        check_batch_size(batch_size)
+        return self._pages(self._read_groups_sql, after_position, batch_size, list(groups))
+
+    async def _pages(
+        self, sql: str, after_position: int, batch_size: int, *groups: list[str]
+    ) -> AsyncIterator[tuple[list[StoredEvent], int]]:
         streams = StreamKeys(PartitionKeys)
         # One bound for the whole read, taken before any page is read (see the package
         # docstring): each page's snapshot is newer than it.
@@ -295,16 +321,15 @@ class PostgresEventStore(ClosesOnExit):
             bound = await self._pool.fetchval(self._read_bound_sql)
         while True:
             with translate_faults(self._where):
-                rows = await self._pool.fetch(self._read_all_sql, after_position, batch_size, bound)
-            if not rows:
-                return
-            batch = []
-            for r in rows:
-                batch.append(stored_event(r, streams.get(r[12], r[11], r[10])))
-            yield batch
+                rows = await self._pool.fetch(sql, after_position, batch_size, bound, *groups)
+            batch = [stored_event(r, streams.get(r[12], r[11], r[10])) for r in rows]
             if len(rows) < batch_size:
+                # Every row below the bound has been scanned, whatever its group.
+                yield batch, max(after_position, (bound << POSITION_BITS) - 1)
                 return
             after_position = rows[-1][9]
+            yield batch, after_position
+            del batch, rows  # before the next page is decoded, or two would be alive
 
     async def wait_for_append(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for an append to this store's table, by any
