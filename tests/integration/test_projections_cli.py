@@ -125,7 +125,9 @@ async def test_killed_stopped_and_restarted_the_runner_ends_with_a_full_replay(
     last = start_runner(url)
     await wait_for_checkpoint(url, last, head - 1)
     assert finish(last, signal.SIGTERM) == 0
-    assert await checkpoint(url) == head
+    # At the head, or past it: on PostgreSQL a grouped projection's position moves to
+    # what the server has scanned, beyond the last event.
+    assert await checkpoint(url) >= head
 
     projection, replayed = await _final_state(url)
     assert projection.state == replayed

@@ -64,6 +64,11 @@ class DaprEventPublisher:
         self.api_token = os.environ.get("DAPR_API_TOKEN", "") if api_token is None else api_token
         self.timeout = timeout
 
+    def sequence_key(self, event: Event[EventPayload]) -> str | None:
+        """Events of one aggregate are published in order: while one is parked, the
+        later ones of its stream wait behind it."""
+        return str(event.partition_keys)
+
     async def handle(self, event: Event[EventPayload], host: Host) -> None:
         stored = host.serializer.to_stored(event)
         # A subscriber is handed the event, not its global position: leave it out
