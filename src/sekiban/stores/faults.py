@@ -6,6 +6,9 @@ fault); the message and the `outcome_unknown` wording are the same for all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 from sekiban.errors import StoreError
 
 
@@ -19,3 +22,28 @@ def fault(
     if outcome_unknown:
         text += "; the append may have been committed: read the stream before retrying"
     return kind(text, outcome_unknown=outcome_unknown)
+
+
+class TranslatesFaults:
+    """A context manager raising a driver's errors (`driver_errors`) as the sekiban
+    errors `translate(error, where, writing=...)` makes of them; `writing` says an append
+    is in progress, whose outcome a lost connection leaves unknown. Each store subclasses
+    it with its driver's errors and its `translate`.
+
+    A class rather than a `@contextmanager` generator: it wraps every store call, and
+    entering and leaving it costs a third as much.
+    """
+
+    __slots__ = ("where", "writing")
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    translate: ClassVar[Callable[..., StoreError]]
+
+    def __init__(self, where: str, *, writing: bool = False) -> None:
+        self.where, self.writing = where, writing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: object) -> None:
+        if error is not None and isinstance(error, self.driver_errors):
+            raise type(self).translate(error, self.where, writing=self.writing) from error

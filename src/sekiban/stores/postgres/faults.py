@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from sekiban._extras import require_extra
 from sekiban.errors import StoreAuthenticationError, StoreConnectionError, StoreError
-from sekiban.stores.faults import fault
+from sekiban.stores.faults import TranslatesFaults, fault
 
 with require_extra("postgres", "sekiban.stores.postgres"):
     import asyncpg
@@ -39,28 +39,10 @@ def describe(dsn: str) -> str:
     return f"PostgreSQL at {where}"
 
 
-class translate_faults:
-    """Raise asyncpg, OS and timeout errors as `StoreAuthenticationError`,
-    `StoreConnectionError` or (any other server error) `StoreError`; `writing` says an
-    append is in progress, whose outcome a lost connection leaves unknown.
+class translate_faults(TranslatesFaults):
+    """Raises the driver's errors as sekiban's (see `translate`)."""
 
-    A class rather than a `@contextmanager` generator: it wraps every store call, and
-    entering and leaving it costs a third as much.
-    """
-
-    __slots__ = ("where", "writing")
-
-    def __init__(self, where: str, *, writing: bool = False) -> None:
-        self.where, self.writing = where, writing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
-    ) -> None:
-        if error is not None and isinstance(error, _TRANSLATED):
-            raise translate(error, self.where, writing=self.writing) from error
+    __slots__ = ()
 
 
 def translate(error: BaseException, where: str, *, writing: bool = False) -> StoreError:
@@ -98,3 +80,7 @@ _TRANSLATED = (
     asyncpg.PostgresError,
     asyncpg.InternalClientError,
 )
+
+
+translate_faults.driver_errors = _TRANSLATED
+translate_faults.translate = staticmethod(translate)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from sekiban.errors import StoreBusyError, StoreConnectionError, StoreError
-from sekiban.stores.faults import fault
+from sekiban.stores.faults import TranslatesFaults, fault
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _UNREACHABLE = (
@@ -30,27 +30,10 @@ def is_busy(error: sqlite3.Error) -> bool:
     return isinstance(error, sqlite3.OperationalError) and code & 0xFF in _BUSY
 
 
-class translate_faults:
-    """Raise sqlite3 errors as `StoreBusyError`, `StoreConnectionError` or `StoreError`;
-    `writing` says an append is in progress, whose outcome an I/O error leaves unknown.
+class translate_faults(TranslatesFaults):
+    """Raises the driver's errors as sekiban's (see `translate`)."""
 
-    A class rather than a `@contextmanager` generator: it wraps every store call, and
-    entering and leaving it costs a third as much.
-    """
-
-    __slots__ = ("where", "writing")
-
-    def __init__(self, where: str, *, writing: bool = False) -> None:
-        self.where, self.writing = where, writing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
-    ) -> None:
-        if isinstance(error, sqlite3.Error):
-            raise translate(error, self.where, writing=self.writing) from error
+    __slots__ = ()
 
 
 def translate(error: sqlite3.Error, where: str, *, writing: bool = False) -> StoreError:
@@ -75,3 +58,7 @@ def translate(error: sqlite3.Error, where: str, *, writing: bool = False) -> Sto
     if code == sqlite3.SQLITE_IOERR:
         return fault(StoreConnectionError, where, error, "check the disk", outcome_unknown=writing)
     return fault(StoreError, where, error, "check the file", outcome_unknown=False)
+
+
+translate_faults.driver_errors = (sqlite3.Error,)
+translate_faults.translate = staticmethod(translate)
