@@ -15,6 +15,7 @@ from sekiban import telemetry
 from sekiban.core.clock import Clock, utc_now
 from sekiban.core.command import CommandResponse
 from sekiban.core.domain_types import DomainTypes
+from sekiban.core.gc_pause import gc_paused
 from sekiban.core.query import MultiProjector, Query
 from sekiban.core.serialization import Serializer
 from sekiban.errors import SekibanError, SnapshotRejectedError
@@ -432,7 +433,8 @@ class Projections:
 def _load(codec: Any, chunks: Iterator[bytes], record: ProjectionRecord, limit: int) -> Any:
     lines = decode_lines(chunks, record.encoding, record.sha256, max_bytes=limit)
     try:
-        return codec.load(lines)
+        with gc_paused():
+            return codec.load(lines)
     except SnapshotRejectedError:
         raise
     except (ValueError, TypeError, KeyError, SekibanError) as error:
