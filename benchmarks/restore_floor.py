@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from benchmarks.domains import AccountProjector, ActiveAccount, bench_domain
-from sekiban.core.aggregate import Aggregate
+from sekiban.core.aggregate import Aggregate, AggregatePayload
 from sekiban.core.fastpaths import trusted_constructor, uuid_from_int
 from sekiban.core.gc_pause import gc_paused
 from sekiban.core.partition_keys import PartitionKeys
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     domain = bench_domain()
     projector = domain.projector(AccountProjector)
     codec = AggregateMapCodec(Serializer(domain), projector)
-    state = {}
+    state: dict[PartitionKeys, Aggregate[AggregatePayload]] = {}
     for n in range(args.records):
         keys = PartitionKeys.generate("account")
         payload = ActiveAccount(owner="bench", balance=n, transactions=10)
