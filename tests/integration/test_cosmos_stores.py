@@ -169,6 +169,27 @@ async def test_expected_version_that_was_never_a_head_is_rejected(
     assert [e.version for e in await read_stream(store, keys)] == [1, 2, 3, 4, 5]
 
 
+async def test_a_head_that_lands_between_the_boundary_check_and_the_version_read_is_no_conflict(
+    store: CosmosEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The append checks that its expected version ends a commit; when that commit lands
+    # just after the check, the stream is at exactly the expected version: the append
+    # is valid and must not be refused as "expected at 2 but is at 2".
+    other = CosmosEventStore(store.containers, safe_window=timedelta(0))
+    keys = PartitionKeys.generate()
+    await other.append(stored_events(keys, 1, 2), 0)  # `store` has never seen the stream
+    is_boundary = store._is_boundary
+
+    async def checked_before_the_head_landed(pk: str, version: int) -> bool:
+        monkeypatch.setattr(store, "_is_boundary", is_boundary)
+        await other.append(stored_events(keys, 3, 1), 2)
+        return False
+
+    monkeypatch.setattr(store, "_is_boundary", checked_before_the_head_landed)
+    await store.append(stored_events(keys, 4, 2), 3)
+    assert [e.version for e in await read_stream(other, keys)] == [1, 2, 3, 4, 5]
+
+
 async def test_commit_over_the_document_limit_is_rejected_and_writes_nothing(
     store: CosmosEventStore,
 ) -> None:

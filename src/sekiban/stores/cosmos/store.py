@@ -196,7 +196,11 @@ class CosmosEventStore(ClosesOnExit):
                 and self._boundaries.get(pk) != expected_version
                 and not await self._is_boundary(pk, expected_version)
             ):
-                raise ConcurrencyError(keys, expected_version, await self._stream_version(pk))
+                # The head may have landed since the check: a stream now at exactly the
+                # expected version is what the append expects, not a conflict.
+                actual = await self._stream_version(pk)
+                if actual != expected_version:
+                    raise ConcurrencyError(keys, expected_version, actual)
         with translate_errors(self._endpoint, writing=True):
             commit["ordering_key"] = SortableUniqueId.generate()
             started = time.monotonic()
