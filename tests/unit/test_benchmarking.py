@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("eventsourcing", reason="needs the bench extra")
 
+from benchmarks import insert_floor, restore_floor
 from benchmarks.domains import Bank
 from benchmarks.engines import Stores
+from benchmarks.insert_floor import statement
+from benchmarks.limits import _sqlite_connection, _sqlite_rows, stored_commits
 from benchmarks.loads import SNAPSHOT_LAG, EventsourcingLoads, SekibanLoads
 from benchmarks.seeding import SINGLE_TAIL, commit_sizes
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
@@ -48,3 +54,28 @@ async def test_eventsourcing_loads_use_a_snapshot_only_when_asked(history: int, 
     [snapshot] = app.snapshots.get(account)
     assert snapshot.originator_version == history - lag
     assert subject.replay.snapshot_store is None
+
+
+def test_the_insert_floor_times_the_checks_sekiban_runs(tmp_path: Path) -> None:
+    # The form named after sekiban's INSERT must refuse what the store refuses: a stale
+    # expected version (nothing written) and a command id already in the stream.
+    connection = _sqlite_connection(str(tmp_path / "floor.db"), "NORMAL")
+    first, second = _sqlite_rows(stored_commits(2, 1, 1))
+    sql, parameters = statement("sekiban's INSERT", first, "command-1")
+    assert connection.execute(sql, parameters).rowcount == 1
+    assert connection.execute(sql, parameters).rowcount == 0  # version 0 is gone
+    sql, parameters = statement("sekiban's INSERT", second, "command-1")
+    with pytest.raises(sqlite3.IntegrityError):
+        connection.execute(sql, parameters)
+    sql, parameters = statement("sekiban's INSERT", second, "command-2")
+    assert connection.execute(sql, parameters).rowcount == 1
+    versions = connection.execute("SELECT last_version, command_id FROM commits").fetchall()
+    assert versions == [(1, "command-1"), (2, "command-2")]
+
+
+def test_the_floor_benchmarks_run_every_form(capsys: pytest.CaptureFixture[str]) -> None:
+    insert_floor.main(["--commands", "200", "--repeat", "1"])
+    restore_floor.main(["--records", "300", "--repeat", "1"])
+    out = capsys.readouterr().out
+    for form in (*insert_floor.FORMS, "collector paused", "floor:"):
+        assert form in out
