@@ -30,6 +30,8 @@ from sekiban.stores import EventStore
 from sekiban.testing.sidecar import Node
 from tests.integration.dapr_support import BankCluster, active_actor_count, bank_cluster
 from tests.integration.projector_host import PaddedAnswerQuery, domain
+from tests.integration.test_postgres_global_order import hold_appends_to, wait_until_blocked
+from tests.support import stored_events
 
 pytestmark = pytest.mark.dapr
 
@@ -138,6 +140,46 @@ async def test_queries_are_answered_by_the_projector_actor_and_survive_losing_it
         assert status.checkpoint == checkpoint.position
         assert (status.events_applied, status.lag_events, status.last_error) == (29, 0, None)
         assert await active_projectors(survivor) == 1
+
+
+async def test_a_query_waiting_for_after_lets_the_projections_other_queries_through(
+    tmp_path: Path,
+) -> None:
+    """daprd runs one call of the projector actor at a time: the query waiting for a
+    command the projection cannot reach yet must not keep the others out."""
+    async with bank_cluster(tmp_path, app_target=HOST) as bank:
+        node = bank.cluster.start_node("bank")
+        executor = DaprSekibanExecutor(bank_domain(), dapr_http_endpoint=node.http_endpoint)
+        await executor.command(OpenAccount(owner="ann"))
+        assert (await executor.query(ActiveAccountsQuery())).total_count == 1
+
+        # An append held open inside its transaction: PostgreSQL shows no event after it
+        # in the global order until it ends, so the projection cannot reach `later`.
+        schema = bank.state_table.split(".")[0]
+        admin = await asyncpg.connect(bank.dsn)
+        try:
+            slow = PartitionKeys.generate("account")
+            gate = await hold_appends_to(schema, admin, slow)
+            opened = stored_events(
+                slow, 1, 1, payload='{"owner":"held"}', event_type="AccountOpened"
+            )
+            held = asyncio.create_task(bank.store.append(opened, 0))
+            await wait_until_blocked(admin, gate)
+            later = await executor.command(OpenAccount(owner="bob"))
+
+            waiting = asyncio.create_task(
+                executor.query(ActiveAccountsQuery(), after=later, timeout=timedelta(seconds=60))
+            )
+            await asyncio.sleep(0.5)  # the waiting query reaches the actor first
+            plain = asyncio.create_task(executor.query(ActiveAccountsQuery()))
+            done, _ = await asyncio.wait({waiting, plain}, return_when=asyncio.FIRST_COMPLETED)
+            assert done == {plain}
+            assert plain.result().total_count == 1
+        finally:
+            await admin.execute("SELECT pg_advisory_unlock($1)", gate)
+            await admin.close()
+        await held
+        assert (await waiting).total_count == 3  # ann, the held append's account, bob
 
 
 async def test_a_quiet_projector_actor_saves_its_state_on_its_timer(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.serialization import Serializer
 from sekiban.dapr import messages
 from sekiban.dapr.projection_state import record_document, record_from_document
-from sekiban.dapr.projector_actor import projector_actor_id
+from sekiban.dapr.projector_actor import DEFAULT_TURN_WAIT, projector_actor_id
 from sekiban.dapr.results import QueryResults
 from sekiban.projections import ProjectionOptions, ProjectionRecord
 from sekiban.snapshot.signing import SnapshotSigning
@@ -391,6 +391,51 @@ async def test_after_that_is_never_reached_times_out_as_it_does_locally() -> Non
         await h.query(ActiveAccountsQuery(), after=response, timeout=timedelta(milliseconds=50))
     with pytest.raises(InvalidReadError, match="no event at version 7"):
         await h.query(ActiveAccountsQuery(), after=f"{response.partition_keys}@7")
+
+
+async def test_a_query_waiting_for_after_does_not_hold_back_the_projections_other_queries() -> None:
+    # daprd runs one call of an actor at a time (the harness too): a query that waited
+    # inside its call for `after` would keep every other query of the projection out.
+    store = LaggingEventStore()
+    h = harness(store)
+    await open_accounts(h, 1, deposits=1)
+    store.hidden = 1
+    response = await h.command(OpenAccount(owner="late"))
+
+    waiting = asyncio.create_task(
+        h.query(ActiveAccountsQuery(), after=response, timeout=timedelta(seconds=5))
+    )
+    await asyncio.sleep(0.05)  # the waiting query is in the actor first
+    plain = asyncio.create_task(h.query(ActiveAccountsQuery()))
+    done, _ = await asyncio.wait({waiting, plain}, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {plain}
+    assert plain.result().total_count == 1  # what the projection has applied
+
+    store.hidden = 0
+    assert (await waiting).total_count == 2
+
+
+async def test_after_waits_across_turns_for_as_long_as_the_caller_allows() -> None:
+    # The wait is the caller's: one turn of the actor is short, and the executor asks
+    # again until its own timeout has passed.
+    store = LaggingEventStore()
+    h = harness(store)
+    store.hidden = 1
+    response = await h.command(OpenAccount(owner="late"))
+
+    async def writer_catches_up() -> None:
+        await asyncio.sleep(3 * DEFAULT_TURN_WAIT.total_seconds())
+        store.hidden = 0
+
+    answer, _ = await asyncio.gather(
+        h.query(ActiveAccountsQuery(), after=response, timeout=timedelta(seconds=10)),
+        writer_catches_up(),
+    )
+    assert answer.total_count == 1
+    store.hidden = 1
+    late = await h.command(OpenAccount(owner="later"))
+    with pytest.raises(ConsistencyTimeoutError, match=r"within 0\.5 s"):
+        await h.query(ActiveAccountsQuery(), after=late, timeout=timedelta(milliseconds=500))
 
 
 async def test_a_state_over_the_actor_state_limit_is_kept_in_memory_only(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from sekiban.dapr import messages
 from sekiban.dapr.actor import DaprAggregateActor, actor_id_for
 from sekiban.dapr.projector_actor import DaprProjectorActor, projector_actor_id
 from sekiban.dapr.results import QueryResults
-from sekiban.errors import DaprUnavailableError, SekibanError
+from sekiban.errors import ConsistencyTimeoutError, DaprUnavailableError, SekibanError
 from sekiban.loading import LoadResult
 from sekiban.projections import ConsistencyToken, ProjectionStatus
 from sekiban.projections.manager import DEFAULT_CONSISTENCY_TIMEOUT
@@ -38,6 +39,8 @@ log = logging.getLogger("sekiban.dapr")
 
 AGGREGATE_ACTOR_TYPE = DaprAggregateActor.__name__
 PROJECTOR_ACTOR_TYPE = DaprProjectorActor.__name__
+_NEXT_TURN = 0.01
+"""Seconds before asking a projector actor again for a query waiting on `after`."""
 
 
 class SidecarStatusError(Exception):
@@ -167,16 +170,29 @@ class DaprSekibanExecutor:
         projector = self.domain.multi_projector(query_type.multi_projector)
         self.results.adapter(query_type)  # an answer type it cannot carry fails here
         token = None if after is None else str(ConsistencyToken.of(after))
-        body = messages.query_request(self.serializer, query, token, timeout)
-        answer: R = await self._invoke(
-            projector_actor_id(projector.name),
-            "Query",
-            body,
-            lambda reply: self.results.load(query_type, messages.parse_query_reply(reply)),
-            actor_type=PROJECTOR_ACTOR_TYPE,
-            timeout=self.timeout + timeout,
-        )
-        return answer
+        # The actor waits for `after` a turn at a time (DEFAULT_TURN_WAIT): the wait is
+        # ours, asked again until `timeout`, so its other queries go in between.
+        deadline = time.monotonic() + timeout.total_seconds()
+        while True:
+            remaining = timedelta(seconds=max(0.0, deadline - time.monotonic()))
+            body = messages.query_request(self.serializer, query, token, remaining)
+            try:
+                answer: R = await self._invoke(
+                    projector_actor_id(projector.name),
+                    "Query",
+                    body,
+                    lambda reply: self.results.load(query_type, messages.parse_query_reply(reply)),
+                    actor_type=PROJECTOR_ACTOR_TYPE,
+                    timeout=self.timeout + remaining,
+                )
+                return answer
+            except ConsistencyTimeoutError:
+                if time.monotonic() >= deadline:
+                    raise ConsistencyTimeoutError(
+                        f"projection {projector.name!r} did not apply the events of {token} "
+                        f"within {timeout.total_seconds():g} s"
+                    ) from None
+            await asyncio.sleep(min(_NEXT_TURN, max(0.0, deadline - time.monotonic())))
 
     async def projector_status(
         self, projector: type[MultiProjector[Any]] | str

@@ -40,6 +40,12 @@ not deactivation, is what saves a quiet projection: daprd 1.18 has already dropp
 actor when it calls the host to deactivate it, and refuses its state writes
 (`ERR_ACTOR_INSTANCE_MISSING`)."""
 
+DEFAULT_TURN_WAIT = timedelta(milliseconds=200)
+"""The longest one call of a projector actor waits for a query's `after`. daprd runs one
+call of an actor at a time, so a call that waited the caller's whole timeout would keep
+every other query of the projection out meanwhile; the executor calls again until its
+own timeout has passed, and the queries queued behind take their turns in between."""
+
 DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 16 * 1024
 """The largest query answer (JSON) a projector actor sends back. daprd passes a reply
 from one sidecar to another only up to its `--max-body-size` (4 MiB by default), and
@@ -88,9 +94,9 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
     or a rebalance) reads only the events after the last save. Errors come back as an
     error reply.
 
-    Dapr runs one call of an actor at a time: queries of one projection are answered
-    in turn, a query waiting for `after` holds the others back until it is answered or
-    times out.
+    Dapr runs one call of an actor at a time, so a call waits for `after` at most
+    `turn_wait` and replies that the projection is not there yet; the executor asks
+    again until its timeout, while the projection's other queries are answered.
     """
 
     def __init__(
@@ -104,10 +110,12 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
         max_state_bytes: int = DEFAULT_MAX_ACTOR_STATE_BYTES,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL,
+        turn_wait: timedelta = DEFAULT_TURN_WAIT,
         clock: Clock = utc_now,
     ) -> None:
         super().__init__(ctx, actor_id)
         self.clock = clock
+        self.turn_wait = turn_wait
         self.max_answer_bytes = max_answer_bytes
         self.flush_interval = flush_interval
         self.serializer = Serializer(domain)
@@ -145,7 +153,8 @@ class DaprProjectorActor(Actor, ProjectorActorInterface):
             try:
                 query, after, timeout = messages.parse_query_request(self.serializer, request)
                 self._check_target(type(query))
-                answer = await self.projections.query(query, after=after, timeout=timeout)
+                wait = min(timeout, self.turn_wait)
+                answer = await self.projections.query(query, after=after, timeout=wait)
                 data = self.results.dump(type(query), answer)
                 if len(data) > self.max_answer_bytes:
                     raise QueryAnswerTooLargeError(

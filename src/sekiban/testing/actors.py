@@ -9,6 +9,7 @@ does the same for saga timeouts fired by Dapr reminders (`sekiban.dapr.timeouts`
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -160,6 +161,7 @@ class ActorHarness(DaprSekibanExecutor):
             ),
         }
         self.manager = self.managers[AGGREGATE_ACTOR_TYPE]
+        self._turns: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _manager(self, actor_type: type[Actor], factory: ActorFactory) -> ActorManager:
         context = ActorRuntimeContext(
@@ -180,13 +182,20 @@ class ActorHarness(DaprSekibanExecutor):
         actor_type: str = AGGREGATE_ACTOR_TYPE,
         timeout: timedelta | None = None,
     ) -> bytes:
-        return await self.managers[actor_type].dispatch(ActorId(actor_id), method, body or b"")
+        async with self._turn(actor_type, actor_id):
+            return await self.managers[actor_type].dispatch(ActorId(actor_id), method, body or b"")
+
+    def _turn(self, actor_type: str, actor_id: str) -> asyncio.Lock:
+        """The lock of one actor: daprd runs one call or timer of an actor at a time
+        (turn-based concurrency), and the harness does too."""
+        return self._turns.setdefault((actor_type, actor_id), asyncio.Lock())
 
     async def fire_timers(self) -> int:
         """Fire every registered actor timer once, as daprd would; returns how many."""
         timers = list(self.actor_client.timers.items())
         for (actor_type, actor_id, name), data in timers:
-            await self.managers[actor_type].fire_timer(ActorId(actor_id), name, data)
+            async with self._turn(actor_type, actor_id):
+                await self.managers[actor_type].fire_timer(ActorId(actor_id), name, data)
         return len(timers)
 
     async def deactivate(
