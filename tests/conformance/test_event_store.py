@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
 from sekiban import ConcurrencyError, PartitionKeys, StoredEvent
 from sekiban.errors import InvalidAppendError, InvalidReadError
+from sekiban.projections.status import measure_lag
 from sekiban.stores import EventStore
+from sekiban.stores.protocols import EventCounter
 from tests.conformance.backends import Stores
 from tests.support import stored_events
 
@@ -230,3 +233,22 @@ async def test_read_stream_gives_each_event_its_global_position(stores: Stores) 
             for event in await read_stream(store, keys, after=after, batch_size=1):
                 assert event.position is not None
                 assert event.position == everything[(keys, event.version)]
+
+
+async def test_lag_counts_the_events_after_a_position_without_reading_them_all(
+    stores: Stores,
+) -> None:
+    store, _ = stores
+    a, b = PartitionKeys.generate(), PartitionKeys.generate()
+    await store.append(stored_events(a, 1, 3), 0)
+    await store.append(stored_events(b, 1, 1), 0)
+    await store.append(stored_events(a, 4, 2), 3)
+    events = await read_all(store)
+    now = datetime.now(UTC)
+    for i, after in enumerate([0, *(e.position or 0 for e in events)]):
+        lag = await measure_lag(store, after, now)
+        assert lag.events == len(events) - i
+        expected_age = 0.0 if i == len(events) else (now - events[i].timestamp).total_seconds()
+        assert lag.seconds == pytest.approx(expected_age, abs=1e-3)
+        if isinstance(store, EventCounter):
+            assert await store.count_events_after(after) == len(events) - i

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from examples.bank import AccountList
-from sekiban import ConfigurationError, PartitionKeys, StoreConnectionError
+from sekiban import ConfigurationError, PartitionKeys, StoreConnectionError, StoredEvent
 from sekiban.projections import (
     InMemoryProjectionStore,
     ProjectionOptions,
     ProjectionRunner,
     Projections,
 )
+from sekiban.projections.status import measure_lag
 from sekiban.stores import EventStore, InMemoryEventStore
 from tests.runner_domain import (
     GROUP,
@@ -259,3 +260,25 @@ def test_a_poll_interval_above_the_longest_backoff_is_refused() -> None:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+class ReadCountingStore(InMemoryEventStore):
+    """Counts the events `read_all` hands out."""
+
+    handed_out = 0
+
+    async def read_all(  # type: ignore[override]
+        self, after_position: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[list[StoredEvent]]:
+        async for batch in super().read_all(after_position, batch_size):
+            self.handed_out += len(batch)
+            yield batch
+
+
+async def test_the_lag_of_a_projection_far_behind_is_counted_not_read() -> None:
+    store = ReadCountingStore()
+    for _ in range(50):
+        await store.append(stored_events(PartitionKeys.generate(), 1, 100), 0)
+    lag = await measure_lag(store, 10, datetime.now(UTC))
+    assert lag.events == 4_990
+    assert store.handed_out <= 1  # the first event after the position, for its age

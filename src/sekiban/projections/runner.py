@@ -280,8 +280,8 @@ class ProjectionRunner(SubscriptionRunner):
     async def status(self) -> list[ProjectionStatus]:
         """Each projection's position in this process, checkpoint, lag and last error.
 
-        Lag is measured by reading the events after each position (see `measure_lag`);
-        it is None while the store cannot be read.
+        Lag is counted by the store where it can (see `measure_lag`); it is None while
+        the store cannot be read.
         """
         statuses = []
         for follower, subscriber in zip(self._followers, self._subscribers, strict=True):

@@ -10,6 +10,7 @@ from typing import Any
 
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
 from sekiban.stores.protocols import (
+    EventCounter,
     EventNotifier,
     EventStore,
     GroupFilteredReader,
@@ -31,6 +32,7 @@ _LAZY = {
 
 __all__ = [
     "EventNotifier",
+    "EventCounter",
     "GroupFilteredReader",
     "EventStore",
     "InMemoryEventStore",

@@ -96,6 +96,9 @@ class InMemoryEventStore(ClosesOnExit):
         for start in range(max(after_position, 0), len(self._all), batch_size):
             yield self._all[start : start + batch_size]
 
+    async def count_events_after(self, position: int) -> int:
+        return max(0, len(self._all) - max(position, 0))
+
     async def close(self) -> None:
         return None
 

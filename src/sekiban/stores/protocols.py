@@ -173,6 +173,17 @@ class GroupFilteredReader(Protocol):
         ...
 
 
+@runtime_checkable
+class EventCounter(Protocol):
+    """Optional for event stores: count the events after a position without reading
+    them (memory, SQLite: from the head position; PostgreSQL: counted by the server).
+    A projection's lag is measured with it; without it, by reading those events."""
+
+    async def count_events_after(self, position: int) -> int:
+        """How many events `read_all(position)` would eventually give."""
+        ...
+
+
 def check_batch_size(batch_size: int) -> int:
     """`batch_size` if it is a whole number of events, at least 1; else `InvalidReadError`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -83,6 +83,7 @@ class PostgresEventStore(ClosesOnExit):
         self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
+        self._count_after_sql = f"SELECT count(*) FROM {t.events} WHERE position > $1"
         self._read_groups_sql = read_all_sql(t, of_groups=True)
         self._group_sql = group_append_sql(t)
         self._group = PostgresGroupCommit(
@@ -351,6 +352,13 @@ class PostgresEventStore(ClosesOnExit):
             raise ConfigurationError("refusing to drop the public schema")
         with translate_faults(self._where):
             await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._tables.quoted_schema} CASCADE")
+
+    async def count_events_after(self, position: int) -> int:
+        """Counted by the server on the position index; events held back from `read_all`
+        by an append still in flight before them are counted (they are in the store)."""
+        with translate_faults(self._where):
+            count: int = await self._pool.fetchval(self._count_after_sql, position)
+        return count
 
     async def close(self) -> None:
         """Close the pool (also the one the snapshot and projection stores share) and

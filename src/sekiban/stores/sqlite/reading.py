@@ -55,6 +55,12 @@ FROM commits WHERE position > ? ORDER BY position
 """
 
 
+def head_position(connection: sqlite3.Connection) -> int:
+    """The position of the last event written, 0 for none (the rowid's last entry)."""
+    (head,) = connection.execute("SELECT COALESCE(MAX(position), 0) FROM commits").fetchone()
+    return int(head)
+
+
 def read_rows(
     connection: sqlite3.Connection, sql: str, parameters: tuple[Any, ...], after: int, limit: int
 ) -> list[Any]:

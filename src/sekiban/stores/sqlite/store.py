@@ -34,6 +34,7 @@ from sekiban.stores.sqlite.reading import (
     READ_STREAM,
     command_rows,
     decode_events,
+    head_position,
     read_rows,
     snapshot_and_stream_rows,
     stream_events,
@@ -153,6 +154,13 @@ class SqliteEventStore(ClosesOnExit):
             return await self._db.run(insert, parameters)
         except sqlite3.IntegrityError as error:
             return error
+
+    async def count_events_after(self, position: int) -> int:
+        # Positions number the events 1, 2, 3, ... without gaps (see the module), and a
+        # commit's row key is its last event's: the head is the largest key.
+        with translate_faults(self._db.where):
+            head = await self._db.run(head_position)
+        return max(0, head - max(position, 0))
 
     async def read_command(
         self, partition_keys: PartitionKeys, command_id: str
