@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
@@ -121,6 +122,32 @@ async def test_a_table_from_before_command_ids_is_updated_in_place_or_refused(
         await again.close()
     finally:
         await updated.close()
+
+
+async def test_opening_a_table_without_the_notify_trigger_says_runners_will_only_poll(
+    store: PostgresEventStore, dsn: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "sekiban.stores.postgres"):
+        quiet = await PostgresEventStore.open(dsn, schema=schema, create_schema=False)
+        await quiet.close()
+    assert "notify" not in caplog.text.lower()
+
+    connection = await asyncpg.connect(dsn)
+    try:  # tables made by hand, or by a version before notifications
+        await connection.execute(f'DROP TRIGGER sekiban_events_notify ON "{schema}".sekiban_events')
+    finally:
+        await connection.close()
+    with caplog.at_level(logging.WARNING, "sekiban.stores.postgres"):
+        polling = await PostgresEventStore.open(dsn, schema=schema, create_schema=False)
+        await polling.close()
+    assert "sekiban_events_notify" in caplog.text and "poll" in caplog.text
+    restored = await PostgresEventStore.open(dsn, schema=schema)  # create_schema adds it
+    await restored.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "sekiban.stores.postgres"):
+        again = await PostgresEventStore.open(dsn, schema=schema, create_schema=False)
+        await again.close()
+    assert "notify" not in caplog.text.lower()
 
 
 async def test_timestamps_keep_microseconds_and_the_instant(store: PostgresEventStore) -> None:

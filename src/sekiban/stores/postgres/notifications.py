@@ -47,7 +47,7 @@ def notify_ddl(t: Tables) -> str:
     follows soon after any activity (see `SubscriptionRunner`).
     """
     function = f'"{t.schema}"."{t.prefix}_notify_append"'
-    trigger = f"{t.prefix}_events_notify"
+    trigger = t.notify_trigger
     channel = channel_name(t).replace("'", "''")
     return f"""
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -41,6 +41,8 @@ class Tables:
         self.projections = f'"{schema}"."{table_prefix}_projections"'
         self.command_index = f"{table_prefix}_events_command"
         """The unique index on (stream, command_id), unquoted, as errors name it."""
+        self.notify_trigger = f"{table_prefix}_events_notify"
+        """The statement trigger that notifies appends (`notifications.notify_ddl`)."""
         # A non-negative int4 per events table (advisory lock keys are int4 pairs, shown
         # in pg_locks as oids, so a negative one would not compare as written).
         self.writer_lock = zlib.crc32(f"{schema}.{table_prefix}_events".encode()) & 0x7FFFFFFF

@@ -4,6 +4,7 @@ read statements run on it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
@@ -52,6 +53,9 @@ from sekiban.stores.stream_keys import StreamKeys
 
 with require_extra("postgres", "sekiban.stores.postgres"):
     import asyncpg
+
+
+log = logging.getLogger("sekiban.stores.postgres")
 
 
 class PostgresEventStore(ClosesOnExit):
@@ -134,6 +138,7 @@ class PostgresEventStore(ClosesOnExit):
             else:
                 with translate_faults(where):
                     await _check_command_index(pool, tables)
+                    await _check_notify_trigger(pool, tables)
         except BaseException:
             await pool.close()
             raise
@@ -380,6 +385,25 @@ async def _check_command_index(pool: Any, tables: Tables) -> None:
             f"{tables.events} has no unique index {tables.command_index!r} on command ids "
             "(or does not exist): open it once with create_schema=True, which adds the "
             "command_id column and the index in place, or apply the DDL in docs/stores.md"
+        )
+
+
+async def _check_notify_trigger(pool: Any, tables: Tables) -> None:
+    """Warn when appends to the table notify no one: everything works, but runners
+    only poll, so a projection or reaction learns of an append a poll later."""
+    found = await pool.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass)",
+        tables.notify_trigger,
+        tables.events,
+    )
+    if not found:
+        log.warning(
+            "%s has no append-notification trigger %r: projection and reaction runners "
+            "will poll instead of waking on appends. Open the store once with "
+            "create_schema=True, which adds it, or apply notify_ddl from "
+            "sekiban.stores.postgres.notifications (docs/stores.md)",
+            tables.events,
+            tables.notify_trigger,
         )
 
 
