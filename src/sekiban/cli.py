@@ -265,6 +265,7 @@ async def _run_reactions(
             store=checkpoints() if checkpoints else None,
             poll_interval=timedelta(seconds=timing["poll_interval"]),
             max_backoff=timedelta(seconds=timing["max_backoff"]),
+            leases=_leases(stores.events),
         )
         if once:
             done = await runner.run_until_idle()
@@ -429,7 +430,9 @@ async def _run_projections(
 
     async with await settings.open_store() as stores:
         manager = _projections(stores, domain, persist_every)
-        runner = ProjectionRunner(manager, _projectors(domain, names), **timing)
+        runner = ProjectionRunner(
+            manager, _projectors(domain, names), leases=_leases(stores.events), **timing
+        )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, runner.stop)
@@ -559,6 +562,14 @@ def _projectors(domain: DomainTypes, names: list[str] | None) -> list[Any]:
         return [domain.multi_projector(name) for name in names]
     except UnknownTypeError as error:
         raise typer.BadParameter(str(error), param_hint="--projector") from None
+
+
+def _leases(event_store: Any) -> Any:
+    """The store's leases, so that of several replicas running the same command one
+    runs each projection or reaction (Cosmos DB has none: every replica runs all)."""
+    from sekiban.stores.leases import LeaseProvider
+
+    return event_store if isinstance(event_store, LeaseProvider) else None
 
 
 def _existing(settings: SekibanSettings) -> dict[str, Any]:

@@ -282,3 +282,64 @@ async def test_the_lag_of_a_projection_far_behind_is_counted_not_read() -> None:
     lag = await measure_lag(store, 10, datetime.now(UTC))
     assert lag.events == 4_990
     assert store.handed_out <= 1  # the first event after the position, for its age
+
+
+class RevocableLeases:
+    """Leases a test can take away, as a lost database session takes them."""
+
+    def __init__(self) -> None:
+        self.granting = True
+        self.given: list[LocalLease] = []
+
+    async def try_lease(self, name: str) -> LocalLease | None:
+        if not self.granting:
+            return None
+        lease = LocalLease(name)
+        self.given.append(lease)
+        return lease
+
+
+class LocalLease:
+    def __init__(self, name: str) -> None:
+        self.name, self.lost = name, False
+
+    async def held(self) -> bool:
+        return not self.lost
+
+    async def release(self) -> None:
+        self.lost = True
+
+
+async def test_a_lost_lease_forgets_the_projection_and_resumes_from_the_store() -> None:
+    store, states = InMemoryEventStore(), InMemoryProjectionStore()
+    leases = RevocableLeases()
+    runner = ProjectionRunner(
+        projections(store, states),
+        [AppliedEvents],
+        leases=leases,
+        standby_interval=timedelta(milliseconds=20),
+        checkpoint_interval=timedelta(0),
+        **FAST,
+    )
+    running = Running(runner)
+    manager = runner.projections
+    await append_deposits(store, 1, 3)
+    await eventually(lambda: _async(manager.position(AppliedEvents) == 3))
+    assert [lease.name for lease in leases.given] == ["projection:applied-events"]
+
+    # Lost (a cut connection): it stops running the projection and drops its state;
+    # meanwhile another holder moves the saved state on.
+    leases.granting = False
+    leases.given[0].lost = True
+    await eventually(lambda: _async(runner.standing_by == ["applied-events"]))
+    assert manager.position(AppliedEvents) == 0  # forgotten, not saved over
+    await append_deposits(store, 1, 2)
+    other = projections(store, states)
+    await other.catch_up(AppliedEvents)
+    assert await other.persist(AppliedEvents)
+
+    leases.granting = True
+    await eventually(lambda: _async(runner.standing_by == []))
+    await eventually(lambda: _async(manager.position(AppliedEvents) == 5))
+    assert manager.counters.restored == 1  # from the other holder's save, at 5
+    await running.stop()

@@ -202,3 +202,33 @@ async def test_a_runner_that_never_read_its_checkpoint_writes_none_when_stopped(
     runner.stop()
     await task
     assert store.saves == 0  # an empty checkpoint would replace the unread one
+
+
+async def test_with_leases_one_of_two_runners_reacts_and_the_other_takes_over() -> None:
+    executor = SekibanExecutor(domain())
+    events = executor.event_store
+    assert isinstance(events, InMemoryEventStore)
+    store = InMemoryProjectionStore()
+    standby = {"leases": events, "standby_interval": timedelta(milliseconds=20)}
+    first = ReactionRunner(executor, WelcomeBonus(), store=store, **FAST, **standby)
+    second = ReactionRunner(executor, WelcomeBonus(), store=store, **FAST, **standby)
+    running = asyncio.create_task(first.run())
+    await eventually(lambda: _now(first.standing_by == []))
+    waiting = asyncio.create_task(second.run())
+    await eventually(lambda: _now(second.standing_by == ["welcome-bonus"]))
+
+    await executor.command(OpenAccount(owner="alice"))
+    await eventually(lambda: _now(first.status()[0].position == 2))
+    first.stop()  # saves its checkpoint and lets the lease go
+    await running
+    await eventually(lambda: _now(second.standing_by == []))
+    await executor.command(OpenAccount(owner="bob"))
+    await eventually(lambda: _now(second.status()[0].position == 4))
+    second.stop()
+    await waiting
+    # One bonus per opening: the second runner started from the first one's checkpoint.
+    assert len(await deposits(executor)) == 2
+
+
+async def _now(value: bool) -> bool:
+    return value

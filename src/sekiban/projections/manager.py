@@ -244,6 +244,14 @@ class Projections:
             self._saved[projector.name] = _Saved.of(projection, True)
             return saved
 
+    def forget(self, key: ProjectorKey) -> None:
+        """Drop the projection from this process without saving it: its next use
+        restores it from the projection store (for a runner that lost its lease: the
+        process holding it now saves newer states)."""
+        name = self.projector(key).name
+        self._live.pop(name, None)
+        self._saved.pop(name, None)
+
     def unsaved(self, key: ProjectorKey) -> bool:
         """Whether the projection of `key` moved since this process last saved or
         restored it."""

@@ -24,6 +24,7 @@ from sekiban.core.query import MultiProjector
 from sekiban.errors import ConfigurationError, SekibanError, StoreError
 from sekiban.projections.manager import Projections, ProjectorKey
 from sekiban.projections.status import Lag, ProjectionStatus, measure_lag
+from sekiban.stores.leases import Lease, LeaseProvider
 from sekiban.stores.protocols import EventNotifier, EventStore
 
 logger = logging.getLogger("sekiban.projections.runner")
@@ -58,6 +59,11 @@ class Subscriber(Protocol):
         """Save its checkpoint at `position` (logging, not raising, a failure)."""
         ...
 
+    def forget(self) -> None:
+        """Drop what it holds in memory: its next `catch_up` starts from its saved
+        checkpoint (after a lease was lost, another process moved it on)."""
+        ...
+
 
 class _Follower:
     """A subscriber as the runner follows it: its wake-up and latest error."""
@@ -67,6 +73,7 @@ class _Follower:
         self.wake = asyncio.Event()
         self.last_error: str | None = None
         self.saved_at = time.monotonic()
+        self.lease: Lease | None = None
 
 
 class SubscriptionRunner:
@@ -78,6 +85,12 @@ class SubscriptionRunner:
     stays idle and starting again at `poll_interval` after activity; an event store that
     is an `EventNotifier` wakes it as soon as an append commits. An idle subscriber saves
     its checkpoint at most `checkpoint_interval` after its position moved.
+
+    With `leases` (a `LeaseProvider`, usually the event store), a subscriber runs only
+    while this process holds its lease (`<lease_scope>:<name>`): among the replicas of
+    a service, one runs each subscriber and the others stand by, trying for the lease
+    every `standby_interval`; a process that dies lets its leases go at once. A
+    subscriber whose lease is lost stops, forgets its state and stands by.
     """
 
     def __init__(
@@ -88,6 +101,9 @@ class SubscriptionRunner:
         poll_interval: timedelta = timedelta(milliseconds=200),
         max_backoff: timedelta = timedelta(seconds=5),
         checkpoint_interval: timedelta = timedelta(seconds=1),
+        leases: LeaseProvider | None = None,
+        lease_scope: str = "subscriber",
+        standby_interval: timedelta = timedelta(seconds=2),
     ) -> None:
         if poll_interval <= timedelta(0) or max_backoff < poll_interval:
             raise ConfigurationError(
@@ -100,6 +116,9 @@ class SubscriptionRunner:
         self.checkpoint_interval = checkpoint_interval.total_seconds()
         self._followers = [_Follower(s) for s in subscribers]
         self._stopping = False
+        self.leases = leases
+        self.lease_scope = lease_scope
+        self.standby_interval = standby_interval.total_seconds()
 
     @property
     def stopping(self) -> bool:
@@ -139,6 +158,9 @@ class SubscriptionRunner:
         failures = 0
         try:
             while not self._stopping:
+                if not await self._leads(follower):
+                    await self._stand_by(follower)
+                    continue
                 before = subscriber.position
                 try:
                     await subscriber.catch_up(self._stop_requested)
@@ -154,8 +176,48 @@ class SubscriptionRunner:
                 if not self._stopping:
                     await self._pause(follower, pause)
         finally:
-            if subscriber.unsaved():
+            if (self.leases is None or follower.lease is not None) and subscriber.unsaved():
                 await subscriber.save()
+            if follower.lease is not None:
+                with suppress(StoreError):
+                    await follower.lease.release()
+                follower.lease = None
+
+    async def _leads(self, follower: _Follower) -> bool:
+        """Whether this process runs `follower` now: always without leases; else while
+        it holds the lease, which it tries to take when it has none."""
+        if self.leases is None:
+            return True
+        name = follower.subscriber.name
+        try:
+            if follower.lease is not None:
+                if await follower.lease.held():
+                    return True
+                follower.lease = None
+                follower.subscriber.forget()
+                logger.warning("%s: lease lost; standing by", name)
+                return False
+            follower.lease = await self.leases.try_lease(f"{self.lease_scope}:{name}")
+        except StoreError as error:
+            follower.last_error = f"{type(error).__name__}: {error}"
+            logger.warning("%s: lease not checked: %s; standing by", name, error)
+            return False
+        if follower.lease is not None:
+            logger.info("%s: lease taken; running", name)
+        return follower.lease is not None
+
+    async def _stand_by(self, follower: _Follower) -> None:
+        """Wait `standby_interval` (appends do not shorten it; `stop()` does)."""
+        deadline = time.monotonic() + self.standby_interval
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            await self._pause(follower, left)
+
+    @property
+    def standing_by(self) -> list[str]:
+        """The subscribers another process runs (leases only)."""
+        if self.leases is None:
+            return []
+        return [f.subscriber.name for f in self._followers if f.lease is None]
 
     async def _checkpoint_when_idle(self, follower: _Follower, pause: float) -> float:
         """Save an idle subscriber's moved checkpoint once `checkpoint_interval` has
@@ -226,6 +288,9 @@ class _ProjectionSubscriber:
     async def save(self) -> None:
         await self.projections.persist(self.projector)
 
+    def forget(self) -> None:
+        self.projections.forget(self.projector)
+
 
 class ProjectionRunner(SubscriptionRunner):
     """Keeps multi-projections caught up continuously, each from its checkpoint.
@@ -253,6 +318,8 @@ class ProjectionRunner(SubscriptionRunner):
         poll_interval: timedelta = timedelta(milliseconds=200),
         max_backoff: timedelta = timedelta(seconds=5),
         checkpoint_interval: timedelta = timedelta(seconds=1),
+        leases: LeaseProvider | None = None,
+        standby_interval: timedelta = timedelta(seconds=2),
         clock: Clock = utc_now,
     ) -> None:
         keys: Sequence[ProjectorKey] = (
@@ -270,6 +337,9 @@ class ProjectionRunner(SubscriptionRunner):
             poll_interval=poll_interval,
             max_backoff=max_backoff,
             checkpoint_interval=checkpoint_interval,
+            leases=leases,
+            lease_scope="projection",
+            standby_interval=standby_interval,
         )
 
     @property

@@ -31,6 +31,7 @@ from sekiban.reactions.reaction import Reaction
 from sekiban.reactions.subscriber import ReactionSubscriber, Subscriber
 from sekiban.reactions.subscription import Sleep, Subscription, describe
 from sekiban.retry import RetryPolicy
+from sekiban.stores.leases import LeaseProvider
 from sekiban.stores.protocols import DEFAULT_BATCH_SIZE
 
 __all__ = [
@@ -113,6 +114,8 @@ class ReactionRunner(SubscriptionRunner):
         poll_interval: timedelta = timedelta(milliseconds=200),
         max_backoff: timedelta = timedelta(seconds=5),
         checkpoint_interval: timedelta = timedelta(seconds=1),
+        leases: LeaseProvider | None = None,
+        standby_interval: timedelta = timedelta(seconds=2),
     ) -> None:
         self.executor = executor
         self.serializer = executor.repository.serializer
@@ -136,6 +139,9 @@ class ReactionRunner(SubscriptionRunner):
             poll_interval=poll_interval,
             max_backoff=max_backoff,
             checkpoint_interval=checkpoint_interval,
+            leases=leases,
+            lease_scope="reaction",
+            standby_interval=standby_interval,
         )
 
     def now(self) -> datetime:

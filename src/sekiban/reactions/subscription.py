@@ -105,6 +105,15 @@ class Subscription:
         except StoreError as error:
             log.warning("%s: checkpoint not saved: %s", self.name, error)
 
+    def forget(self) -> None:
+        """Drop position, parked items and the subscriber's state: the next round
+        restores them from the checkpoint."""
+        self.position, self.handled = 0, 0
+        self.parked = ParkedEvents()
+        self.subscriber.load({})
+        self.restored = False
+        self._saved_position, self._dirty = -1, False
+
     # Checkpoints.
 
     async def write(self) -> None:

@@ -8,6 +8,7 @@ needed only by the programs that use them.
 from importlib import import_module
 from typing import Any
 
+from sekiban.stores.leases import Lease, LeaseProvider
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
 from sekiban.stores.protocols import (
     EventCounter,
@@ -37,6 +38,8 @@ __all__ = [
     "EventStore",
     "InMemoryEventStore",
     "InMemorySnapshotStore",
+    "Lease",
+    "LeaseProvider",
     "SnapshotStore",
     "StoreUrl",
     "Stores",

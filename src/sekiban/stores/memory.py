@@ -12,6 +12,7 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
 from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.leases import Lease, LocalLeases
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
     ClosesOnExit,
@@ -34,6 +35,7 @@ class InMemoryEventStore(ClosesOnExit):
         # Per stream: command id -> the versions (first, last) of its commit.
         self._commands: dict[PartitionKeys, dict[str, tuple[int, int]]] = {}
         self._projections: InMemoryProjectionStore | None = None
+        self._leases = LocalLeases()
 
     def projection_store(self) -> InMemoryProjectionStore:
         """The projection store beside these events: the same one on every call, so
@@ -98,6 +100,10 @@ class InMemoryEventStore(ClosesOnExit):
 
     async def count_events_after(self, position: int) -> int:
         return max(0, len(self._all) - max(position, 0))
+
+    async def try_lease(self, name: str) -> Lease | None:
+        """A lease among the runners of this process (see `sekiban.stores.leases`)."""
+        return await self._leases.try_lease(name)
 
     async def close(self) -> None:
         return None

@@ -13,6 +13,7 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
 from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.leases import Lease
 from sekiban.stores.postgres.appending import append_sql, stream_version_sql
 from sekiban.stores.postgres.faults import describe, translate_faults
 from sekiban.stores.postgres.group_commit import (
@@ -22,6 +23,7 @@ from sekiban.stores.postgres.group_commit import (
     group_arguments,
     inserted_commands,
 )
+from sekiban.stores.postgres.leases import PostgresLeases
 from sekiban.stores.postgres.notifications import AppendListener, channel_name, notify_ddl
 from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
@@ -81,6 +83,9 @@ class PostgresEventStore(ClosesOnExit):
         self._where = where
         self._tables = t = Tables(schema, table_prefix)
         self._listener = None if dsn is None else AppendListener(dsn, channel_name(t), where)
+        self._leases = (
+            None if dsn is None else PostgresLeases(dsn, f"{schema}.{table_prefix}", where)
+        )
         self._append_sql = append_sql(t)
         self._stream_version_sql = stream_version_sql(t)
         self._read_stream_sql = read_stream_sql(t)
@@ -365,11 +370,23 @@ class PostgresEventStore(ClosesOnExit):
             count: int = await self._pool.fetchval(self._count_after_sql, position)
         return count
 
+    async def try_lease(self, name: str) -> Lease | None:
+        """The lease on `name` among every process using these tables (see
+        `sekiban.stores.leases`): a session advisory lock on a connection of its own,
+        ended with the process or the connection."""
+        if self._leases is None:
+            raise ConfigurationError(
+                "leases need a store opened with a DSN (PostgresEventStore.open), not a pool"
+            )
+        return await self._leases.try_lease(name)
+
     async def close(self) -> None:
-        """Close the pool (also the one the snapshot and projection stores share) and
-        the listening connection."""
+        """Close the pool (also the one the snapshot and projection stores share), the
+        listening connection and the lease connection (ending its leases)."""
         if self._listener is not None:
             await self._listener.close()
+        if self._leases is not None:
+            await self._leases.close()
         with translate_faults(self._where):
             await self._pool.close()
 

@@ -73,6 +73,11 @@ class Database:
         self._checkpointed_at = 0  # the loop connection's total_changes then
         self._checkpoint: Future[None] | None = None
 
+    @property
+    def path(self) -> str:
+        """The database file's path (":memory:" for a database in memory)."""
+        return self._path
+
     def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
         # Autocommit: every statement is its own transaction unless BEGIN says otherwise.
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)

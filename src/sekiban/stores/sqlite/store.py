@@ -13,6 +13,7 @@ from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.serialization import StoredEvent
 from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
+from sekiban.stores.leases import FileLeases, Lease, LocalLeases
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
     ClosesOnExit,
@@ -61,6 +62,9 @@ class SqliteEventStore(ClosesOnExit):
     def __init__(self, database: Database, *, group_commit: bool = True) -> None:
         self._db = database
         self._group = GroupCommit(database, insert) if group_commit else None
+        self._leases: LocalLeases | FileLeases = (
+            LocalLeases() if database.path == ":memory:" else FileLeases(database.path)
+        )
 
     @classmethod
     async def open(
@@ -154,6 +158,13 @@ class SqliteEventStore(ClosesOnExit):
             return await self._db.run(insert, parameters)
         except sqlite3.IntegrityError as error:
             return error
+
+    async def try_lease(self, name: str) -> Lease | None:
+        """A lease among the processes of this host using this file: an exclusive
+        `flock` on a file beside it, dropped by the kernel with the process (see
+        `sekiban.stores.leases`). A database in memory has leases among this process's
+        runners only."""
+        return await self._leases.try_lease(name)
 
     async def count_events_after(self, position: int) -> int:
         # Positions number the events 1, 2, 3, ... without gaps (see the module), and a
