@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import socket
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from examples.bank import DepositMoney, OpenAccount, bank_domain
 from sekiban import (
@@ -187,3 +189,13 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def repository_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child Python that imports the repository's
+    `sekiban` and `tests` (its source first on PYTHONPATH), plus `extra`."""
+    paths = [str(REPOSITORY / "src"), str(REPOSITORY), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **extra}

@@ -16,6 +16,7 @@ import pytest
 from sekiban.stores import open_store
 from sekiban.stores.leases import LeaseProvider
 from tests.conformance.backends import postgres_url
+from tests.support import repository_env
 
 ROOT = Path(__file__).resolve().parents[2]
 URLS: dict[str, Callable[[Path], str]] = {
@@ -30,7 +31,6 @@ async def test_the_lease_of_a_killed_process_is_taken_by_another_at_once(
 ) -> None:
     url = URLS[backend](tmp_path)
     name = f"reaction:crash-{os.getpid()}-{backend}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     holder = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -38,7 +38,7 @@ async def test_the_lease_of_a_killed_process_is_taken_by_another_at_once(
         url,
         name,
         cwd=ROOT,
-        env=env,
+        env=repository_env(),
         stdout=asyncio.subprocess.PIPE,
     )
     assert holder.stdout is not None

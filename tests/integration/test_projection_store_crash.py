@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import signal
 import sys
@@ -17,6 +16,7 @@ import pytest
 from sekiban.stores import open_store
 from tests.conformance.backends import cosmos_url, postgres_url
 from tests.integration.projection_save_driver import NAME, payload_at
+from tests.support import repository_env
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 5
@@ -30,7 +30,6 @@ URLS: dict[str, Callable[[Path], str]] = {
 async def save_until_killed(url: str, first: int, delay: float) -> int:
     """Run the driver from position `first`; once one save has returned, SIGKILL it
     `delay` seconds later. Returns the last position it reported saved."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     driver = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -38,7 +37,7 @@ async def save_until_killed(url: str, first: int, delay: float) -> int:
         url,
         str(first),
         cwd=ROOT,
-        env=env,
+        env=repository_env(),
         stdout=asyncio.subprocess.PIPE,
     )
     assert driver.stdout is not None

@@ -5,7 +5,6 @@ to the head; the final state is a full replay, with no event applied twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from sekiban.projections import Projections
 from sekiban.stores import open_store
 from tests.conformance.backends import cosmos_url, postgres_url
 from tests.runner_domain import GROUP, AppliedEvents, all_ids, deposits, domain
+from tests.support import repository_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = {"sqlite": 20_000, "postgres": 20_000, "cosmos": 6_000}
@@ -63,12 +63,7 @@ def start_runner(url: str) -> subprocess.Popen[bytes]:
         "--max-backoff",
         "0.5",
     )
-    return subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE)
-
-
-def _env() -> dict[str, str]:
-    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    return subprocess.Popen(command, cwd=ROOT, env=repository_env(), stdout=subprocess.PIPE)
 
 
 async def seed(url: str, count: int) -> int:

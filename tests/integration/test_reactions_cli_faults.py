@@ -16,7 +16,6 @@ No timed assertions: waits are generous deadlines for what must eventually hold.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from sekiban.reactions.runner import HANDLER_RETRY
 from sekiban.stores import open_store, with_query
 from tests.conformance.backends import require_env
 from tests.reaction_faults import domain
+from tests.support import repository_env
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 300.0
@@ -61,12 +61,7 @@ def start_runner(
     poll: tuple[str, str] = ("0.05", "0.5"),
 ) -> subprocess.Popen[bytes]:
     """`sekiban reactions run` in a process of its own; output in `directory`."""
-    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
-        "SEKIBAN_TEST_DIR": str(directory),
-    }
+    env = repository_env(SEKIBAN_TEST_DIR=str(directory))
     env.pop("SEKIBAN_TEST_KILL_AT", None)
     if kill_at is not None:
         env["SEKIBAN_TEST_KILL_AT"] = str(kill_at)
@@ -80,8 +75,7 @@ def start_runner(
 
 
 def sekiban(*arguments: str) -> subprocess.CompletedProcess[str]:
-    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    env = repository_env()
     return subprocess.run(
         [sys.executable, "-m", "sekiban.cli", *arguments],
         cwd=ROOT,
