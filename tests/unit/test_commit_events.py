@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,10 @@ from sekiban import (
     SekibanError,
     SerializationError,
     Serializer,
-    SortableUniqueId,
     StoredEvent,
 )
-from sekiban.stores.sqlite import SqliteEventStore
 from sekiban.stores.sqlite.reading import decode_events
-from tests.evolving_domain import MemberJoined, PointsAwarded, new_domain
+from tests.evolving_domain import new_domain
 
 SERIALIZER = Serializer(new_domain())
 KEYS = PartitionKeys.generate("member")
@@ -89,44 +86,25 @@ def test_commit_events_equal_to_event_of_each_stored_event(
     assert fast == outcome(lambda: plain(commit, first_version))
 
 
+@settings(max_examples=200, deadline=None)
+@given(rows, st.lists(st.integers(1, 3), min_size=12, max_size=12))
+def test_row_events_equal_to_event_of_each_stored_event(
+    commit: list[Any], steps: list[int]
+) -> None:
+    # One event per row (PostgreSQL): each row's own version, perhaps with gaps (the
+    # fold finds them), and the timestamp as a datetime.
+    versions = [sum(steps[: i + 1]) for i in range(len(commit))]
+    rows = [
+        (v, *row[:4], datetime.fromisoformat(row[4]), *row[5:])
+        for v, row in zip(versions, commit, strict=True)
+    ]
+    stored = [StoredEvent(*row[1:3], row[0], KEYS, *row[3:]) for row in rows]
+    fast = outcome(lambda: SERIALIZER.row_events(rows, KEYS))
+    assert fast == outcome(lambda: [SERIALIZER.to_event(e) for e in stored])
+
+
 def test_a_malformed_row_names_the_commit() -> None:
     good = envelope("MemberJoined@2", PAYLOADS[0], str(uuid.uuid4()), "0" * 30, AT.isoformat())
     for bad in ([*good[:7]], 7, [*good[:4], "yesterday", *good[5:]]):
         with pytest.raises(SerializationError, match=rf"the commit of {KEYS} from version 4"):
             list(SERIALIZER.commit_events([good, bad], KEYS, 4))
-
-
-async def test_sqlite_decoded_read_equals_read_stream_then_to_event(tmp_path: Path) -> None:
-    store = await SqliteEventStore.open(tmp_path / "events.db")
-    sizes, version = [1, 7, 1, 250, 3, 600, 1, 1, 40], 0
-    for size in sizes:
-        await store.append([stored(version + i + 1) for i in range(size)], version)
-        version += size
-    for after, batch in [(0, 1000), (0, 1), (5, 3), (9, 250), (500, 64), (version, 10)]:
-        expected = [
-            SERIALIZER.to_event(e)
-            async for page in store.read_stream(KEYS, after, batch)
-            for e in page
-        ]
-        decoded = store.read_stream_decoded(KEYS, after, batch, SERIALIZER)
-        assert [e async for page in decoded for e in page] == expected
-    await store.close()
-
-
-def stored(version: int) -> StoredEvent:
-    payload = (
-        MemberJoined(first_name="ann", last_name="lee")
-        if version == 1
-        else PointsAwarded(points=version, reason=f"r{version % 3}")
-    )
-    name = SERIALIZER.domain.stored_event_names[type(payload)]
-    return StoredEvent(
-        str(uuid.uuid4()),
-        str(SortableUniqueId.generate()),
-        version,
-        KEYS,
-        name,
-        payload.model_dump_json(),
-        AT + timedelta(seconds=version // 10),
-        f"cause{version % 2}",
-    )

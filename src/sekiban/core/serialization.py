@@ -201,21 +201,59 @@ class Serializer:
         Lazily, because a fold that takes each event as it is made keeps few objects
         alive: a replay decoding a whole batch first spends the time it saved in the
         garbage collector.
+        """
+        return self._row_events(rows, partition_keys, first_version, versioned=False)
+
+    def row_events(
+        self, rows: Sequence[Any], partition_keys: PartitionKeys
+    ) -> Iterator[Event[EventPayload]]:
+        """`commit_events` for rows that carry their own version first, timestamps as
+        `datetime`: `(version, id, sortable id, event type, payload JSON text, timestamp,
+        causation id, correlation id, user)`, as a store keeps one event per row
+        (PostgreSQL). The versions are the rows' own: the fold checks they follow on."""
+        first_version = rows[0][0] if rows else 0
+        return self._row_events(rows, partition_keys, first_version, versioned=True)
+
+    def _row_events(
+        self,
+        rows: Sequence[Any],
+        partition_keys: PartitionKeys,
+        first_version: int,
+        *,
+        versioned: bool,
+    ) -> Iterator[Event[EventPayload]]:
+        """The loop of `commit_events` and `row_events`.
 
         The first loop is the common case only, a current-version event whose payload
         validates; from the first row it does not take (an old type name to upcast, a
-        payload that fails, a malformed id) the rest of the commit goes through
-        `to_event`, which decides and words the error exactly as for any other store.
+        payload that fails, a malformed id) the rest of the rows go through `to_event`,
+        which decides and words the error exactly as for any other store.
         """
         event_types, validators = self._event_types, self._validators
         metadata = _NO_METADATA
-        stamp, timestamp = "", None
-        version = first_version
+        stamp: Any = ""
+        timestamp = None
+        version, taken = first_version, 0
         try:
             for row in rows:
-                event_id, sortable_id, event_type, payload, at, causation, correlation, user = row
+                if versioned:
+                    (
+                        version,
+                        event_id,
+                        sortable_id,
+                        event_type,
+                        payload,
+                        at,
+                        causation,
+                        correlation,
+                        user,
+                    ) = row
+                else:
+                    event_id, sortable_id, event_type, payload, at, causation, correlation, user = (
+                        row
+                    )
                 if at != stamp:
-                    stamp, timestamp = at, datetime.fromisoformat(at)
+                    stamp, timestamp = at, at if type(at) is datetime else _parse_time(at)
                 validator = validators.get(event_type)
                 if validator is None:
                     if event_type not in event_types:
@@ -242,13 +280,19 @@ class Serializer:
                     break  # `to_event` decides: the tolerant path, or the error
                 yield event
                 version += 1
+                taken += 1
             else:
                 return
             to_event = self.to_event
-            for row in rows[version - first_version :]:
-                event_id, sortable_id, event_type, payload, at, causation, correlation, user = row
+            for row in rows[taken:]:
+                fields = row
+                if versioned:
+                    version, *fields = row
+                event_id, sortable_id, event_type, payload, at, causation, correlation, user = (
+                    fields
+                )
                 if at != stamp:
-                    stamp, timestamp = at, datetime.fromisoformat(at)
+                    stamp, timestamp = at, at if type(at) is datetime else _parse_time(at)
                 stored = rebuild_stored_event(
                     event_id,
                     sortable_id,
@@ -354,6 +398,10 @@ class Serializer:
 _NO_METADATA = EventMetadata()
 rebuild_stored_event = trusted_constructor(StoredEvent)
 """`StoredEvent(...)` with every field positional, for stores rebuilding read rows."""
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def corrupt_commit(
