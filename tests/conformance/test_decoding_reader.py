@@ -21,7 +21,7 @@ from sekiban import (
     StoredEvent,
     UpcastError,
 )
-from sekiban.stores.protocols import DecodingReader
+from sekiban.stores import DecodingReader
 from tests.conformance.backends import BACKENDS
 from tests.evolving_domain import new_domain
 
