@@ -252,8 +252,9 @@ class Serializer:
                     event_id, sortable_id, event_type, payload, at, causation, correlation, user = (
                         row
                     )
-                if at != stamp:
-                    stamp, timestamp = at, at if type(at) is datetime else _parse_time(at)
+                if at != stamp:  # one command's events share their timestamp
+                    stamp = at
+                    timestamp = at if type(at) is datetime else datetime.fromisoformat(at)
                 validator = validators.get(event_type)
                 if validator is None:
                     if event_type not in event_types:
@@ -291,8 +292,9 @@ class Serializer:
                 event_id, sortable_id, event_type, payload, at, causation, correlation, user = (
                     fields
                 )
-                if at != stamp:
-                    stamp, timestamp = at, at if type(at) is datetime else _parse_time(at)
+                if at != stamp:  # one command's events share their timestamp
+                    stamp = at
+                    timestamp = at if type(at) is datetime else datetime.fromisoformat(at)
                 stored = rebuild_stored_event(
                     event_id,
                     sortable_id,
@@ -311,7 +313,7 @@ class Serializer:
         except SekibanError:
             raise  # `to_event`'s own (a `ConfigurationError` is also a ValueError)
         except (ValueError, TypeError) as error:
-            # The row itself: not eight fields, or no ISO timestamp.
+            # The row itself: not an envelope's fields, or no ISO timestamp.
             raise corrupt_commit(partition_keys, first_version, error) from None
 
     def dump_command(self, command: Command) -> str:
@@ -398,10 +400,6 @@ class Serializer:
 _NO_METADATA = EventMetadata()
 rebuild_stored_event = trusted_constructor(StoredEvent)
 """`StoredEvent(...)` with every field positional, for stores rebuilding read rows."""
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def corrupt_commit(
