@@ -190,8 +190,10 @@ def summary(run: BenchRun, engine: str = "sqlite") -> dict[str, Any]:
 def like_for_like_and_of_limit(run: BenchRun) -> dict[str, Any]:
     """`like_for_like`: sekiban / eventsourcing per figure and store (`snapshot_load`:
     their time / ours), both at the same durability; `of_limit`: sekiban's rate / the
-    raw driver's on the same rows at the same durability; `durability`: that setting
-    per store. Stores are keyed `sqlite`, `sqlite_full`, `postgres`."""
+    raw driver's on the same rows at the same durability; `peer_ceiling`: the
+    `like_for_like` ratio sekiban would reach at 100% of the limit (`peer_ceilings`);
+    `durability`: that setting per store. Stores are keyed `sqlite`, `sqlite_full`,
+    `postgres`."""
     peer: dict[str, dict[str, float]] = {}
     limit: dict[str, dict[str, float]] = {}
     accounts = (QUICK_THROUGHPUT if run.options.quick else FULL_THROUGHPUT)[1]
@@ -236,10 +238,34 @@ def like_for_like_and_of_limit(run: BenchRun) -> dict[str, Any]:
         if replay_eps is not None and (engine, "replay") in raw:
             limit.setdefault("replay", {})[key] = replay_eps / raw[(engine, "replay")]
     return {
-        "like_for_like": {f: {k: round(v, 3) for k, v in d.items()} for f, d in peer.items()},
-        "of_limit": {f: {k: round(v, 3) for k, v in d.items()} for f, d in limit.items()},
+        "like_for_like": _rounded(peer),
+        "of_limit": _rounded(limit),
+        "peer_ceiling": _rounded(peer_ceilings(peer, limit)),
         "durability": run.durability,
     }
+
+
+def peer_ceilings(
+    peer: dict[str, dict[str, float]], of_limit: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """Per figure and store, the highest ratio to the peer sekiban could reach: its
+    ratio / its share of the raw-driver limit, i.e. the ratio at 100% of the limit.
+
+    Sekiban's rate cannot pass the driver's, so a target above the ceiling cannot be
+    met by making sekiban faster, only the peer slower. Figures without both a ratio
+    and a positive share of the limit (e.g. `snapshot_load`, which has no limit) are
+    left out."""
+    ceilings: dict[str, dict[str, float]] = {}
+    for figure, stores in peer.items():
+        for store, ratio in stores.items():
+            share = of_limit.get(figure, {}).get(store)
+            if share is not None and share > 0:
+                ceilings.setdefault(figure, {})[store] = ratio / share
+    return ceilings
+
+
+def _rounded(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {f: {k: round(v, 3) for k, v in d.items()} for f, d in figures.items()}
 
 
 async def _limits(

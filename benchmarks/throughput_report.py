@@ -30,7 +30,8 @@ def throughput_document(
             {**asdict(x), "events_per_second": round(x.events_per_second)} for x in limits
         ]
     if summary:
-        document |= {k: summary[k] for k in ("like_for_like", "of_limit", "durability")}
+        keys = ("like_for_like", "of_limit", "peer_ceiling", "durability")
+        document |= {k: summary[k] for k in keys if k in summary}
     return document
 
 
@@ -45,21 +46,28 @@ def limits_markdown(limits: list[Limit], summary: dict[str, Any]) -> list[str]:
         "starts, one INSERT per command in its own transaction; replay: the stream's rows "
         "fetched (SQLite: and each commit's JSON array parsed). Same durability as both "
         "frameworks (`benchmarks/limits.py`). Of limit = sekiban's rate / the driver's; "
-        "vs peer = sekiban / eventsourcing (snapshot load: their time / ours).",
+        "vs peer = sekiban / eventsourcing (snapshot load: their time / ours). "
+        "Peer ceiling = vs peer / of limit: the ratio sekiban would have at 100% of the "
+        "limit, so a target above it cannot be reached by making sekiban faster.",
         "",
-        "| store | durability | figure | raw driver (events/s) | of limit | vs peer |",
-        "|---|---|---|--:|--:|--:|",
+        "| store | durability | figure | raw driver (events/s) | of limit | vs peer "
+        "| peer ceiling |",
+        "|---|---|---|--:|--:|--:|--:|",
     ]
     of_limit, peer = summary.get("of_limit", {}), summary.get("like_for_like", {})
+    ceiling = summary.get("peer_ceiling", {})
     for x in limits:
         key = x.engine.replace("-", "_")
         share = of_limit.get(x.workload, {}).get(key)
         versus = peer.get(x.workload, {}).get(key)
+        most = ceiling.get(x.workload, {}).get(key)
         lines.append(
             f"| {x.engine} | {x.durability} | {x.workload} | {x.events_per_second:,.0f} | "
             + (f"{share:.2f}" if share is not None else "")
             + " | "
             + (f"{versus:.2f}x" if versus is not None else "")
+            + " | "
+            + (f"{most:.2f}x" if most is not None else "")
             + " |"
         )
     return [*lines, ""]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
 from sekiban import telemetry
 from sekiban.core.aggregate import Aggregate, AggregatePayload
+from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
 from sekiban.core.serialization import Serializer, StoredEvent
@@ -25,6 +26,7 @@ from sekiban.snapshot.types import (
 )
 from sekiban.stores.protocols import (
     DEFAULT_BATCH_SIZE,
+    DecodingReader,
     EventStore,
     SnapshotStore,
     SnapshotStreamReader,
@@ -110,6 +112,7 @@ class EventReplayOptimizer:
             and event_store.reads_snapshots_of(snapshot_store)
             else None
         )
+        self._decoder = event_store if isinstance(event_store, DecodingReader) else None
 
     async def load(
         self, projector: AggregateProjector, partition_keys: PartitionKeys
@@ -170,10 +173,10 @@ class EventReplayOptimizer:
         projector: AggregateProjector,
         aggregate: Aggregate[AggregatePayload],
         causation_id: str = "",
-    ) -> tuple[Aggregate[AggregatePayload], list[StoredEvent]]:
+    ) -> tuple[Aggregate[AggregatePayload], list[Event[EventPayload]]]:
         """`aggregate` advanced by every stored event after its version, and those of
         the new events whose causation id is `causation_id` (none for "")."""
-        caused: list[StoredEvent] = []
+        caused: list[Event[EventPayload]] = []
         with telemetry.span(
             "sekiban.catch_up", {"sekiban.aggregate.projector": projector.name}
         ) as span:
@@ -189,15 +192,36 @@ class EventReplayOptimizer:
         aggregate: Aggregate[AggregatePayload],
         head: list[StoredEvent] | None,
         causation_id: str = "",
-        caused: list[StoredEvent] | None = None,
+        caused: list[Event[EventPayload]] | None = None,
     ) -> tuple[Aggregate[AggregatePayload], int]:
         start = aggregate.version
-        to_event = self.serializer.to_event
-        async for batch in self._stream(aggregate.partition_keys, start, head):
-            aggregate = projector.fold(aggregate, map(to_event, batch))
+        async for batch in self._decoded(aggregate.partition_keys, start, head):
             if causation_id and caused is not None:
-                caused += [e for e in batch if e.causation_id == causation_id]
+                batch = _noting(batch, causation_id, caused)
+            aggregate = projector.fold(aggregate, batch)
         return aggregate, aggregate.version - start
+
+    async def _decoded(
+        self, partition_keys: PartitionKeys, after_version: int, head: list[StoredEvent] | None
+    ) -> AsyncIterator[Iterator[Event[EventPayload]]]:
+        """`_stream`'s batches decoded as the fold takes each event (decoding a batch
+        first keeps it alive for the garbage collector to scan): by the store when it
+        is a `DecodingReader` (after `head`), else by `Serializer.to_event`."""
+        to_event = self.serializer.to_event
+        if self._decoder is None:
+            async for batch in self._stream(partition_keys, after_version, head):
+                yield map(to_event, batch)
+            return
+        if head is not None:
+            if head:
+                yield map(to_event, head)
+            if len(head) < self.batch_size:
+                return
+            after_version = head[-1].version
+        async for page in self._decoder.read_stream_decoded(
+            partition_keys, after_version, self.batch_size, self.serializer
+        ):
+            yield page
 
     async def _stream(
         self, partition_keys: PartitionKeys, after_version: int, head: list[StoredEvent] | None
@@ -277,6 +301,16 @@ class EventReplayOptimizer:
                 )
             )
         return aggregate, aggregate.version - anchor_version
+
+
+def _noting(
+    events: Iterator[Event[EventPayload]], causation_id: str, caused: list[Event[EventPayload]]
+) -> Iterator[Event[EventPayload]]:
+    """`events`, noting in `caused` those whose causation id is `causation_id`."""
+    for event in events:
+        if event.metadata.causation_id == causation_id:
+            caused.append(event)
+        yield event
 
 
 def _mismatch(detail: str) -> NoReturn:

@@ -20,7 +20,7 @@ from sekiban.core.domain_types import DomainTypes
 from sekiban.core.events import Event, EventMetadata, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
 from sekiban.core.projector import AggregateProjector
-from sekiban.core.serialization import Serializer, StoredEvent
+from sekiban.core.serialization import Serializer
 from sekiban.errors import (
     ConcurrencyError,
     DuplicateCommandError,
@@ -254,18 +254,19 @@ class AggregateRepository:
         up past its events; None when the stream does not hold it."""
         keys = state.aggregate.partition_keys
         stored = await self.event_store.read_command(keys, command_id) if command_id else None
-        response = self._response(keys, stored or [])
+        response = self._response(keys, [self.serializer.to_event(e) for e in stored or []])
         if response is None:
             return None
         if state.aggregate.version < response.version:
             state = await self.catch_up(projector, state)
         return response, replace(state, load=None)
 
-    def _response(self, keys: PartitionKeys, stored: list[StoredEvent]) -> CommandResponse | None:
-        if not stored:
+    def _response(
+        self, keys: PartitionKeys, events: list[Event[EventPayload]]
+    ) -> CommandResponse | None:
+        if not events:
             return None
-        events = tuple(self.serializer.to_event(e) for e in stored)
-        return CommandResponse(keys, events, events[-1].version)
+        return CommandResponse(keys, tuple(events), events[-1].version)
 
     async def snapshot_if_due(
         self, state: AggregateState, *, force: bool = False

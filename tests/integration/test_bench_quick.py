@@ -44,7 +44,7 @@ def test_quick_bench_prints_one_json_object_with_positive_figures(tmp_path: Path
         assert isinstance(value, int | float) and value > 0, (key, value)
     # Against the peer and the raw-driver limit, per figure and store, at a stated
     # durability: present and positive (how large is the benchmarks' business).
-    for name in ("like_for_like", "of_limit"):
+    for name in ("like_for_like", "of_limit", "peer_ceiling"):
         for figure in ("append_1", "append_10", "replay"):
             value = figures[name][figure]["sqlite"]
             assert isinstance(value, int | float) and value > 0, (name, figure, value)

@@ -13,9 +13,11 @@ from benchmarks import insert_floor, restore_floor
 from benchmarks.domains import Bank
 from benchmarks.engines import Stores
 from benchmarks.insert_floor import statement
-from benchmarks.limits import _sqlite_connection, _sqlite_rows, stored_commits
+from benchmarks.limits import Limit, _sqlite_connection, _sqlite_rows, stored_commits
 from benchmarks.loads import SNAPSHOT_LAG, EventsourcingLoads, SekibanLoads
 from benchmarks.seeding import SINGLE_TAIL, commit_sizes
+from benchmarks.suites import peer_ceilings
+from benchmarks.throughput_report import limits_markdown
 from sekiban.stores import InMemoryEventStore, InMemorySnapshotStore
 
 
@@ -79,3 +81,24 @@ def test_the_floor_benchmarks_run_every_form(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for form in (*insert_floor.FORMS, "collector paused", "floor:"):
         assert form in out
+
+
+def test_peer_ceiling_is_the_ratio_at_the_whole_limit() -> None:
+    peer = {"append_1": {"postgres": 2.04, "sqlite": 1.2}, "snapshot_load": {"sqlite": 9.0}}
+    of_limit = {"append_1": {"postgres": 0.72, "sqlite": 0.0}}
+    ceilings = peer_ceilings(peer, of_limit)
+    # 2.04x at 72% of the limit: at 100% it would be 2.04 / 0.72 = 2.83x. A zero share
+    # and a figure without a limit (snapshot load) have no ceiling.
+    assert ceilings == {"append_1": {"postgres": pytest.approx(2.04 / 0.72)}}
+
+
+def test_limits_table_shows_the_peer_ceiling_beside_the_ratio() -> None:
+    limit = Limit("postgres", "append_1", 300, "synchronous_commit=on", [0.1])
+    summary = {
+        "of_limit": {"append_1": {"postgres": 0.5}},
+        "like_for_like": {"append_1": {"postgres": 1.5}},
+        "peer_ceiling": {"append_1": {"postgres": 3.0}},
+    }
+    rows = [line for line in limits_markdown([limit], summary) if line.startswith("| postgres")]
+    expected = "| postgres | synchronous_commit=on | append_1 | 3,000 | 0.50 | 1.50x | 3.00x |"
+    assert rows == [expected]

@@ -11,6 +11,7 @@ from typing import Any
 from sekiban.stores.leases import Lease, LeaseProvider
 from sekiban.stores.memory import InMemoryEventStore, InMemorySnapshotStore
 from sekiban.stores.protocols import (
+    DecodingReader,
     EventCounter,
     EventNotifier,
     EventStore,
@@ -32,6 +33,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "DecodingReader",
     "EventNotifier",
     "EventCounter",
     "GroupFilteredReader",

@@ -5,11 +5,12 @@ What each guarantees is proven once, for every store, by `tests/conformance/`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Protocol, Self, runtime_checkable
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from typing import Protocol, Self, TypeVar, runtime_checkable
 
+from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent
+from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import InvalidAppendError, InvalidReadError
 from sekiban.snapshot.types import AggregateSnapshot
 
@@ -17,6 +18,7 @@ DEFAULT_BATCH_SIZE = 1000
 MAX_VERSION = 2**31 - 1
 """The highest version any store keeps: PostgreSQL's `integer` version column, the
 narrowest of them (SQLite and Cosmos DB would take up to 2**63 - 1)."""
+T = TypeVar("T")
 _TEXT_FIELDS = ("event_type", "causation_id", "correlation_id", "executed_user")
 
 
@@ -127,6 +129,30 @@ class SnapshotStreamReader(Protocol):
 
         A stored snapshot that cannot be parsed raises `SnapshotRejectedError`.
         """
+        ...
+
+
+@runtime_checkable
+class DecodingReader(Protocol):
+    """Optional for event stores: read a stream's events already decoded.
+
+    `EventReplayOptimizer` replays through it when the store has it: a store that
+    keeps a commit's events in one document hands its rows to
+    `Serializer.commit_events`, which builds each `Event` without a `StoredEvent` in
+    between, as the fold takes it. The events, their order and errors are those of
+    `read_stream` followed by `Serializer.to_event`.
+    """
+
+    def read_stream_decoded(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int,
+        batch_size: int,
+        serializer: Serializer,
+    ) -> AsyncIterator[Iterator[Event[EventPayload]]]:
+        """The events of `read_stream(partition_keys, after_version, batch_size)`, each
+        decoded as `serializer.to_event` would, in pages of about `batch_size` events
+        decoded as they are taken: take a page's events before asking for the next."""
         ...
 
 
@@ -267,12 +293,10 @@ def check_text(event: StoredEvent, name: str) -> None:
             ) from None
 
 
-async def rebatch(
-    pages: AsyncIterator[list[StoredEvent]], batch_size: int
-) -> AsyncIterator[list[StoredEvent]]:
+async def rebatch(pages: AsyncIterator[list[T]], batch_size: int) -> AsyncIterator[list[T]]:
     """Batches of exactly `batch_size` events (the last one shorter) from pages of any
     size, for stores that read whole commits."""
-    pending: list[StoredEvent] = []
+    pending: list[T] = []
     async for page in pages:
         pending += page
         full = len(pending) - len(pending) % batch_size

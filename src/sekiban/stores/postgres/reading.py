@@ -10,15 +10,17 @@ from sekiban.core.serialization import StoredEvent, rebuild_stored_event
 from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, WRITER_LOCK_CLASS, Tables
 from sekiban.stores.snapshot_rows import SNAPSHOT_COLUMNS
 
-EVENT_COLUMNS = (
+ENVELOPE_COLUMNS = (
     "version, id::text, sortable_unique_id, event_type, payload, timestamp, "
-    "causation_id, correlation_id, executed_user, position"
+    "causation_id, correlation_id, executed_user"
 )
+"""The columns `Serializer.row_events` decodes (a replay has no use for positions)."""
+EVENT_COLUMNS = f"{ENVELOPE_COLUMNS}, position"
 
 
-def read_stream_sql(t: Tables) -> str:
+def read_stream_sql(t: Tables, *, columns: str = EVENT_COLUMNS) -> str:
     return (
-        f"SELECT {EVENT_COLUMNS} FROM {t.events} WHERE {STREAM} AND version > $4 "
+        f"SELECT {columns} FROM {t.events} WHERE {STREAM} AND version > $4 "
         f"ORDER BY version LIMIT $5"
     )
 

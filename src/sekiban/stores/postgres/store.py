@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from typing import Any
 
 from sekiban._extras import require_extra
+from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent
+from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.leases import Lease
@@ -27,6 +28,7 @@ from sekiban.stores.postgres.leases import PostgresLeases
 from sekiban.stores.postgres.notifications import AppendListener, channel_name, notify_ddl
 from sekiban.stores.postgres.projections import PostgresProjectionStore
 from sekiban.stores.postgres.reading import (
+    ENVELOPE_COLUMNS,
     read_all_sql,
     read_bound_sql,
     read_command_sql,
@@ -89,6 +91,7 @@ class PostgresEventStore(ClosesOnExit):
         self._append_sql = append_sql(t)
         self._stream_version_sql = stream_version_sql(t)
         self._read_stream_sql = read_stream_sql(t)
+        self._read_envelopes_sql = read_stream_sql(t, columns=ENVELOPE_COLUMNS)
         self._read_command_sql = read_command_sql(t)
         self._snapshot_and_stream_sql = snapshot_and_stream_sql(t)
         self._read_all_sql = read_all_sql(t)
@@ -287,17 +290,37 @@ class PostgresEventStore(ClosesOnExit):
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> AsyncIterator[list[StoredEvent]]:
         check_batch_size(batch_size)
+        sql = self._read_stream_sql
+        async for rows in self._stream_rows(partition_keys, after_version, batch_size, sql):
+            yield [stored_event(r, partition_keys) for r in rows]
+
+    async def read_stream_decoded(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int,
+        batch_size: int,
+        serializer: Serializer,
+    ) -> AsyncIterator[Iterator[Event[EventPayload]]]:
+        """`read_stream`, decoded lazily by `serializer.row_events` (`DecodingReader`)."""
+        check_batch_size(batch_size)
+        sql = self._read_envelopes_sql
+        async for rows in self._stream_rows(partition_keys, after_version, batch_size, sql):
+            yield serializer.row_events(rows, partition_keys)
+
+    async def _stream_rows(
+        self, partition_keys: PartitionKeys, after_version: int, batch_size: int, sql: str
+    ) -> AsyncIterator[list[Any]]:
+        """The stream's rows after `after_version` (first column: the version), in pages
+        of `batch_size`."""
         stream = stream_key(partition_keys)
         # Keyset pagination: each batch is its own query, so no connection is held
         # while the caller works between batches.
         while True:
             with translate_faults(self._where):
-                rows = await self._pool.fetch(
-                    self._read_stream_sql, *stream, after_version, batch_size
-                )
+                rows = await self._pool.fetch(sql, *stream, after_version, batch_size)
             if not rows:
                 return
-            yield [stored_event(r, partition_keys) for r in rows]
+            yield rows
             if len(rows) < batch_size:
                 return
             after_version = rows[-1][0]

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from sekiban.core.events import Event, EventPayload
 from sekiban.core.fastpaths import scan_json_value
 from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent, rebuild_stored_event
+from sekiban.core.serialization import (
+    Serializer,
+    StoredEvent,
+    corrupt_commit,
+    rebuild_stored_event,
+)
 from sekiban.errors import SerializationError
 from sekiban.stores.snapshot_rows import SNAPSHOT_COLUMNS
 from sekiban.stores.sqlite.schema import STREAM
@@ -131,6 +138,37 @@ def stream_events(
     return events
 
 
+def stream_decoded(
+    rows: list[Any], keys: PartitionKeys, after: int, serializer: Serializer
+) -> Iterator[Event[EventPayload]]:
+    """The events of `stream_events`, decoded by `serializer.commit_events` as the
+    caller takes them, without the `StoredEvent`s in between."""
+    for row in rows:
+        first_version, last_version = row[0], row[1]
+        envelopes = commit_envelopes(row[2], keys, first_version, last_version)
+        skip = max(0, after + 1 - first_version)  # a commit begun before `after`
+        if skip:
+            envelopes = envelopes[skip:]
+        yield from serializer.commit_events(envelopes, keys, first_version + skip)
+
+
+def commit_envelopes(text: str, keys: PartitionKeys, first_version: int, last_version: int) -> Any:
+    """A commit's JSON array of event rows, one per version from `first_version` to
+    `last_version`; anything else raises `SerializationError` naming the commit."""
+    try:
+        rows, end = scan_json_value(text, 0)
+        if not isinstance(rows, list):
+            raise ValueError(f"a JSON {type(rows).__name__}, not an array")
+        if end != len(text):
+            raise ValueError(f"extra data after the JSON array at {end}")
+        if len(rows) != last_version - first_version + 1:
+            raise ValueError(f"{len(rows)} events for versions {first_version} to {last_version}")
+    # StopIteration: not JSON; RecursionError: nested too deep for the C scanner.
+    except (ValueError, TypeError, StopIteration, RecursionError) as error:
+        raise corrupt_commit(keys, first_version, error) from None
+    return rows
+
+
 def decode_events(
     text: str,
     keys: PartitionKeys,
@@ -140,12 +178,8 @@ def decode_events(
 ) -> list[StoredEvent]:
     stamp, timestamp = "", None
     events = []
+    rows = commit_envelopes(text, keys, first_version, last_version)
     try:
-        rows, end = scan_json_value(text, 0)
-        if end != len(text):
-            raise ValueError(f"extra data after the JSON array at {end}")
-        if len(rows) != last_version - first_version + 1:
-            raise ValueError(f"{len(rows)} events for versions {first_version} to {last_version}")
         for i, row in enumerate(rows):
             event_id, sortable_id, event_type, payload, at, causation, correlation, user = row
             if at != stamp:
@@ -166,9 +200,6 @@ def decode_events(
                     position,
                 )
             )
-    # StopIteration: not JSON; RecursionError: nested too deep for the C scanner.
-    except (ValueError, TypeError, StopIteration, RecursionError) as error:
-        raise SerializationError(
-            f"the commit of {keys} from version {first_version} cannot be decoded: {error!r}"
-        ) from None
+    except (ValueError, TypeError) as error:  # a row that is not eight fields
+        raise corrupt_commit(keys, first_version, error) from None
     return events

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from sekiban.core.events import Event, EventPayload
 from sekiban.core.partition_keys import PartitionKeys
-from sekiban.core.serialization import StoredEvent
+from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import ConcurrencyError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.leases import FileLeases, Lease, LocalLeases
@@ -38,6 +40,7 @@ from sekiban.stores.sqlite.reading import (
     head_position,
     read_rows,
     snapshot_and_stream_rows,
+    stream_decoded,
     stream_events,
 )
 from sekiban.stores.sqlite.schema import stream_key
@@ -191,10 +194,7 @@ class SqliteEventStore(ClosesOnExit):
         async def pages(after: int) -> AsyncIterator[list[StoredEvent]]:
             limit = min(batch_size, READ_CHUNK)
             while True:
-                with translate_faults(self._db.where):
-                    rows = await self._db.run(
-                        read_rows, READ_STREAM, (*stream, after), after, limit
-                    )
+                rows = await self._stream_rows(stream, after, limit)
                 page = stream_events(rows, partition_keys, after, positions=True)
                 if page:
                     yield page
@@ -204,6 +204,31 @@ class SqliteEventStore(ClosesOnExit):
                 await asyncio.sleep(0)  # the statements never wait: let other tasks run
 
         return rebatch(pages(after_version), batch_size)
+
+    async def read_stream_decoded(
+        self,
+        partition_keys: PartitionKeys,
+        after_version: int,
+        batch_size: int,
+        serializer: Serializer,
+    ) -> AsyncIterator[Iterator[Event[EventPayload]]]:
+        """`read_stream`, decoded lazily by `serializer.commit_events` (`DecodingReader`)."""
+        check_batch_size(batch_size)
+        stream = stream_key(partition_keys)
+        after, limit = after_version, min(batch_size, READ_CHUNK)
+        while True:
+            rows = await self._stream_rows(stream, after, limit)
+            if rows:
+                yield stream_decoded(rows, partition_keys, after, serializer)
+            if sum(last - max(first, after + 1) + 1 for first, last, *_ in rows) < limit:
+                return
+            after = rows[-1][1]
+            await asyncio.sleep(0)
+
+    async def _stream_rows(self, stream: tuple[str, str, str], after: int, limit: int) -> Any:
+        """The stream's commits holding the `limit` events after version `after`."""
+        with translate_faults(self._db.where):
+            return await self._db.run(read_rows, READ_STREAM, (*stream, after), after, limit)
 
     def reads_snapshots_of(self, snapshot_store: SnapshotStore) -> bool:
         """True for the snapshot store of this database (`snapshot_store()`): a load then
