@@ -1,5 +1,8 @@
 """The user-facing test utilities: they pass on the truth and fail on anything else."""
 
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from examples.bank import (
     bank_domain,
 )
 from sekiban import AggregateStateError, PartitionKeys
+from sekiban.errors import SidecarError
 from sekiban.snapshot import RejectionReason, SnapshotConfiguration
 from sekiban.stores.sqlite import SqliteEventStore
 from sekiban.testing import (
@@ -30,7 +34,12 @@ from sekiban.testing import (
     assert_snapshot_taken,
     given_snapshot,
 )
-from sekiban.testing.sidecar import DaprCluster, postgres_actor_state_component
+from sekiban.testing.sidecar import (
+    DaprCluster,
+    free_port,
+    postgres_actor_state_component,
+    wait_until_ready,
+)
 
 
 def keys() -> PartitionKeys:
@@ -134,3 +143,30 @@ def test_the_component_file_with_the_database_password_is_private(tmp_path: Path
     written = cluster.components / "actorstate.yaml"
     assert written.read_text() == component
     assert written.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_process_that_never_gets_ready_is_reported_with_the_end_of_its_log(
+    tmp_path: Path,
+) -> None:
+    # Test runs delete their temporary directories: the error itself must say why.
+    log = tmp_path / "app.log"
+    code = "import sys, time; print('binding failed: address already in use', flush=True)"
+    with log.open("wb") as out:
+        exits = subprocess.Popen([sys.executable, "-c", code + "; sys.exit(3)"], stdout=out)
+        with pytest.raises(SidecarError, match="exited with 3") as exited:
+            wait_until_ready(f"http://127.0.0.1:{free_port()}/healthz", exits, log, 30)
+    assert "address already in use" in str(exited.value)
+
+    with log.open("wb") as out:
+        hangs = subprocess.Popen([sys.executable, "-c", code + "; time.sleep(30)"], stdout=out)
+        try:
+            for _ in range(3000):  # until it has written its line (no time asserted)
+                if b"address" in log.read_bytes():
+                    break
+                time.sleep(0.01)
+            with pytest.raises(SidecarError, match="did not become ready") as timed_out:
+                wait_until_ready(f"http://127.0.0.1:{free_port()}/healthz", hangs, log, 0.5)
+        finally:
+            hangs.kill()
+            hangs.wait()
+    assert "address already in use" in str(timed_out.value)

@@ -57,11 +57,15 @@ def write_private(path: Path, text: str) -> None:
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    """Poll `url` until it answers 2xx; fail early if the process exits."""
+    """Poll `url` until it answers 2xx; fail early if the process exits. The error
+    quotes the end of the process's log: a test run's temporary directory may be gone
+    by the time someone reads the failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SidecarError(f"{process.args!r} exited with {process.returncode}; see {log}")
+            raise SidecarError(
+                f"{process.args!r} exited with {process.returncode}; see {log}{log_tail(log)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if 200 <= response.status < 300:
@@ -69,7 +73,16 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, time
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
-    raise SidecarError(f"{url} did not become ready within {timeout}s; see {log}")
+    raise SidecarError(f"{url} did not become ready within {timeout}s; see {log}{log_tail(log)}")
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The last `lines` lines of `log`, indented after a newline ("" when unreadable)."""
+    try:
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    {line}" for line in tail)
 
 
 @dataclass
