@@ -56,16 +56,32 @@ def write_private(path: Path, text: str) -> None:
         file.write(text)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    """Poll `url` until it answers 2xx; fail early if the process exits. The error
-    quotes the end of the process's log: a test run's temporary directory may be gone
-    by the time someone reads the failure."""
+START_ATTEMPTS = 3
+
+
+class ProcessExitedError(SidecarError):
+    """A process exited before it was ready (e.g. a port taken meanwhile)."""
+
+
+def wait_until_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
+    *,
+    alongside: Sequence[tuple[subprocess.Popen[bytes], Path]] = (),
+) -> None:
+    """Poll `url` until it answers 2xx; fail early if the process, or one started
+    `alongside` it, exits. The error quotes the end of that process's log: a test
+    run's temporary directory may be gone by the time someone reads the failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SidecarError(
-                f"{process.args!r} exited with {process.returncode}; see {log}{log_tail(log)}"
-            )
+        for watched, watched_log in ((process, log), *alongside):
+            if watched.poll() is not None:
+                raise ProcessExitedError(
+                    f"{watched.args!r} exited with {watched.returncode}; see {watched_log}"
+                    f"{log_tail(watched_log)}"
+                )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if 200 <= response.status < 300:
@@ -371,7 +387,20 @@ class DaprCluster:
         return ["--scheduler-host-address", f"127.0.0.1:{self.scheduler_port}"]
 
     def start_node(self, app_id: str) -> Node:
-        """Start an actor host and its sidecar; returns when both are ready."""
+        """Start an actor host and its sidecar; returns when both are ready.
+
+        The ports are free when chosen, but another program (another test run on the
+        machine) may bind one before the process does, which then exits: such a start
+        is tried again on new ports, up to `START_ATTEMPTS` times."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start_node(app_id)
+            except ProcessExitedError:
+                if attempt == START_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_node(self, app_id: str) -> Node:
         app_port, http_port, grpc_port, internal_port = (free_port() for _ in range(4))
         logs = self.work_dir / app_id
         app = ManagedProcess(
@@ -438,7 +467,11 @@ class DaprCluster:
         try:
             assert app.process is not None and daprd.process is not None
             wait_until_ready(
-                f"http://127.0.0.1:{app_port}/healthz", app.process, app.log, self.ready_timeout
+                f"http://127.0.0.1:{app_port}/healthz",
+                app.process,
+                app.log,
+                self.ready_timeout,
+                alongside=[(daprd.process, daprd.log)],
             )
             wait_until_ready(
                 f"{node.http_endpoint}/v1.0/healthz", daprd.process, daprd.log, self.ready_timeout
