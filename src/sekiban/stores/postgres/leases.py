@@ -9,6 +9,7 @@ answers False, and another process can take the names at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import suppress
 from typing import Any
 
@@ -23,6 +24,10 @@ from the writer lock's class."""
 
 
 _SESSION_GONE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+CHECK_EVERY = 0.5
+"""Seconds a successful check of the lease connection answers `held` for."""
+CHECK_TIMEOUT = 5.0
+"""Seconds a check may take before the connection counts as lost."""
 
 
 class PostgresLeases:
@@ -33,6 +38,7 @@ class PostgresLeases:
         self._connection: Any = None
         self._lock = asyncio.Lock()  # one statement at a time on the connection
         self._held: dict[str, PostgresLease] = {}
+        self._checked_at = -CHECK_EVERY
 
     async def try_lease(self, name: str) -> Lease | None:
         async with self._lock:
@@ -68,11 +74,17 @@ class PostgresLeases:
         async with self._lock:
             if connection is not self._connection or connection.is_closed():
                 return False
+            # Runners ask before every round, for every subscriber: one round trip per
+            # CHECK_EVERY seconds answers them all.
+            if time.monotonic() - self._checked_at < CHECK_EVERY:
+                return True
             try:
-                await connection.fetchval("SELECT 1")
-            except _SESSION_GONE:
-                connection.terminate()  # the session is over: nothing to close politely
+                await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
+            except (*_SESSION_GONE, TimeoutError):
+                # Over, or unreachable (a partition): no longer ours to count on.
+                connection.terminate()
                 return False
+            self._checked_at = time.monotonic()
             return True
 
     async def _release(self, lease: PostgresLease) -> None:
