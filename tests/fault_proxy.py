@@ -6,6 +6,8 @@ gone. `lose_reply(marker)` lets the next request through to the server and drops
 first answer to it that holds `marker` (with no marker: the first answer after the
 client sent TLS application data, i.e. a request, not a handshake), then cuts: the
 write is done, its answer is lost, and a driver's own retries find no server.
+`stall()` keeps every connection open and forwards nothing (a partition: no error,
+no answer) until `restore()`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class FaultProxy:
         self.port = 0
         self.refusing = False
         self.losing = False
+        self.stalled = False
         self.reply_marker: bytes | None = None
         self.replies_lost = 0
         self._server: asyncio.Server | None = None
@@ -38,8 +41,11 @@ class FaultProxy:
         for writer in list(self._writers):
             writer.transport.abort()
 
+    def stall(self) -> None:
+        self.stalled = True
+
     def restore(self) -> None:
-        self.refusing = self.losing = False
+        self.refusing = self.losing = self.stalled = False
 
     def lose_reply(self, marker: bytes | None = None) -> None:
         self.losing, self.reply_marker = True, marker
@@ -75,6 +81,8 @@ class FaultProxy:
     ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if self.stalled:
+                    continue  # dropped on the floor: the other side hears nothing
                 marker = self.reply_marker
                 if self.losing and not replies and (marker is not None or data[0] == _TLS_DATA):
                     requested[0] = True

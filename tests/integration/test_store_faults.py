@@ -228,3 +228,23 @@ async def test_sqlite_read_only_file_is_a_connection_error(tmp_path: Path) -> No
         assert isinstance(error.value.__cause__, sqlite3.Error)
     finally:
         await store.close()
+
+
+async def test_a_lease_whose_connection_is_cut_or_stalls_is_lost_and_taken_again(
+    proxied: tuple[PostgresEventStore, FaultProxy],
+) -> None:
+    store, proxy = proxied
+    lease = await store.try_lease("projection:partitioned")
+    assert lease is not None and await lease.held()
+
+    proxy.cut()  # the connection breaks: the server ends the session and its locks
+    await asyncio.sleep(0.6)  # past the half second a good check is trusted for
+    assert not await lease.held()
+    proxy.restore()
+    again = await store.try_lease("projection:partitioned")
+    assert again is not None and await again.held()
+
+    proxy.stall()  # no error, no answer: after its timeout the check gives up on it
+    await asyncio.sleep(0.6)  # past the half second a good check is trusted for
+    assert not await again.held()
+    proxy.restore()
