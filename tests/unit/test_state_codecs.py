@@ -78,6 +78,9 @@ BAD_AGGREGATE_LINES = [
     b'["default@account@6f1c2b1e-8a52-4d0e-9a53-0c8b1f7e2d11",1,null,"ActiveAccount"],'
     b'["default@account@6f1c2b1e-8a52-4d0e-9a53-0c8b1f7e2d12",1,null,"ActiveAccount"]'
     b'\t{"owner":"a"}',
+    # Space after the head: the array is whole, but not as `dump` writes it.
+    b'["default@account@6f1c2b1e-8a52-4d0e-9a53-0c8b1f7e2d11",1,null,"ActiveAccount"] '
+    b'\t{"owner":"a","balance":1}',
     # Two payloads in one line.
     b'["default@account@6f1c2b1e-8a52-4d0e-9a53-0c8b1f7e2d11",1,null,"ActiveAccount"]'
     b'\t{"owner":"a"},{"owner":"b"}',

@@ -172,7 +172,9 @@ class AggregateMapCodec:
         heads, payloads = [], []
         for line in lines:
             head, tab, payload = line.partition(b"\t")
-            if not tab:
+            # As `dump` writes it: an array with nothing around it (the line-by-line
+            # path refuses anything after the head's value).
+            if not tab or head[:1] != b"[" or head[-1:] != b"]":
                 return None
             heads.append(head)
             payloads.append(payload)
