@@ -59,10 +59,6 @@ def write_private(path: Path, text: str) -> None:
 START_ATTEMPTS = 3
 
 
-class ProcessExitedError(SidecarError):
-    """A process exited before it was ready (e.g. a port taken meanwhile)."""
-
-
 def wait_until_ready(
     url: str,
     process: subprocess.Popen[bytes],
@@ -78,7 +74,7 @@ def wait_until_ready(
     while time.monotonic() < deadline:
         for watched, watched_log in ((process, log), *alongside):
             if watched.poll() is not None:
-                raise ProcessExitedError(
+                raise SidecarError(
                     f"{watched.args!r} exited with {watched.returncode}; see {watched_log}"
                     f"{log_tail(watched_log)}"
                 )
@@ -393,11 +389,20 @@ class DaprCluster:
         machine) may bind one before the process does, which then exits: such a start
         is tried again on new ports, up to `START_ATTEMPTS` times."""
         for attempt in range(1, START_ATTEMPTS + 1):
+            node = self._start_node(app_id)
             try:
-                return self._start_node(app_id)
-            except ProcessExitedError:
-                if attempt == START_ATTEMPTS:
-                    raise
+                self._wait_until_ready(node)
+            except SidecarError:
+                exited = any(
+                    managed.process is None or managed.process.poll() is not None
+                    for managed in (node.app, node.daprd)
+                )
+                node.kill()
+                if exited and attempt < START_ATTEMPTS:
+                    continue
+                raise
+            self.nodes.append(node)
+            return node
         raise AssertionError("unreachable")
 
     def _start_node(self, app_id: str) -> Node:
@@ -463,24 +468,21 @@ class DaprCluster:
                 },
             },
         ).start()
-        node = Node(app_id, app_port, http_port, grpc_port, app, daprd)
-        try:
-            assert app.process is not None and daprd.process is not None
-            wait_until_ready(
-                f"http://127.0.0.1:{app_port}/healthz",
-                app.process,
-                app.log,
-                self.ready_timeout,
-                alongside=[(daprd.process, daprd.log)],
-            )
-            wait_until_ready(
-                f"{node.http_endpoint}/v1.0/healthz", daprd.process, daprd.log, self.ready_timeout
-            )
-        except SidecarError:
-            node.kill()
-            raise
-        self.nodes.append(node)
-        return node
+        return Node(app_id, app_port, http_port, grpc_port, app, daprd)
+
+    def _wait_until_ready(self, node: Node) -> None:
+        app, daprd = node.app, node.daprd
+        assert app.process is not None and daprd.process is not None
+        wait_until_ready(
+            f"http://127.0.0.1:{node.app_port}/healthz",
+            app.process,
+            app.log,
+            self.ready_timeout,
+            alongside=[(daprd.process, daprd.log)],
+        )
+        wait_until_ready(
+            f"{node.http_endpoint}/v1.0/healthz", daprd.process, daprd.log, self.ready_timeout
+        )
 
     def stop(self) -> None:
         for node in self.nodes:
