@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from sekiban.errors import StoreError
+
 
 class Lease(Protocol):
     """One name held by this process until `release` or the process ends."""
@@ -88,15 +90,21 @@ class FileLeases:
         return self._prefix + hashlib.sha256(name.encode()).hexdigest()[:24]
 
     async def try_lease(self, name: str) -> Lease | None:
-        fd = os.open(self.path_of(name), os.O_RDWR | os.O_CREAT, 0o644)
+        """Raises `StoreError` when the lease file cannot be opened or locked (a
+        directory that is not writable, no file descriptors left)."""
+        path = self.path_of(name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreError(f"cannot open the lease file {path}: {error}") from error
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return None
-        except BaseException:
+        except OSError as error:
             os.close(fd)
-            raise
+            raise StoreError(f"cannot lock the lease file {path}: {error}") from error
         return _FileLease(name, fd)
 
 

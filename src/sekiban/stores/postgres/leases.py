@@ -107,8 +107,11 @@ class PostgresLeases:
                 lease.lost = True
             self._held.clear()
             if self._connection is not None:
-                await self._connection.close(timeout=1)
-                self._connection = None
+                connection, self._connection = self._connection, None
+                try:
+                    await connection.close(timeout=1)
+                except (*_SESSION_GONE, TimeoutError):
+                    connection.terminate()  # gone already, or not answering: drop it
 
 
 class PostgresLease:
