@@ -215,6 +215,8 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::integ
 
 
 def _pg_args(commits: list[list[StoredEvent]], first_position: int) -> list[tuple[Any, ...]]:
+    from sekiban.stores.postgres.appending import event_columns
+
     out, position = [], first_position
     for events in commits:
         keys = events[0].partition_keys
@@ -227,14 +229,7 @@ def _pg_args(commits: list[list[StoredEvent]], first_position: int) -> list[tupl
                 [keys.group] * len(events),
                 [keys.aggregate_id] * len(events),
                 [e.version for e in events],
-                [e.id for e in events],
-                [e.sortable_unique_id for e in events],
-                [e.event_type for e in events],
-                [e.payload for e in events],
-                [e.timestamp for e in events],
-                [e.causation_id for e in events],
-                [e.correlation_id for e in events],
-                [e.executed_user for e in events],
+                *event_columns(events),
             )
         )
     return out

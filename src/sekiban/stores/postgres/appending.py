@@ -5,13 +5,21 @@ stream's version a conflict reports."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from sekiban.core.serialization import StoredEvent
 from sekiban.stores.postgres.schema import POSITION_BITS, STREAM, WRITER_LOCK_CLASS, Tables
 
 
-def append_sql(t: Tables) -> str:
-    # The append takes its table's writer lock before its transaction gets an id (the
-    # CTE runs first: the position needs it), so while it runs `read_all` sees it in
-    # pg_locks with that id. Shared: appends never wait for each other on it.
+def insert_head(t: Tables) -> str:
+    """The start every append statement shares (a lone append here, a group in
+    `group_commit`): the writer lock, then the INSERT of every column.
+
+    The append takes its table's writer lock before its transaction gets an id (the
+    CTE runs first: the position needs it), so while it runs `read_all` sees it in
+    pg_locks with that id. Shared: appends never wait for each other on it.
+    """
     return f"""
 WITH writer AS MATERIALIZED (
     SELECT pg_current_xact_id()::text::bigint << {POSITION_BITS} AS base
@@ -19,7 +27,26 @@ WITH writer AS MATERIALIZED (
 )
 INSERT INTO {t.events} (position, root_partition_key, aggregate_group, aggregate_id, version,
     id, sortable_unique_id, event_type, payload, timestamp,
-    causation_id, correlation_id, executed_user, command_id)
+    causation_id, correlation_id, executed_user, command_id)"""
+
+
+def event_columns(events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """The events' own fields as the statements' arrays: id, sortable id, type, payload,
+    timestamp, causation id, correlation id, user."""
+    return (
+        [e.id for e in events],
+        [e.sortable_unique_id for e in events],
+        [e.event_type for e in events],
+        [e.payload for e in events],
+        [e.timestamp for e in events],
+        [e.causation_id for e in events],
+        [e.correlation_id for e in events],
+        [e.executed_user for e in events],
+    )
+
+
+def append_sql(t: Tables) -> str:
+    return f"""{insert_head(t)}
 SELECT writer.base + e.ordinal, $1, $2, $3,
     $4::integer + e.ordinal, e.id, e.sortable_unique_id, e.event_type, e.payload, e.timestamp,
     e.causation_id, e.correlation_id, e.executed_user,

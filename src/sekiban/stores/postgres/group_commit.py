@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sekiban.stores.loop_peek import others_ready
+from sekiban.stores.postgres.appending import insert_head
 from sekiban.stores.postgres.schema import (
     MAX_EVENTS_PER_APPEND,
     POSITION_BITS,
-    WRITER_LOCK_CLASS,
     Tables,
 )
 
@@ -63,16 +63,9 @@ class Command:
 def group_append_sql(t: Tables) -> str:
     """Every event of the group on its own row of the unnest, with its command's stream,
     expected version and command id repeated, and its offset in its command."""
-    # The table's writer lock before the transaction gets its id, as a lone append
-    # takes it (`appending.append_sql`): `read_all`'s bound sees the group in flight.
-    return f"""
-WITH writer AS MATERIALIZED (
-    SELECT pg_current_xact_id()::text::bigint << {POSITION_BITS} AS base
-    FROM (SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, {t.writer_lock})) AS locked
-)
-INSERT INTO {t.events} (position, root_partition_key, aggregate_group, aggregate_id, version,
-    id, sortable_unique_id, event_type, payload, timestamp,
-    causation_id, correlation_id, executed_user, command_id)
+    # The same writer lock as a lone append (`appending.insert_head`): `read_all`'s
+    # bound sees the group in flight.
+    return f"""{insert_head(t)}
 SELECT writer.base + e.ordinal,
     e.root, e.grp, e.aggregate_id, e.expected + e.offset_in_command,
     e.id, e.sortable_unique_id, e.event_type, e.payload, e.timestamp,

@@ -15,7 +15,7 @@ from sekiban.core.serialization import Serializer, StoredEvent
 from sekiban.errors import ConcurrencyError, ConfigurationError, DuplicateCommandError
 from sekiban.snapshot.types import AggregateSnapshot
 from sekiban.stores.leases import Lease
-from sekiban.stores.postgres.appending import append_sql, stream_version_sql
+from sekiban.stores.postgres.appending import append_sql, event_columns, stream_version_sql
 from sekiban.stores.postgres.faults import describe, translate_faults
 from sekiban.stores.postgres.group_commit import (
     Command,
@@ -214,16 +214,7 @@ class PostgresEventStore(ClosesOnExit):
         command = Command(
             stream,
             expected_version,
-            (
-                [e.id for e in events],
-                [e.sortable_unique_id for e in events],
-                [e.event_type for e in events],
-                [e.payload for e in events],
-                [e.timestamp for e in events],
-                [e.causation_id for e in events],
-                [e.correlation_id for e in events],
-                [e.executed_user for e in events],
-            ),
+            event_columns(events),
             command_id,
             keys,
         )
