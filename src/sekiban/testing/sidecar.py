@@ -392,18 +392,17 @@ class DaprCluster:
             node = self._start_node(app_id)
             try:
                 self._wait_until_ready(node)
+                break
             except SidecarError:
                 exited = any(
                     managed.process is None or managed.process.poll() is not None
                     for managed in (node.app, node.daprd)
                 )
                 node.kill()
-                if exited and attempt < START_ATTEMPTS:
-                    continue
-                raise
-            self.nodes.append(node)
-            return node
-        raise AssertionError("unreachable")
+                if not exited or attempt == START_ATTEMPTS:
+                    raise
+        self.nodes.append(node)
+        return node
 
     def _start_node(self, app_id: str) -> Node:
         app_port, http_port, grpc_port, internal_port = (free_port() for _ in range(4))
